@@ -1,0 +1,138 @@
+"""Authorization codes: single use, short lived, bound to client, redirect URI, PKCE
+challenge, scope and resource (RFC 6749 §4.1.2, §10.5; RFC 7636; RFC 9700 §2.1.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import assert_never
+
+import msgspec
+
+from ledger.errors import InvalidGrant, OAuthError
+from ledger.events import (
+    AuthorizationCodeIssued,
+    AuthorizationCodeRedeemed,
+    AuthorizationCodeReplayed,
+    Event,
+)
+from ledger.protocol import verify_pkce
+from ledger.tokens import short
+
+CodeEvent = AuthorizationCodeIssued | AuthorizationCodeRedeemed | AuthorizationCodeReplayed
+
+
+class CodeState(msgspec.Struct, kw_only=True):
+    """The ``authorization_codes`` read model."""
+
+    code_hash: str
+    client_id: str
+    subject: str
+    redirect_uri: str
+    code_challenge: str
+    scope: str
+    resource: str | None
+    issued_at: datetime
+    expires_at: datetime
+    redeemed_at: datetime | None = None
+    family_id: str | None = None
+    replay_count: int = 0
+    version: int
+
+
+def stream_id(code_hash: str) -> str:
+    return f"code:{code_hash}"
+
+
+def evolve(state: CodeState | None, event: CodeEvent) -> CodeState:
+    match event:
+        case AuthorizationCodeIssued():
+            return CodeState(
+                code_hash=event.code_hash,
+                client_id=event.client_id,
+                subject=event.subject,
+                redirect_uri=event.redirect_uri,
+                code_challenge=event.code_challenge,
+                scope=event.scope,
+                resource=event.resource,
+                issued_at=event.issued_at,
+                expires_at=event.expires_at,
+                version=1,
+            )
+        case AuthorizationCodeRedeemed():
+            assert state is not None
+            return msgspec.structs.replace(
+                state,
+                redeemed_at=event.redeemed_at,
+                family_id=event.family_id,
+                version=state.version + 1,
+            )
+        case AuthorizationCodeReplayed():
+            assert state is not None
+            return msgspec.structs.replace(
+                state, replay_count=state.replay_count + 1, version=state.version + 1
+            )
+        case _:
+            assert_never(event)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedeemCode:
+    """The token request's view of a code: who presents it, how, and when."""
+
+    client_id: str
+    redirect_uri: str | None
+    code_verifier: str | None
+    now: datetime
+    new_family_id: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Events to append, and the error to answer with once they are committed."""
+
+    events: tuple[Event, ...] = ()
+    error: OAuthError | None = None
+    replayed_family_id: str | None = field(default=None)
+
+
+def decide_redeem(cmd: RedeemCode, code: CodeState | None) -> Outcome:
+    """Validate first; the only event-producing failure is a replay, whose family dies."""
+    if code is None:
+        return Outcome(error=InvalidGrant("authorization code is invalid"))
+    if code.redeemed_at is not None:
+        assert code.family_id is not None
+        replayed = AuthorizationCodeReplayed(
+            code_hash=code.code_hash,
+            family_id=code.family_id,
+            client_id=cmd.client_id,
+            replayed_at=cmd.now,
+        )
+        return Outcome(
+            events=(replayed,),
+            error=InvalidGrant(
+                "authorization code was already used",
+                debug=f"replay of code {short(code.code_hash)}; family {code.family_id} revoked",
+            ),
+            replayed_family_id=code.family_id,
+        )
+    if code.client_id != cmd.client_id:
+        return Outcome(
+            error=InvalidGrant(
+                "authorization code is invalid",
+                debug=f"code of {code.client_id} presented by {cmd.client_id}",
+            )
+        )
+    if cmd.now >= code.expires_at:
+        return Outcome(error=InvalidGrant("authorization code has expired"))
+    if cmd.redirect_uri != code.redirect_uri:
+        # RFC 6749 §4.1.3: identical to the authorization request's redirect_uri.
+        return Outcome(error=InvalidGrant("redirect_uri does not match the authorization request"))
+    try:
+        verify_pkce(cmd.code_verifier, code.code_challenge)
+    except InvalidGrant as exc:
+        return Outcome(error=exc)
+    redeemed = AuthorizationCodeRedeemed(
+        code_hash=code.code_hash, family_id=cmd.new_family_id, redeemed_at=cmd.now
+    )
+    return Outcome(events=(redeemed,))

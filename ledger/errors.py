@@ -1,0 +1,71 @@
+"""One exception per OAuth error code (RFC 6749 §4.1.2.1, §5.2; RFC 7009; RFC 8707).
+
+Each carries a description for the client and a separate ``debug`` text that is only
+logged. They become HTTP responses in exactly one place (``app.errors``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class OAuthError(Exception):
+    error: ClassVar[str] = "server_error"
+    status_code: ClassVar[int] = 400
+
+    def __init__(self, description: str, *, debug: str | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.debug = debug
+
+
+class InvalidRequest(OAuthError):
+    error = "invalid_request"
+
+
+class InvalidClient(OAuthError):
+    """RFC 6749 §5.2: 401 with WWW-Authenticate when the client tried to authenticate."""
+
+    error = "invalid_client"
+    status_code = 401
+
+
+class InvalidGrant(OAuthError):
+    error = "invalid_grant"
+
+
+class UnauthorizedClient(OAuthError):
+    error = "unauthorized_client"
+
+
+class UnsupportedGrantType(OAuthError):
+    error = "unsupported_grant_type"
+
+
+class UnsupportedResponseType(OAuthError):
+    error = "unsupported_response_type"
+
+
+class InvalidScope(OAuthError):
+    error = "invalid_scope"
+
+
+class InvalidTarget(OAuthError):
+    """RFC 8707 §2: the requested resource is invalid, unknown or malformed."""
+
+    error = "invalid_target"
+
+
+class AccessDenied(OAuthError):
+    error = "access_denied"
+    status_code = 403
+
+
+class ServerError(OAuthError):
+    error = "server_error"
+    status_code = 500
+
+
+class TemporarilyUnavailable(OAuthError):
+    error = "temporarily_unavailable"
+    status_code = 503

@@ -1,0 +1,196 @@
+"""The events: every state change of the authorization server, as frozen msgspec Structs.
+
+Each event has an explicit, stable tag (its ``type`` column in the log). A new field
+gets a default; an incompatible change is a new event type plus an upcaster, never an
+edit of a tag. Secrets never appear here: codes, refresh tokens and client secrets are
+carried as SHA-256 hashes (hex) of 256-bit random values, access tokens by ``jti``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event; subclasses set ``tag``."""
+
+
+# --- clients -------------------------------------------------------------------------
+
+
+class ClientRegistered(Event, frozen=True, kw_only=True, tag="client_registered"):
+    client_id: str
+    name: str
+    client_type: Literal["public", "confidential"]
+    secret_hash: str | None = None
+    redirect_uris: list[str]
+    scopes: list[str]
+    rotate_refresh_tokens: bool = True
+    refresh_grace_seconds: int = 0
+    access_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
+    audience: str | None = None
+    registered_at: datetime
+
+
+# --- users ---------------------------------------------------------------------------
+
+
+class UserRegistered(Event, frozen=True, kw_only=True, tag="user_registered"):
+    user_id: str
+    username: str
+    password_hash: str  # argon2id, RFC 9106
+    registered_at: datetime
+
+
+# --- authorization codes (stream 'code:<hash>') --------------------------------------
+
+
+class AuthorizationCodeIssued(Event, frozen=True, kw_only=True, tag="authorization_code_issued"):
+    code_hash: str
+    client_id: str
+    subject: str
+    redirect_uri: str
+    code_challenge: str
+    scope: str
+    resource: str | None = None
+    issued_at: datetime
+    expires_at: datetime
+
+
+class AuthorizationCodeRedeemed(
+    Event, frozen=True, kw_only=True, tag="authorization_code_redeemed"
+):
+    code_hash: str
+    family_id: str
+    redeemed_at: datetime
+
+
+class AuthorizationCodeReplayed(
+    Event, frozen=True, kw_only=True, tag="authorization_code_replayed"
+):
+    """A second redemption of a code (RFC 6749 §4.1.2): its family is revoked."""
+
+    code_hash: str
+    family_id: str
+    client_id: str
+    replayed_at: datetime
+
+
+# --- token families (stream 'family:<uuid>') -----------------------------------------
+
+
+class TokenFamilyStarted(Event, frozen=True, kw_only=True, tag="token_family_started"):
+    """A code exchange: the grant's first refresh token (generation 1) and access token."""
+
+    family_id: str
+    client_id: str
+    subject: str
+    scope: str
+    resource: str | None = None
+    audience: str
+    code_hash: str
+    refresh_token_hash: str
+    refresh_expires_at: datetime
+    access_token_jti: str
+    access_expires_at: datetime
+    started_at: datetime
+
+
+class RefreshTokenRotated(Event, frozen=True, kw_only=True, tag="refresh_token_rotated"):
+    family_id: str
+    generation: int  # of the new refresh token
+    refresh_token_hash: str
+    previous_generation: int  # the one presented
+    scope: str
+    audience: str
+    access_token_jti: str
+    access_expires_at: datetime
+    rotated_at: datetime
+
+
+class AccessTokenRefreshed(Event, frozen=True, kw_only=True, tag="access_token_refreshed"):
+    """A refresh without rotation (client policy): a new access token, same refresh token."""
+
+    family_id: str
+    generation: int
+    scope: str
+    audience: str
+    access_token_jti: str
+    access_expires_at: datetime
+    refreshed_at: datetime
+
+
+class RefreshTokenReused(Event, frozen=True, kw_only=True, tag="refresh_token_reused"):
+    """A rotated refresh token was presented again (RFC 9700 §4.14.2)."""
+
+    family_id: str
+    presented_generation: int
+    current_generation: int
+    client_id: str
+    detected_at: datetime
+
+
+RevocationReason = Literal[
+    "refresh_token_reuse", "authorization_code_replay", "revoked_by_client", "revoked_by_operator"
+]
+
+
+class TokenFamilyRevoked(Event, frozen=True, kw_only=True, tag="token_family_revoked"):
+    family_id: str
+    reason: RevocationReason
+    revoked_at: datetime
+
+
+# --- signing keys (stream 'key:<kid>') -----------------------------------------------
+
+
+class SigningKeyCreated(Event, frozen=True, kw_only=True, tag="signing_key_created"):
+    """A new signing key; only its public half is in the log."""
+
+    kid: str
+    alg: str
+    public_jwk: dict[str, Any]
+    created_at: datetime
+
+
+AnyEvent = (
+    ClientRegistered
+    | UserRegistered
+    | AuthorizationCodeIssued
+    | AuthorizationCodeRedeemed
+    | AuthorizationCodeReplayed
+    | TokenFamilyStarted
+    | RefreshTokenRotated
+    | AccessTokenRefreshed
+    | RefreshTokenReused
+    | TokenFamilyRevoked
+    | SigningKeyCreated
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}
+
+
+def event_type(event: Event) -> str:
+    tag = event.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+def encode_event(event: Event) -> dict[str, Any]:
+    """The event's ``data`` column: its fields without the tag (the tag is the ``type`` column)."""
+    data: dict[str, Any] = msgspec.to_builtins(event)
+    del data["type"]
+    return data
+
+
+def decode_event(type_: str, data: dict[str, Any]) -> AnyEvent:
+    try:
+        cls = EVENT_TYPES[type_]
+    except KeyError:
+        raise ValueError(f"unknown event type {type_!r}") from None
+    event = msgspec.convert(data, cls)
+    return event  # type: ignore[return-value]

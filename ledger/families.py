@@ -1,0 +1,257 @@
+"""Token families: one grant, its chain of refresh tokens, and the decision on each refresh.
+
+A family starts with a code exchange and holds every rotation, reuse and revocation of
+that grant. Presenting a refresh token that was already rotated away is evidence that
+it leaked (RFC 9700 §4.14.2): the whole family is revoked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, assert_never
+
+import msgspec
+
+from ledger.codes import CodeState, Outcome
+from ledger.errors import InvalidGrant, InvalidScope, InvalidTarget
+from ledger.events import (
+    AccessTokenRefreshed,
+    RefreshTokenReused,
+    RefreshTokenRotated,
+    RevocationReason,
+    TokenFamilyRevoked,
+    TokenFamilyStarted,
+)
+from ledger.protocol import narrow_scope
+
+FamilyEvent = (
+    TokenFamilyStarted
+    | RefreshTokenRotated
+    | AccessTokenRefreshed
+    | RefreshTokenReused
+    | TokenFamilyRevoked
+)
+
+
+class FamilyState(msgspec.Struct, kw_only=True):
+    """The ``token_families`` read model."""
+
+    family_id: str
+    client_id: str
+    subject: str
+    scope: str  # as granted; a refresh may narrow the tokens it issues, not the grant
+    resource: str | None
+    audience: str
+    code_hash: str
+    status: Literal["active", "revoked"] = "active"
+    revoked_reason: str | None = None
+    revoked_at: datetime | None = None
+    generation: int = 1
+    current_hash: str
+    previous_hash: str | None = None
+    rotated_at: datetime | None = None
+    refresh_expires_at: datetime
+    last_access_token_jti: str
+    last_access_expires_at: datetime
+    started_at: datetime
+    reuse_count: int = 0
+    version: int
+
+
+def stream_id(family_id: str) -> str:
+    return f"family:{family_id}"
+
+
+def evolve(state: FamilyState | None, event: FamilyEvent) -> FamilyState:
+    match event:
+        case TokenFamilyStarted():
+            return FamilyState(
+                family_id=event.family_id,
+                client_id=event.client_id,
+                subject=event.subject,
+                scope=event.scope,
+                resource=event.resource,
+                audience=event.audience,
+                code_hash=event.code_hash,
+                current_hash=event.refresh_token_hash,
+                refresh_expires_at=event.refresh_expires_at,
+                last_access_token_jti=event.access_token_jti,
+                last_access_expires_at=event.access_expires_at,
+                started_at=event.started_at,
+                version=1,
+            )
+        case RefreshTokenRotated():
+            assert state is not None
+            return msgspec.structs.replace(
+                state,
+                generation=event.generation,
+                previous_hash=state.current_hash,
+                current_hash=event.refresh_token_hash,
+                rotated_at=event.rotated_at,
+                last_access_token_jti=event.access_token_jti,
+                last_access_expires_at=event.access_expires_at,
+                version=state.version + 1,
+            )
+        case AccessTokenRefreshed():
+            assert state is not None
+            return msgspec.structs.replace(
+                state,
+                last_access_token_jti=event.access_token_jti,
+                last_access_expires_at=event.access_expires_at,
+                version=state.version + 1,
+            )
+        case RefreshTokenReused():
+            assert state is not None
+            return msgspec.structs.replace(
+                state, reuse_count=state.reuse_count + 1, version=state.version + 1
+            )
+        case TokenFamilyRevoked():
+            assert state is not None
+            return msgspec.structs.replace(
+                state,
+                status="revoked",
+                revoked_reason=event.reason,
+                revoked_at=event.revoked_at,
+                version=state.version + 1,
+            )
+        case _:
+            assert_never(event)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """The client's refresh policy, with the server's defaults filled in."""
+
+    rotate: bool
+    grace_seconds: int
+    access_ttl: int
+    refresh_ttl: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartFamily:
+    family_id: str
+    refresh_token_hash: str
+    access_token_jti: str
+    audience: str
+    now: datetime
+    policy: Policy
+
+
+def start_family(cmd: StartFamily, code: CodeState) -> TokenFamilyStarted:
+    """The first event of a family, from a code that ``decide_redeem`` accepted."""
+    return TokenFamilyStarted(
+        family_id=cmd.family_id,
+        client_id=code.client_id,
+        subject=code.subject,
+        scope=code.scope,
+        resource=code.resource,
+        audience=cmd.audience,
+        code_hash=code.code_hash,
+        refresh_token_hash=cmd.refresh_token_hash,
+        refresh_expires_at=cmd.now + timedelta(seconds=cmd.policy.refresh_ttl),
+        access_token_jti=cmd.access_token_jti,
+        access_expires_at=cmd.now + timedelta(seconds=cmd.policy.access_ttl),
+        started_at=cmd.now,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RotateRefreshToken:
+    """A refresh request, resolved by the shell: the presented token's generation in this
+    family, the new secrets' hashes and ids, and the time."""
+
+    presented_generation: int
+    client_id: str
+    scope: str | None
+    resource: str | None
+    new_refresh_hash: str
+    new_access_jti: str
+    now: datetime
+    policy: Policy
+
+
+def decide_refresh(cmd: RotateRefreshToken, state: FamilyState) -> Outcome:
+    """RFC 6749 §6 with OAuth 2.1 rotation and RFC 9700 §4.14.2 reuse detection."""
+    if state.status == "revoked":
+        return Outcome(error=InvalidGrant("refresh token was revoked"))
+    if cmd.client_id != state.client_id:
+        return Outcome(
+            error=InvalidGrant(
+                "refresh token is invalid",
+                debug=f"token of {state.client_id} presented by {cmd.client_id}",
+            )
+        )
+    current = cmd.presented_generation == state.generation
+    retry_in_grace = (
+        cmd.policy.rotate
+        and cmd.policy.grace_seconds > 0
+        and cmd.presented_generation == state.generation - 1
+        and state.rotated_at is not None
+        and cmd.now - state.rotated_at <= timedelta(seconds=cmd.policy.grace_seconds)
+    )
+    if not (current or retry_in_grace):
+        reused = RefreshTokenReused(
+            family_id=state.family_id,
+            presented_generation=cmd.presented_generation,
+            current_generation=state.generation,
+            client_id=cmd.client_id,
+            detected_at=cmd.now,
+        )
+        revoked = TokenFamilyRevoked(
+            family_id=state.family_id, reason="refresh_token_reuse", revoked_at=cmd.now
+        )
+        return Outcome(
+            events=(reused, revoked),
+            error=InvalidGrant(
+                "refresh token was already used",
+                debug=f"generation {cmd.presented_generation} reused; "
+                f"current {state.generation}; family {state.family_id} revoked",
+            ),
+        )
+    if cmd.now >= state.refresh_expires_at:
+        return Outcome(error=InvalidGrant("refresh token has expired"))
+    try:
+        scope = narrow_scope(cmd.scope, state.scope)
+    except InvalidScope as exc:
+        return Outcome(error=exc)
+    if cmd.resource is not None and cmd.resource != state.resource:
+        # RFC 8707 §2.2: a refresh may only target a resource of the original grant.
+        return Outcome(error=InvalidTarget("resource was not part of the original grant"))
+    access_expires_at = cmd.now + timedelta(seconds=cmd.policy.access_ttl)
+    if not cmd.policy.rotate:
+        return Outcome(
+            events=(
+                AccessTokenRefreshed(
+                    family_id=state.family_id,
+                    generation=state.generation,
+                    scope=scope,
+                    audience=state.audience,
+                    access_token_jti=cmd.new_access_jti,
+                    access_expires_at=access_expires_at,
+                    refreshed_at=cmd.now,
+                ),
+            )
+        )
+    rotated = RefreshTokenRotated(
+        family_id=state.family_id,
+        generation=state.generation + 1,
+        refresh_token_hash=cmd.new_refresh_hash,
+        previous_generation=cmd.presented_generation,
+        scope=scope,
+        audience=state.audience,
+        access_token_jti=cmd.new_access_jti,
+        access_expires_at=access_expires_at,
+        rotated_at=cmd.now,
+    )
+    return Outcome(events=(rotated,))
+
+
+def decide_revoke(
+    state: FamilyState, reason: RevocationReason, now: datetime
+) -> tuple[TokenFamilyRevoked, ...]:
+    """Revocation is idempotent: a family already revoked records nothing more."""
+    if state.status == "revoked":
+        return ()
+    return (TokenFamilyRevoked(family_id=state.family_id, reason=reason, revoked_at=now),)

@@ -1,0 +1,168 @@
+"""Protocol rules as pure functions: PKCE, redirect URI matching, scopes, resources."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from urllib.parse import SplitResult, urlsplit
+
+from ledger.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
+
+# RFC 7636 §4.1: code_verifier = 43*128unreserved; the S256 challenge is base64url
+# without padding of a 32-byte digest, so exactly 43 characters of the same alphabet.
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+_CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
+
+
+def s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def validate_code_challenge(challenge: str | None, method: str | None) -> str:
+    """RFC 7636 §4.3, with OAuth 2.1's rule that only S256 is accepted."""
+    if not challenge:
+        raise InvalidRequest("code_challenge is required (PKCE, S256)")
+    if method is None:
+        # RFC 7636 would default to plain, which OAuth 2.1 and this server refuse.
+        raise InvalidRequest("code_challenge_method is required and must be S256")
+    if method != "S256":
+        raise InvalidRequest("code_challenge_method must be S256; plain is not supported")
+    if not _CHALLENGE.fullmatch(challenge):
+        raise InvalidRequest("code_challenge must be 43 base64url characters (S256)")
+    return challenge
+
+
+def verify_pkce(verifier: str | None, challenge: str) -> None:
+    """RFC 7636 §4.6: BASE64URL(SHA256(code_verifier)) == code_challenge."""
+    if not verifier:
+        raise InvalidGrant("code_verifier is required")
+    if not _VERIFIER.fullmatch(verifier):
+        raise InvalidGrant("code_verifier must be 43 to 128 unreserved characters")
+    if not hmac.compare_digest(s256(verifier), challenge):
+        raise InvalidGrant("code_verifier does not match the code_challenge")
+
+
+def _is_loopback(parts: SplitResult) -> bool:
+    return parts.scheme == "http" and _host_of(parts) in LOOPBACK_HOSTS
+
+
+def _host_of(parts: SplitResult) -> str:
+    """The host exactly as written (netloc minus port), brackets kept for IPv6."""
+    netloc = parts.netloc
+    if "@" in netloc:
+        return ""  # userinfo never matches a loopback registration
+    if netloc.startswith("["):
+        end = netloc.find("]")
+        return netloc[: end + 1].lower() if end != -1 else ""
+    return netloc.rsplit(":", 1)[0].lower() if ":" in netloc else netloc.lower()
+
+
+def _port_of(parts: SplitResult) -> str | None:
+    try:
+        port = parts.port
+    except ValueError:
+        return "invalid"
+    return None if port is None else str(port)
+
+
+def redirect_uri_matches(requested: str, registered: str) -> bool:
+    """Exact string match (RFC 9700 §4.1.3), except that a loopback registration accepts
+    any port on the same scheme, host, path and query (RFC 8252 §7.3)."""
+    if requested == registered:
+        return True
+    try:
+        req, reg = urlsplit(requested), urlsplit(registered)
+    except ValueError:
+        return False
+    if not (_is_loopback(reg) and _is_loopback(req)):
+        return False
+    if _port_of(req) == "invalid" or req.fragment or reg.fragment:
+        return False
+    return (
+        _host_of(req) == _host_of(reg)
+        and req.path == reg.path
+        and req.query == reg.query
+        and req.username is None
+    )
+
+
+def select_redirect_uri(requested: str | None, registered: list[str]) -> str | None:
+    """The redirect URI to use, or None when it is not one of the client's.
+
+    With exactly one registered URI the parameter may be omitted (RFC 6749 §4.1.1,
+    §3.1.2.3); a loopback registration still needs the port, so it must be sent.
+    """
+    if requested is None:
+        if len(registered) == 1 and not _is_loopback(urlsplit(registered[0])):
+            return registered[0]
+        return None
+    return requested if any(redirect_uri_matches(requested, r) for r in registered) else None
+
+
+def validate_redirect_uri_registration(uri: str) -> str:
+    """RFC 6749 §3.1.2 and RFC 8252 §7: absolute, no fragment; https, loopback http, or a
+    private-use scheme for native apps; the OOB URN for legacy clients."""
+    if uri in ("urn:ietf:wg:oauth:2.0:oob", "urn:ietf:wg:oauth:2.0:oob:auto"):
+        return uri
+    parts = urlsplit(uri)
+    if not parts.scheme or parts.fragment:
+        raise ValueError(f"redirect URI {uri!r} must be absolute and have no fragment")
+    if parts.scheme == "http" and not _is_loopback(parts):
+        raise ValueError(f"redirect URI {uri!r}: plain http is allowed only for loopback")
+    if parts.scheme in ("http", "https") and not parts.netloc:
+        raise ValueError(f"redirect URI {uri!r} has no host")
+    return uri
+
+
+def parse_scope(scope: str | None) -> list[str]:
+    """RFC 6749 §3.3: space-delimited, case-sensitive tokens; order does not matter."""
+    if scope is None:
+        return []
+    tokens = scope.split(" ")
+    if any(not t or not _SCOPE_TOKEN.fullmatch(t) for t in tokens):
+        raise InvalidScope("scope is malformed")
+    return list(dict.fromkeys(tokens))
+
+
+def format_scope(scopes: list[str]) -> str:
+    return " ".join(sorted(set(scopes)))
+
+
+def grant_scope(requested: str | None, allowed: list[str], default: list[str]) -> str:
+    """The scope of a new grant: the requested one if every token is allowed, else
+    ``invalid_scope``; the default when none is requested (RFC 6749 §3.3)."""
+    tokens = parse_scope(requested) if requested is not None else list(default)
+    if not tokens:
+        raise InvalidScope("no scope was requested and the client has no default")
+    unknown = [t for t in tokens if t not in allowed]
+    if unknown:
+        raise InvalidScope(f"scope not allowed for this client: {' '.join(unknown)}")
+    return format_scope(tokens)
+
+
+def narrow_scope(requested: str | None, granted: str) -> str:
+    """RFC 6749 §6: a refresh may ask for the granted scope or a subset of it."""
+    if requested is None or requested == "":
+        return granted
+    tokens = parse_scope(requested)
+    wider = [t for t in tokens if t not in granted.split(" ")]
+    if wider:
+        raise InvalidScope(f"scope exceeds the original grant: {' '.join(wider)}")
+    return format_scope(tokens)
+
+
+def validate_resource(resource: str | None) -> str | None:
+    """RFC 8707 §2: an absolute URI without a fragment."""
+    if resource is None:
+        return None
+    parts = urlsplit(resource)
+    if not parts.scheme or not parts.netloc or parts.fragment:
+        raise InvalidTarget("resource must be an absolute URI without a fragment")
+    return resource
