@@ -9,12 +9,12 @@ from typing import assert_never
 
 import msgspec
 
-from ledger.errors import InvalidGrant, OAuthError
+from ledger.errors import InvalidGrant, InvalidTarget, OAuthError
 from ledger.events import (
+    AnyEvent,
     AuthorizationCodeIssued,
     AuthorizationCodeRedeemed,
     AuthorizationCodeReplayed,
-    Event,
 )
 from ledger.protocol import verify_pkce
 from ledger.tokens import short
@@ -85,13 +85,14 @@ class RedeemCode:
     code_verifier: str | None
     now: datetime
     new_family_id: str
+    resource: str | None = None
 
 
 @dataclass(frozen=True)
 class Outcome:
     """Events to append, and the error to answer with once they are committed."""
 
-    events: tuple[Event, ...] = ()
+    events: tuple[AnyEvent, ...] = ()
     error: OAuthError | None = None
     replayed_family_id: str | None = field(default=None)
 
@@ -132,6 +133,9 @@ def decide_redeem(cmd: RedeemCode, code: CodeState | None) -> Outcome:
         verify_pkce(cmd.code_verifier, code.code_challenge)
     except InvalidGrant as exc:
         return Outcome(error=exc)
+    if cmd.resource is not None and cmd.resource != code.resource:
+        # RFC 8707 §2.2: the token request may only name the authorization request's resource.
+        return Outcome(error=InvalidTarget("resource differs from the authorization request"))
     redeemed = AuthorizationCodeRedeemed(
         code_hash=code.code_hash, family_id=cmd.new_family_id, redeemed_at=cmd.now
     )

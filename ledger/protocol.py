@@ -94,14 +94,13 @@ def redirect_uri_matches(requested: str, registered: str) -> bool:
 
 
 def select_redirect_uri(requested: str | None, registered: list[str]) -> str | None:
-    """The redirect URI to use, or None when it is not one of the client's.
+    """The redirect URI to use, or None when it is missing or not one of the client's.
 
-    With exactly one registered URI the parameter may be omitted (RFC 6749 §4.1.1,
-    §3.1.2.3); a loopback registration still needs the port, so it must be sent.
+    OAuth 2.1 §4.1.1 lets a client with one registered URI omit it; this server always
+    asks for it, since a loopback registration needs the port anyway and the token
+    request must then repeat it (RFC 6749 §4.1.3).
     """
     if requested is None:
-        if len(registered) == 1 and not _is_loopback(urlsplit(registered[0])):
-            return registered[0]
         return None
     return requested if any(redirect_uri_matches(requested, r) for r in registered) else None
 

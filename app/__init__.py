@@ -1,0 +1,1 @@
+"""The HTTP and command-line shell of tokenledger."""

@@ -1,0 +1,269 @@
+"""GET/POST /oauth/authorize: the login and consent pages, and the redirect back.
+
+GET validates the request and shows the login page, or the consent page when the user
+has a session. POST (CSRF-checked) logs in, or records the user's answer: on Allow an
+``authorization_code_issued`` event and a redirect with ``code``, ``state`` and ``iss``
+(RFC 9207); on Deny ``error=access_denied``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import structlog
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.response import Redirect, Template
+
+from app.commands import record
+from app.context import Context
+from app.metadata import event_metadata
+from app.sessions import CSRF_COOKIE, SESSION_COOKIE, Session
+from ledger import authorization, codes, users
+from ledger.authorization import AuthorizationRequest, RedirectableError, UnsafeToRedirect
+from ledger.errors import AccessDenied
+from ledger.events import AuthorizationCodeIssued
+from ledger.tokens import CODE_PREFIX, hash_secret, new_secret, short
+from projections.read_models import CLIENTS, USERS, load
+
+log = structlog.get_logger(__name__)
+
+OOB_URIS = ("urn:ietf:wg:oauth:2.0:oob", "urn:ietf:wg:oauth:2.0:oob:auto")
+PAGE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _ctx(request: Request[Any, Any, Any]) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def _as_lists(multi: Any) -> dict[str, list[str]]:
+    return {key: list(multi.getall(key)) for key in multi}
+
+
+def redirect_uri_with(uri: str, params: Mapping[str, str]) -> str:
+    """Add response parameters to the client's redirect URI, keeping its own query
+    (RFC 6749 §3.1.2)."""
+    parts = urlsplit(uri)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+async def _validate(ctx: Context, params: Mapping[str, Sequence[str]]) -> AuthorizationRequest:
+    client_ids = params.get("client_id") or []
+    client = None
+    if len(client_ids) == 1 and client_ids[0]:
+        async with ctx.pool.connection() as conn:
+            client = await load(conn, CLIENTS, client_ids[0])
+    return authorization.validate(
+        params,
+        client,
+        scopes_supported=ctx.settings.scopes_supported,
+        default_scope=ctx.settings.default_scope,
+    )
+
+
+def _error_page(description: str, status: int = 400) -> Template:
+    return Template(
+        "error.html",
+        context={"description": description},
+        status_code=status,
+        headers=PAGE_HEADERS,
+    )
+
+
+def _redirect_back(ctx: Context, redirect_uri: str, params: dict[str, str]) -> Response[Any]:
+    """The response to the client, with ``iss`` (RFC 9207 §2) in every case."""
+    params = {**params, "iss": ctx.settings.issuer}
+    if redirect_uri in OOB_URIS:
+        # Legacy out-of-band clients: the user copies the result from the page.
+        return Template("oob.html", context={"params": params}, headers=PAGE_HEADERS)
+    return Redirect(redirect_uri_with(redirect_uri, params), status_code=302)
+
+
+def _error_redirect(ctx: Context, exc: RedirectableError) -> Response[Any]:
+    params = {"error": exc.error.error, "error_description": exc.error.description}
+    if exc.state is not None:
+        params["state"] = exc.state
+    return _redirect_back(ctx, exc.redirect_uri, params)
+
+
+def _csrf_nonce(request: Request[Any, Any, Any], ctx: Context) -> tuple[str, Cookie | None]:
+    nonce = request.cookies.get(CSRF_COOKIE)
+    if nonce and 20 <= len(nonce) <= 100:
+        return nonce, None
+    nonce = ctx.signer.new_csrf_nonce()
+    return nonce, Cookie(
+        key=CSRF_COOKIE,
+        value=nonce,
+        path="/oauth/authorize",
+        httponly=True,
+        samesite="lax",
+        secure=ctx.settings.secure_cookies,
+    )
+
+
+async def _page(
+    request: Request[Any, Any, Any],
+    ctx: Context,
+    areq: AuthorizationRequest,
+    *,
+    session: Session | None,
+    error: str | None = None,
+    status: int = 200,
+    cookies: list[Cookie] | None = None,
+) -> Template:
+    nonce, new_cookie = _csrf_nonce(request, ctx)
+    cookies = list(cookies or []) + ([new_cookie] if new_cookie else [])
+    async with ctx.pool.connection() as conn:
+        client = await load(conn, CLIENTS, areq.client_id)
+    assert client is not None
+    redirect = urlsplit(areq.redirect_uri)
+    context = {
+        "params": areq.as_params(),
+        "csrf_token": ctx.signer.csrf_token(nonce),
+        "client": client,
+        "redirect_host": redirect.hostname or areq.redirect_uri,
+        "scopes": areq.scope.split(" "),
+        "resource": areq.resource,
+        "session": session,
+        "error": error,
+    }
+    return Template(
+        "consent.html" if session else "login.html",
+        context=context,
+        status_code=status,
+        headers=PAGE_HEADERS,
+        cookies=cookies,
+    )
+
+
+@get("/oauth/authorize")
+async def authorize_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    ctx = _ctx(request)
+    try:
+        areq = await _validate(ctx, _as_lists(request.query_params))
+    except UnsafeToRedirect as exc:
+        return _error_page(exc.description)
+    except RedirectableError as exc:
+        return _error_redirect(ctx, exc)
+    session = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE))
+    return await _page(request, ctx, areq, session=session)
+
+
+def _same_origin(request: Request[Any, Any, Any], issuer: str) -> bool:
+    """A form POST from another site (A8): browsers send Origin on cross-site POSTs."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        # Not every browser sends Origin on a same-origin POST; Fetch Metadata tells the rest.
+        return request.headers.get("sec-fetch-site") in (None, "same-origin", "none")
+    issuer_parts = urlsplit(issuer)
+    return origin == f"{issuer_parts.scheme}://{issuer_parts.netloc}"
+
+
+@post("/oauth/authorize", status_code=200, request_max_body_size=64 * 1024)
+async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
+    ctx = _ctx(request)
+    form = await request.form()
+    fields = _as_lists(form)
+    token = form.get("csrf_token")
+    if not _same_origin(request, ctx.settings.issuer) or not ctx.signer.csrf_valid(
+        request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None
+    ):
+        log.warning("authorize csrf check failed", origin=request.headers.get("origin"))
+        return _error_page(
+            "This form could not be verified. Go back, reload the page and try again.", 403
+        )
+    params = {k: v for k, v in fields.items() if k in authorization.PARAMETERS}
+    try:
+        areq = await _validate(ctx, params)
+    except UnsafeToRedirect as exc:
+        return _error_page(exc.description)
+    except RedirectableError as exc:
+        return _error_redirect(ctx, exc)
+
+    action = form.get("action")
+    session = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE))
+    if action == "deny":
+        denied = AccessDenied("the user denied the request")
+        return _redirect_back(ctx, areq.redirect_uri, {"error": denied.error, "state": areq.state})
+    if action == "login":
+        return await _login(request, ctx, areq, form)
+    if action == "allow":
+        if session is None:
+            return await _page(request, ctx, areq, session=None, error="Please sign in again.")
+        return await _issue_code(request, ctx, areq, session)
+    return _error_page("The form was incomplete.")
+
+
+async def _login(
+    request: Request[Any, Any, Any], ctx: Context, areq: AuthorizationRequest, form: Any
+) -> Response[Any]:
+    username, password = form.get("username"), form.get("password")
+    user = None
+    if isinstance(username, str) and isinstance(password, str) and username and password:
+        try:
+            key = users.normalize_username(username)
+        except ValueError:
+            key = None
+        if key is not None:
+            async with ctx.pool.connection() as conn:
+                user = await load(conn, USERS, key)
+        if not users.verify_password(user, password):
+            user = None
+    else:
+        users.verify_password(None, "")  # the same work either way
+    if user is None:
+        log.info("login failed", client_id=areq.client_id)
+        return await _page(request, ctx, areq, session=None, error="Invalid username or password.")
+    now = int(time.time())
+    session = Session(
+        user_id=user.user_id,
+        username=user.username,
+        expires_at=now + ctx.settings.session_ttl,
+        auth_time=now,
+    )
+    cookie = Cookie(
+        key=SESSION_COOKIE,
+        value=ctx.signer.dump_session(session),
+        path="/oauth/authorize",
+        max_age=ctx.settings.session_ttl,
+        httponly=True,
+        samesite="lax",
+        secure=ctx.settings.secure_cookies,
+    )
+    log.info("login", user_id=user.user_id, client_id=areq.client_id)
+    return await _page(request, ctx, areq, session=session, cookies=[cookie])
+
+
+async def _issue_code(
+    request: Request[Any, Any, Any], ctx: Context, areq: AuthorizationRequest, session: Session
+) -> Response[Any]:
+    code = new_secret(CODE_PREFIX)
+    code_hash = hash_secret(code)
+    now = ctx.clock()
+    event = AuthorizationCodeIssued(
+        code_hash=code_hash,
+        client_id=areq.client_id,
+        subject=session.user_id,
+        redirect_uri=areq.redirect_uri,
+        code_challenge=areq.code_challenge,
+        scope=areq.scope,
+        resource=areq.resource,
+        issued_at=now,
+        expires_at=now + timedelta(seconds=ctx.settings.code_ttl),
+    )
+    async with ctx.pool.connection() as conn, conn.transaction():
+        await record(
+            conn,
+            codes.stream_id(code_hash),
+            None,
+            [event],
+            event_metadata(request, f"user:{session.user_id}"),
+        )
+    log.info("code issued", client_id=areq.client_id, code=short(code_hash))
+    return _redirect_back(ctx, areq.redirect_uri, {"code": code, "state": areq.state})

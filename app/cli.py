@@ -1,0 +1,271 @@
+"""The ``tokenledger`` command: serve, migrate, register users and clients, rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import psycopg
+
+from app import commands
+from app.context import utc_now
+from app.database import database_url, run_migrations
+from app.logging import configure
+from app.settings import Settings, SettingsError, from_env
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _with_database(settings: Settings, work: Callable[[str], Awaitable[T]]) -> T:
+    """Run ``work`` against the migrated database (embedded unless DATABASE_URL is set)."""
+    with database_url(settings) as url:
+
+        async def run() -> T:
+            await run_migrations(url)
+            return await work(url)
+
+        return asyncio.run(run())
+
+
+async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
+    return await psycopg.AsyncConnection.connect(url, autocommit=True)
+
+
+@click.group()
+def main() -> None:
+    """tokenledger: an OAuth 2.1 authorization server on an append-only event ledger."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on [TOKENLEDGER_HOST].")
+@click.option("--port", type=int, default=None, help="Port to listen on [TOKENLEDGER_PORT].")
+def serve(host: str | None, port: int | None) -> None:
+    """Migrate the database and serve HTTP (embedded PostgreSQL without DATABASE_URL)."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings()
+    configure(settings.log_json)
+    with database_url(settings) as url:
+        asyncio.run(run_migrations(url))
+        app = create_app(settings, url)
+        uvicorn.run(
+            app,
+            host=host or settings.host,
+            port=port or settings.port,
+            access_log=False,
+            log_level="warning",
+            proxy_headers=True,
+        )
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the migrations that have not been applied yet."""
+    settings = _settings()
+    configure(settings.log_json)
+    with database_url(settings) as url:
+        applied = asyncio.run(run_migrations(url))
+    click.echo(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
+
+
+def _read_secret(prompt: str, *, confirm: bool) -> str:
+    """From standard input when it is not a terminal (one line), else a hidden prompt."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    value = getpass.getpass(f"{prompt}: ")
+    if confirm and getpass.getpass(f"{prompt} (again): ") != value:
+        raise click.ClickException("the two entries differ")
+    return value
+
+
+@main.group()
+def users() -> None:
+    """End users of the built-in store."""
+
+
+@users.command("add")
+@click.argument("username")
+def users_add(username: str) -> None:
+    """Add a user; the password comes from standard input or a prompt (argon2id-hashed)."""
+    password = _read_secret("Password", confirm=True)
+
+    async def work(url: str) -> str:
+        async with await _connect(url) as conn:
+            user = await commands.register_user(
+                conn, username=username, password=password, now=utc_now()
+            )
+        return user.user_id
+
+    try:
+        user_id = _with_database(_settings(), work)
+    except (ValueError, commands.AlreadyExists) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"user {username.strip().lower()} added (subject {user_id})")
+
+
+@main.group()
+def clients() -> None:
+    """OAuth clients."""
+
+
+@clients.command("add")
+@click.argument("client_id")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    required=True,
+    help="A redirect URI; repeat for more. Loopback http URIs match any port.",
+)
+@click.option("--public", is_flag=True, help="A public client (no secret; PKCE only).")
+@click.option(
+    "--secret-stdin",
+    is_flag=True,
+    help="Read the client secret from standard input instead of generating one.",
+)
+@click.option("--name", default=None, help="The name shown on the consent page.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="A scope the client may request; repeat for more [default: the server's].",
+)
+@click.option(
+    "--no-rotate",
+    is_flag=True,
+    help="Keep one refresh token for the grant's life instead of rotating it.",
+)
+@click.option(
+    "--grace-seconds",
+    type=click.IntRange(0, 300),
+    default=0,
+    help="Accept the immediately previous refresh token this long after a rotation.",
+)
+@click.option("--audience", default=None, help="The aud of this client's access tokens.")
+def clients_add(
+    client_id: str,
+    redirect_uris: tuple[str, ...],
+    public: bool,
+    secret_stdin: bool,
+    name: str | None,
+    scopes: tuple[str, ...],
+    no_rotate: bool,
+    grace_seconds: int,
+    audience: str | None,
+) -> None:
+    """Register a client. A confidential client's secret is printed once."""
+    if public and secret_stdin:
+        raise click.UsageError("--public and --secret-stdin exclude each other")
+    settings = _settings()
+    secret = _read_secret("Client secret", confirm=True) if secret_stdin else None
+
+    async def work(url: str) -> commands.RegisteredClient:
+        async with await _connect(url) as conn:
+            return await commands.register_client(
+                conn,
+                client_id=client_id,
+                redirect_uris=list(redirect_uris),
+                client_type="public" if public else "confidential",
+                scopes=list(scopes) or list(settings.scopes_supported),
+                now=utc_now(),
+                name=name,
+                secret=secret,
+                rotate_refresh_tokens=not no_rotate,
+                refresh_grace_seconds=grace_seconds,
+                audience=audience,
+            )
+
+    try:
+        registered = _with_database(settings, work)
+    except (ValueError, commands.AlreadyExists) as exc:
+        raise click.ClickException(str(exc)) from None
+    kind = registered.client.client_type
+    click.echo(f"client {client_id} registered ({kind})")
+    if registered.secret is not None and not secret_stdin:
+        click.echo(f"client_secret: {registered.secret}")
+        click.echo("Store it now: only its hash is kept.", err=True)
+
+
+@main.group()
+def projections() -> None:
+    """The read models folded from the event log."""
+
+
+@projections.command("rebuild")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Rebuild into a scratch schema and compare with the live tables instead.",
+)
+def projections_rebuild(verify: bool) -> None:
+    """Replay the whole log through the projections."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from projections import rebuild as rb
+
+    async def work(url: str) -> rb.RebuildReport:
+        async with await _connect(url) as conn:
+            total = await rb.count_events(conn)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=not sys.stderr.isatty(),
+            ) as progress:
+                task = progress.add_task("replaying events", total=total)
+
+                def advance(done: int) -> None:
+                    progress.update(task, completed=done)
+
+                run = rb.verify if verify else rb.rebuild
+                return await run(conn, advance)
+
+    report = _with_database(_settings(), work)
+    click.echo(f"{report.events} events, {report.streams} streams replayed")
+    for table, rows in report.rows.items():
+        click.echo(f"  {table}: {rows} rows")
+    if verify:
+        if report.equal:
+            click.echo("the live read models equal a rebuild from the log")
+            return
+        for table, keys in report.differences.items():
+            if keys:
+                click.echo(f"  {table} differs at: {', '.join(keys[:20])}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def audit() -> None:
+    """Check the event log."""
+
+
+@audit.command("verify")
+@click.option("--stream", default=None, help="Only this stream.")
+def audit_verify(stream: str | None) -> None:
+    """Recompute every hash chain; name each stream and version that does not verify."""
+    from ledger.store import verify_chains
+
+    async def work(url: str) -> list[Any]:
+        async with await _connect(url) as conn:
+            return await verify_chains(conn, stream)
+
+    breaks = _with_database(_settings(), work)
+    for b in breaks:
+        click.echo(f"{b.stream_id} version {b.version}: {b.reason}", err=True)
+    if breaks:
+        sys.exit(1)
+    click.echo("every hash chain verifies")

@@ -1,0 +1,27 @@
+"""What every handler needs, opened once in the lifespan and kept on ``app.state``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from app.sessions import Signer
+from app.settings import Settings
+from ledger.keys import SigningKey
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    pool: AsyncConnectionPool[Any]
+    signing_key: SigningKey
+    signer: Signer
+    clock: Callable[[], datetime] = utc_now

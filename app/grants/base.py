@@ -1,0 +1,86 @@
+"""What the grants share: the token request and response, policy, and minting."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from app.context import Context
+from ledger.access_tokens import mint
+from ledger.clients import ClientState
+from ledger.families import Policy
+
+
+class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """Every parameter any grant reads (RFC 6749 §4.1.3, §6; RFC 7636 §4.5; RFC 8707).
+
+    Unknown parameters are ignored (RFC 6749 §3.2).
+    """
+
+    grant_type: str | None = None
+    code: str | None = None
+    code_verifier: str | None = None
+    redirect_uri: str | None = None
+    refresh_token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scope: str | None = None
+    resource: str | None = None
+    audience: str | None = None  # TaxRock's name for the resource on a refresh
+
+
+class TokenResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """RFC 6749 §5.1."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    refresh_token: str | None = None
+    scope: str
+
+
+Grant = Callable[[Context, TokenRequest, ClientState, dict[str, Any]], Awaitable[TokenResponse]]
+
+
+def policy_for(ctx: Context, client: ClientState) -> Policy:
+    return Policy(
+        rotate=client.rotate_refresh_tokens,
+        grace_seconds=client.refresh_grace_seconds,
+        access_ttl=client.access_token_ttl or ctx.settings.access_token_ttl,
+        refresh_ttl=client.refresh_token_ttl or ctx.settings.refresh_token_ttl,
+    )
+
+
+def token_response(
+    ctx: Context,
+    *,
+    subject: str,
+    audience: str,
+    client_id: str,
+    scope: str,
+    jti: str,
+    now: datetime,
+    expires_at: datetime,
+    refresh_token: str | None,
+) -> TokenResponse:
+    access_token = mint(
+        ctx.signing_key,
+        issuer=ctx.settings.issuer,
+        subject=subject,
+        audience=audience,
+        client_id=client_id,
+        scope=scope,
+        jti=jti,
+        issued_at=now,
+        expires_at=expires_at,
+    )
+    return TokenResponse(
+        access_token=access_token,
+        token_type="Bearer",
+        expires_in=int((expires_at - now).total_seconds()),
+        refresh_token=refresh_token,
+        scope=scope,
+    )

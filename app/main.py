@@ -1,0 +1,80 @@
+"""The Litestar application factory and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+from litestar import Litestar
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.exceptions import HTTPException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.template.config import TemplateConfig
+
+from app import authorize, discovery, health, token
+from app.context import Context, utc_now
+from app.database import make_pool
+from app.errors import http_error_response, internal_error_response, oauth_error_response
+from app.logging import request_context_middleware
+from app.security import security_headers_middleware
+from app.sessions import Signer
+from app.settings import Settings
+from ledger.errors import OAuthError
+from ledger.keys import active_signing_key, instance_secret
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(
+    settings: Settings, database_url: str, *, clock: Callable[[], datetime] = utc_now
+) -> Litestar:
+    """Build the app for an already migrated database; the pool opens in the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = make_pool(database_url, settings)
+        await pool.open(wait=True, timeout=30)
+        try:
+            async with pool.connection() as conn:
+                key = await active_signing_key(conn, settings.key_encryption_secret, clock())
+                session_key = await instance_secret(
+                    conn, "session_hmac_key", settings.key_encryption_secret
+                )
+            app.state.ctx = Context(
+                settings=settings,
+                pool=pool,
+                signing_key=key,
+                signer=Signer(session_key),
+                clock=clock,
+            )
+            log.info("ready", issuer=settings.issuer, kid=key.kid)
+            yield
+        finally:
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[
+            health.healthz,
+            health.readyz,
+            discovery.metadata_handler(settings.issuer),
+            discovery.jwks,
+            authorize.authorize_page,
+            authorize.authorize_submit,
+            token.token,
+        ],
+        lifespan=[lifespan],
+        middleware=[request_context_middleware, security_headers_middleware],
+        exception_handlers={
+            OAuthError: oauth_error_response,
+            HTTPException: http_error_response,
+            HTTP_500_INTERNAL_SERVER_ERROR: internal_error_response,
+        },
+        template_config=TemplateConfig(
+            directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine
+        ),
+        openapi_config=None,
+        debug=False,
+    )

@@ -1,0 +1,104 @@
+"""Settings, read from the environment once, by the caller, never at import time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tokenledger"
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    issuer: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str | None = None
+    data_dir: Path = Path(".tokenledger")
+    scopes_supported: tuple[str, ...] = ("mcp",)
+    default_scope: tuple[str, ...] = ("mcp",)
+    default_audience: str | None = None  # None: the issuer
+    access_token_ttl: int = 3600
+    refresh_token_ttl: int = 30 * 24 * 3600
+    code_ttl: int = 60
+    session_ttl: int = 8 * 3600
+    key_encryption_secret: str | None = None
+    pool_min_size: int = 2
+    pool_max_size: int = 20
+    log_json: bool | None = None  # None: JSON unless stderr is a terminal
+
+    @property
+    def audience(self) -> str:
+        return self.default_audience or self.issuer
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.issuer.startswith("https://")
+
+
+_INT_SETTINGS = {
+    "TOKENLEDGER_PORT": "port",
+    "TOKENLEDGER_ACCESS_TOKEN_TTL": "access_token_ttl",
+    "TOKENLEDGER_REFRESH_TOKEN_TTL": "refresh_token_ttl",
+    "TOKENLEDGER_CODE_TTL": "code_ttl",
+    "TOKENLEDGER_SESSION_TTL": "session_ttl",
+    "TOKENLEDGER_POOL_MIN_SIZE": "pool_min_size",
+    "TOKENLEDGER_POOL_MAX_SIZE": "pool_max_size",
+}
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build settings from ``env`` (default: the process environment); see the README."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {"data_dir": _default_data_dir(env)}
+    for key, field in _INT_SETTINGS.items():
+        if env.get(key):
+            try:
+                values[field] = int(env[key])
+            except ValueError:
+                raise SettingsError(f"{key} must be an integer, not {env[key]!r}") from None
+            if values[field] <= 0:  # type: ignore[operator]
+                raise SettingsError(f"{key} must be positive")
+    plain = {
+        "TOKENLEDGER_ISSUER": "issuer",
+        "TOKENLEDGER_HOST": "host",
+        "DATABASE_URL": "database_url",
+        "TOKENLEDGER_DEFAULT_AUDIENCE": "default_audience",
+        "TOKENLEDGER_KEY_ENCRYPTION_SECRET": "key_encryption_secret",
+    }
+    for key, field in plain.items():
+        if env.get(key):
+            values[field] = env[key]
+    if env.get("TOKENLEDGER_DATA_DIR"):
+        values["data_dir"] = Path(env["TOKENLEDGER_DATA_DIR"])
+    if env.get("TOKENLEDGER_SCOPES"):
+        values["scopes_supported"] = tuple(env["TOKENLEDGER_SCOPES"].split())
+    if env.get("TOKENLEDGER_DEFAULT_SCOPE") is not None:
+        values["default_scope"] = tuple(env["TOKENLEDGER_DEFAULT_SCOPE"].split())
+    if env.get("TOKENLEDGER_LOG_FORMAT"):
+        values["log_json"] = env["TOKENLEDGER_LOG_FORMAT"].lower() == "json"
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    issuer = settings.issuer
+    # RFC 8414 §2: https, no query or fragment; http is allowed for local development.
+    if not issuer.startswith(("https://", "http://")) or "?" in issuer or "#" in issuer:
+        raise SettingsError("TOKENLEDGER_ISSUER must be an http(s) URL without query or fragment")
+    if issuer.endswith("/"):
+        raise SettingsError("TOKENLEDGER_ISSUER must not end with '/'")
+    unknown = [s for s in settings.default_scope if s not in settings.scopes_supported]
+    if unknown:
+        raise SettingsError(f"default scope {unknown} is not in TOKENLEDGER_SCOPES")

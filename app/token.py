@@ -1,0 +1,100 @@
+"""POST /oauth/token: parse the body, authenticate the client, hand over to its grant."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import parse_qsl, unquote_plus
+
+import msgspec
+import structlog
+from litestar import Request, Response, post
+
+from app.context import Context
+from app.errors import NO_STORE
+from app.grants import GRANTS
+from app.grants.base import TokenRequest
+from app.metadata import event_metadata
+from ledger.clients import authenticate, merge_credentials
+from ledger.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
+from projections.read_models import CLIENTS, load
+
+MAX_BODY = 64 * 1024
+
+
+def parse_body(content_type: str, body: bytes) -> TokenRequest:
+    """A form (RFC 6749 §4.1.3) or a JSON object, into one validated Struct.
+
+    Parameters sent without a value count as omitted (RFC 6749 §3.1); a repeated
+    parameter is an error (§3.2).
+    """
+    mime = content_type.split(";", 1)[0].strip().lower()
+    data: Any
+    if mime == "application/x-www-form-urlencoded":
+        try:
+            text = body.decode("utf-8")
+            pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidRequest("the body is not valid UTF-8 form data") from None
+        names = [k for k, _ in pairs]
+        repeated = sorted({k for k in names if names.count(k) > 1})
+        if repeated:
+            raise InvalidRequest(f"parameter sent more than once: {', '.join(repeated)}")
+        data = {k: v for k, v in pairs if v != ""}
+    elif mime == "application/json":
+        try:
+            data = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            raise InvalidRequest("the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("the JSON body must be an object")
+        data = {k: v for k, v in data.items() if v not in ("", None)}
+    else:
+        raise InvalidRequest(
+            "the body must be application/x-www-form-urlencoded or application/json"
+        )
+    try:
+        return msgspec.convert(data, TokenRequest)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"malformed parameter: {exc}") from None
+
+
+def parse_basic(header: str | None) -> tuple[str, str] | None:
+    """RFC 6749 §2.3.1: Basic with the form-urlencoded client id and secret."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClient("malformed Basic credentials") from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep or not client_id:
+        raise InvalidClient("malformed Basic credentials")
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+@post("/oauth/token", status_code=200, request_max_body_size=MAX_BODY)
+async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
+    ctx: Context = request.app.state.ctx
+    req = parse_body(request.headers.get("content-type", ""), await request.body())
+    if req.grant_type is None:
+        raise InvalidRequest("grant_type is required")
+    grant = GRANTS.get(req.grant_type)
+    if grant is None:
+        raise UnsupportedGrantType(f"grant_type {req.grant_type!r} is not supported")
+    creds = merge_credentials(
+        parse_basic(request.headers.get("authorization")), req.client_id, req.client_secret
+    )
+    structlog.contextvars.bind_contextvars(client_id=creds.client_id, grant_type=req.grant_type)
+    async with ctx.pool.connection() as conn:
+        client = authenticate(await load(conn, CLIENTS, creds.client_id), creds)
+    response = await grant(ctx, req, client, event_metadata(request, f"client:{client.client_id}"))
+    return Response(
+        content=msgspec.json.encode(response),
+        media_type="application/json",
+        headers=NO_STORE,
+    )

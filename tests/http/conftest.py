@@ -1,0 +1,215 @@
+"""The app under test, driven through AsyncTestClient, with a clock the tests control.
+
+Helpers register a fresh client and user per test (ids are unique, the database is
+shared) and walk the real login and consent pages to get a code.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app import commands
+from app.context import utc_now
+from app.main import create_app
+from app.settings import from_env
+from tests.conftest import Pool
+
+ISSUER = "http://127.0.0.1:8000"
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Clock:
+    """Real time plus an offset that a test can move forward."""
+
+    offset: timedelta = field(default_factory=timedelta)
+
+    def __call__(self) -> datetime:
+        return utc_now() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="session")
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(autouse=True)
+def _reset_clock(clock: Clock) -> None:
+    clock.offset = timedelta()
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, clock: Clock) -> Litestar:
+    settings = from_env({}, issuer=ISSUER, database_url=database_url)
+    return create_app(settings, database_url, clock=clock)
+
+
+@pytest.fixture(scope="session")
+async def _session_client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app, base_url=ISSUER) as client:
+        client.follow_redirects = False  # the redirects go to the OAuth client, not to us
+        yield client
+
+
+@pytest.fixture
+async def client(
+    _session_client: AsyncTestClient[Litestar],
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """The app's test client, with an empty cookie jar for each test."""
+    _session_client.cookies.clear()
+    yield _session_client
+    _session_client.cookies.clear()
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@dataclass
+class Registered:
+    client_id: str
+    redirect_uri: str
+    secret: str | None = None
+
+
+@pytest.fixture
+async def public_client(pool: Pool, clock: Clock) -> Registered:
+    """A public (PKCE-only) client with a loopback redirect URI."""
+    client_id = f"public-{uuid.uuid4().hex[:12]}"
+    async with pool.connection() as conn:
+        await commands.register_client(
+            conn,
+            client_id=client_id,
+            redirect_uris=["http://127.0.0.1/callback"],
+            client_type="public",
+            scopes=["mcp"],
+            now=clock(),
+        )
+    return Registered(client_id, "http://127.0.0.1:51000/callback")
+
+
+@pytest.fixture
+async def confidential_client(pool: Pool, clock: Clock) -> Registered:
+    client_id = f"conf-{uuid.uuid4().hex[:12]}"
+    async with pool.connection() as conn:
+        registered = await commands.register_client(
+            conn,
+            client_id=client_id,
+            redirect_uris=["https://app.example.com/cb"],
+            client_type="confidential",
+            scopes=["mcp"],
+            now=clock(),
+        )
+    return Registered(client_id, "https://app.example.com/cb", registered.secret)
+
+
+@pytest.fixture
+async def user(pool: Pool, clock: Clock) -> str:
+    """A fresh username whose password is PASSWORD."""
+    username = f"user-{uuid.uuid4().hex[:12]}"
+    async with pool.connection() as conn:
+        await commands.register_user(conn, username=username, password=PASSWORD, now=clock())
+    return username
+
+
+def authorize_params(client: Registered, challenge: str, **extra: str) -> dict[str, str]:
+    return {
+        "response_type": "code",
+        "client_id": client.client_id,
+        "redirect_uri": client.redirect_uri,
+        "scope": "mcp",
+        "state": secrets.token_urlsafe(8),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+
+
+def csrf_token_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def query_of(location: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(location).query))
+
+
+async def log_in(
+    http: AsyncTestClient[Litestar], params: dict[str, str], username: str
+) -> str:
+    """GET the login page and sign in; returns the CSRF token for the consent form."""
+    page = await http.get("/oauth/authorize", params=params)
+    assert page.status_code == 200, page.text
+    token = csrf_token_of(page.text)
+    consent = await http.post(
+        "/oauth/authorize",
+        data={**params, "csrf_token": token, "action": "login", "username": username,
+              "password": PASSWORD},
+    )
+    assert consent.status_code == 200 and 'value="allow"' in consent.text, consent.text
+    return csrf_token_of(consent.text)
+
+
+async def authorize(
+    http: AsyncTestClient[Litestar], client: Registered, username: str, **extra: str
+) -> tuple[str, str, dict[str, str]]:
+    """Walk login and consent; returns (code, code_verifier, the authorize parameters)."""
+    verifier, challenge = pkce_pair()
+    params = authorize_params(client, challenge, **extra)
+    token = await log_in(http, params, username)
+    answer = await http.post(
+        "/oauth/authorize", data={**params, "csrf_token": token, "action": "allow"}
+    )
+    assert answer.status_code == 302, answer.text
+    query = query_of(answer.headers["location"])
+    assert query["state"] == params["state"] and query["iss"] == ISSUER
+    return query["code"], verifier, params
+
+
+async def exchange(
+    http: AsyncTestClient[Litestar], client: Registered, code: str, verifier: str, **extra: Any
+) -> Any:
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": client.redirect_uri,
+        "client_id": client.client_id,
+        **extra,
+    }
+    if client.secret is not None:
+        data["client_secret"] = client.secret
+    return await http.post("/oauth/token", data=data)
+
+
+async def refresh(
+    http: AsyncTestClient[Litestar], client: Registered, refresh_token: str, **extra: Any
+) -> Any:
+    data = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": client.client_id,
+        **extra,
+    }
+    if client.secret is not None:
+        data["client_secret"] = client.secret
+    return await http.post("/oauth/token", data=data)
