@@ -157,24 +157,22 @@ async def verify(
     schema = f"tokenledger_verify_{secrets.token_hex(4)}"
     async with conn.transaction():
         # One snapshot for the replay and the comparison, so concurrent appends do not
-        # show up as differences.
+        # show up as differences. The scratch schema lives and dies in this transaction.
         await conn.execute("set transaction isolation level repeatable read")
         await conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
-        try:
-            for table in ALL_TABLES:
-                await conn.execute(
-                    sql.SQL("create table {} (like {} including all)").format(
-                        sql.Identifier(schema, table), sql.Identifier("public", table)
-                    )
+        for table in ALL_TABLES:
+            await conn.execute(
+                sql.SQL("create table {} (like {} including all)").format(
+                    sql.Identifier(schema, table), sql.Identifier("public", table)
                 )
-            report = await replay_into(conn, schema, on_progress)
-            keys = {m.table: m.key for m in READ_MODELS} | {
-                s.table: s.columns[0] for ss in SIDE_TABLES.values() for s in ss
-            }
-            for table in ALL_TABLES:
-                report.differences[table] = await _diff(conn, schema, table, keys[table])
-        finally:
-            await conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+            )
+        report = await replay_into(conn, schema, on_progress)
+        keys = {m.table: m.key for m in READ_MODELS} | {
+            s.table: s.columns[0] for ss in SIDE_TABLES.values() for s in ss
+        }
+        for table in ALL_TABLES:
+            report.differences[table] = await _diff(conn, schema, table, keys[table])
+        await conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
     return report
 
 

@@ -153,17 +153,20 @@ def query_of(location: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(location).query))
 
 
-async def log_in(
-    http: AsyncTestClient[Litestar], params: dict[str, str], username: str
-) -> str:
+async def log_in(http: AsyncTestClient[Litestar], params: dict[str, str], username: str) -> str:
     """GET the login page and sign in; returns the CSRF token for the consent form."""
     page = await http.get("/oauth/authorize", params=params)
     assert page.status_code == 200, page.text
     token = csrf_token_of(page.text)
     consent = await http.post(
         "/oauth/authorize",
-        data={**params, "csrf_token": token, "action": "login", "username": username,
-              "password": PASSWORD},
+        data={
+            **params,
+            "csrf_token": token,
+            "action": "login",
+            "username": username,
+            "password": PASSWORD,
+        },
     )
     assert consent.status_code == 200 and 'value="allow"' in consent.text, consent.text
     return csrf_token_of(consent.text)

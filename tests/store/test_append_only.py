@@ -31,12 +31,15 @@ async def test_changing_the_log_is_refused(conn: Conn, change: str, replica: boo
     statement = CHANGES[change]
     params = {"sid": sid} if "%(sid)s" in statement else None
 
-    with pytest.raises(pg_errors.InsufficientPrivilege, match="append-only") as caught:
+    async def attempt() -> None:
         # force_rollback: even if the refusal were missing, the shared log survives the test.
         async with conn.transaction(force_rollback=True):
             if replica:
                 await conn.execute("set local session_replication_role = replica")
             await conn.execute(statement, params)
+
+    with pytest.raises(pg_errors.InsufficientPrivilege, match="append-only") as caught:
+        await attempt()
 
     assert caught.value.sqlstate == "42501"
     assert change.upper() in str(caught.value)

@@ -70,7 +70,7 @@ async def test_an_untouched_stream_verifies(conn: Conn) -> None:
     "edit",
     [
         "data = jsonb_set(data, '{alg}', '\"none\"')",
-        "metadata = '{\"request_id\": \"forged\"}'::jsonb",
+        'metadata = \'{"request_id": "forged"}\'::jsonb',
         "recorded_at = recorded_at - interval '1 day'",
     ],
 )
