@@ -168,7 +168,8 @@ async def log_in(http: AsyncTestClient[Litestar], params: dict[str, str], userna
             "password": PASSWORD,
         },
     )
-    assert consent.status_code == 200 and 'value="allow"' in consent.text, consent.text
+    assert consent.status_code == 200, consent.text
+    assert 'value="allow"' in consent.text, consent.text
     return csrf_token_of(consent.text)
 
 
@@ -184,7 +185,8 @@ async def authorize(
     )
     assert answer.status_code == 302, answer.text
     query = query_of(answer.headers["location"])
-    assert query["state"] == params["state"] and query["iss"] == ISSUER
+    assert query["state"] == params["state"]
+    assert query["iss"] == ISSUER
     return query["code"], verifier, params
 
 
