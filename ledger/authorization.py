@@ -100,7 +100,8 @@ def validate(
         )
 
     state_values = params.get("state") or []
-    state = state_values[0] if len(state_values) == 1 else None
+    # RFC 6749 §3.1: a parameter without a value counts as omitted.
+    state = state_values[0] if len(state_values) == 1 and state_values[0] else None
 
     def fail(error: OAuthError) -> RedirectableError:
         return RedirectableError(error, redirect_uri, state)

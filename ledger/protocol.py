@@ -60,7 +60,9 @@ def _host_of(parts: SplitResult) -> str:
         return ""  # userinfo never matches a loopback registration
     if netloc.startswith("["):
         end = netloc.find("]")
-        return netloc[: end + 1].lower() if end != -1 else ""
+        if end == -1 or netloc[end + 1 : end + 2] not in ("", ":"):
+            return ""  # anything but a port after the brackets: "[::1]evil.com" is no loopback
+        return netloc[: end + 1].lower()
     return netloc.rsplit(":", 1)[0].lower() if ":" in netloc else netloc.lower()
 
 
@@ -83,7 +85,8 @@ def redirect_uri_matches(requested: str, registered: str) -> bool:
         return False
     if not (_is_loopback(reg) and _is_loopback(req)):
         return False
-    if _port_of(req) == "invalid" or req.fragment or reg.fragment:
+    # "#" rather than .fragment: an empty fragment ("/cb#") is still a fragment (§3.1.2).
+    if _port_of(req) == "invalid" or "#" in requested or "#" in registered:
         return False
     return (
         _host_of(req) == _host_of(reg)
