@@ -32,7 +32,11 @@ async def record(
     metadata: dict[str, Any],
 ) -> None:
     """Append ``events`` after ``state`` (the stream's state they were decided on) and
-    project them. Must run inside the caller's transaction; raises ConcurrencyConflict."""
+    project them. Must run inside the caller's transaction; raises ConcurrencyConflict.
+
+    Load ``state`` with ``lock=True``: a writer that appends first and updates the row
+    second deadlocks against one that locked the row and then appends.
+    """
     if not events:
         return
     version: int = getattr(state, "version", 0) if state is not None else 0

@@ -40,6 +40,23 @@ def configure(json_output: bool | None = None) -> None:
 log = structlog.get_logger("tokenledger.http")
 
 
+def _request_id(scope: Scope) -> str:
+    """The caller's X-Request-ID if it is a plain token, else a new one."""
+    incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+    return incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def request_id_header(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: routing errors (404, 405) are answered before any middleware
+    runs, so the middleware below cannot echo their id; this does."""
+    if message["type"] != "http.response.start":
+        return
+    headers = list(message.get("headers", []))
+    if not any(bytes(k).lower() == b"x-request-id" for k, _ in headers):
+        headers.append((b"x-request-id", _request_id(scope).encode()))
+        message["headers"] = headers
+
+
 def request_context_middleware(app: ASGIApp) -> ASGIApp:
     """Bind ``request_id`` (the caller's X-Request-ID if sane, else a new one), echo it,
     and log one line per request."""
@@ -48,10 +65,7 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":  # type: ignore[comparison-overlap]
             await app(scope, receive, send)
             return
-        incoming = next(
-            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""
-        )
-        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = _request_id(scope)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         scope.setdefault("state", {})["request_id"] = request_id

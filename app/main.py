@@ -18,8 +18,8 @@ from app import authorize, discovery, health, token
 from app.context import Context, utc_now
 from app.database import make_pool
 from app.errors import http_error_response, internal_error_response, oauth_error_response
-from app.logging import request_context_middleware
-from app.security import security_headers_middleware
+from app.logging import request_context_middleware, request_id_header
+from app.security import security_headers
 from app.sessions import Signer
 from app.settings import Settings
 from ledger.errors import OAuthError
@@ -50,6 +50,11 @@ def create_app(
                 signer=Signer(session_key),
                 clock=clock,
             )
+            if not settings.key_encryption_secret:
+                log.warning(
+                    "signing keys are stored unsealed;"
+                    " set TOKENLEDGER_KEY_ENCRYPTION_SECRET to seal them at rest"
+                )
             log.info("ready", issuer=settings.issuer, kid=key.kid)
             yield
         finally:
@@ -66,7 +71,8 @@ def create_app(
             token.token,
         ],
         lifespan=[lifespan],
-        middleware=[request_context_middleware, security_headers_middleware],
+        middleware=[request_context_middleware],
+        before_send=[request_id_header, security_headers],
         exception_handlers={
             OAuthError: oauth_error_response,
             HTTPException: http_error_response,

@@ -45,7 +45,7 @@ def parse_body(content_type: str, body: bytes) -> TokenRequest:
     elif mime == "application/json":
         try:
             data = msgspec.json.decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec: bad UTF-8 in a string
             raise InvalidRequest("the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise InvalidRequest("the JSON body must be an object")
@@ -55,9 +55,13 @@ def parse_body(content_type: str, body: bytes) -> TokenRequest:
             "the body must be application/x-www-form-urlencoded or application/json"
         )
     try:
-        return msgspec.convert(data, TokenRequest)
+        req = msgspec.convert(data, TokenRequest)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"malformed parameter: {exc}") from None
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail in a query.
+    if any("\x00" in (getattr(req, f) or "") for f in TokenRequest.__struct_fields__):
+        raise InvalidRequest("a parameter contains a NUL character")
+    return req
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -72,9 +76,10 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         raise InvalidClient("malformed Basic credentials") from None
     client_id, sep, secret = decoded.partition(":")
-    if not sep or not client_id:
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    if not sep or not client_id or "\x00" in client_id + secret:
         raise InvalidClient("malformed Basic credentials")
-    return unquote_plus(client_id), unquote_plus(secret)
+    return client_id, secret
 
 
 @post("/oauth/token", status_code=200, request_max_body_size=MAX_BODY)

@@ -139,11 +139,16 @@ async def project(
     return new_state  # type: ignore[no-any-return]
 
 
-async def load(conn: psycopg.AsyncConnection[Any], model: ReadModel[S], key: str) -> S | None:
-    query = sql.SQL("select {cols} from {table} where {key} = %s").format(
+async def load(
+    conn: psycopg.AsyncConnection[Any], model: ReadModel[S], key: str, *, lock: bool = False
+) -> S | None:
+    """The stream's current state; ``lock`` holds its row until the transaction ends, so
+    concurrent deciders on one stream take turns instead of clashing at append."""
+    query = sql.SQL("select {cols} from {table} where {key} = %s{lock}").format(
         cols=sql.SQL(", ").join(map(sql.Identifier, model.columns)),
         table=sql.Identifier(model.table),
         key=sql.Identifier(model.key),
+        lock=sql.SQL(" for update" if lock else ""),
     )
     async with conn.cursor(row_factory=class_row(model.state_type)) as cur:
         await cur.execute(query, (key,))

@@ -47,7 +47,7 @@ async def grant(
         )
         try:
             async with ctx.pool.connection() as conn, conn.transaction():
-                code = await load(conn, CODES, code_hash)
+                code = await load(conn, CODES, code_hash, lock=True)
                 outcome = codes.decide_redeem(cmd, code)
                 started: TokenFamilyStarted | None = None
                 if code is not None and outcome.events:
@@ -95,7 +95,7 @@ async def _revoke(
     conn: AsyncConnection[Any], family_id: str, now: datetime, metadata: dict[str, Any]
 ) -> None:
     """RFC 6749 §4.1.2: a code used twice revokes the tokens its first use issued."""
-    family = await load(conn, FAMILIES, family_id)
+    family = await load(conn, FAMILIES, family_id, lock=True)
     if family is None:  # pragma: no cover - a redeemed code always has its family
         return
     events = families.decide_revoke(family, "authorization_code_replay", now)

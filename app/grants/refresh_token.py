@@ -20,8 +20,8 @@ from ledger.tokens import REFRESH_PREFIX, hash_secret, new_secret, short
 from projections.read_models import FAMILIES, load
 
 GRANT_TYPE = "refresh_token"
-# Each retry follows a concurrent writer's commit; after a rotation and a revocation
-# every further decision is a refusal without events, so a few attempts always suffice.
+# The family row is locked while deciding, so concurrent refreshes of one family take
+# turns; a version clash is left only as a safety net for writers that do not lock.
 _ATTEMPTS = 8
 
 log = structlog.get_logger(__name__)
@@ -49,7 +49,7 @@ async def grant(
                         "refresh token is invalid", debug=f"unknown {short(presented_hash)}"
                     )
                 family_id, generation = found
-                family = await load(conn, FAMILIES, family_id)
+                family = await load(conn, FAMILIES, family_id, lock=True)
                 assert family is not None, "refresh_tokens and token_families move together"
                 cmd = families.RotateRefreshToken(
                     presented_generation=generation,
