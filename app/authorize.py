@@ -8,7 +8,7 @@ has a session. POST (CSRF-checked) logs in, or records the user's answer: on All
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 
+from app import throttle
 from app.commands import record
 from app.context import Context
 from app.metadata import event_metadata
@@ -34,6 +35,8 @@ log = structlog.get_logger(__name__)
 
 OOB_URIS = ("urn:ietf:wg:oauth:2.0:oob", "urn:ietf:wg:oauth:2.0:oob:auto")
 PAGE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+BAD_LOGIN = "Invalid username or password."
+THROTTLED = "Too many failed sign-ins. Try again later."
 
 
 def _ctx(request: Request[Any, Any, Any]) -> Context:
@@ -151,7 +154,7 @@ async def authorize_page(request: Request[Any, Any, Any]) -> Response[Any]:
         return _error_page(exc.description)
     except RedirectableError as exc:
         return _error_redirect(ctx, exc)
-    session = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE))
+    session = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE), ctx.clock().timestamp())
     return await _page(request, ctx, areq, session=session)
 
 
@@ -187,7 +190,7 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
         return _error_redirect(ctx, exc)
 
     action = form.get("action")
-    session = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE))
+    session = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE), ctx.clock().timestamp())
     if action == "deny":
         denied = AccessDenied("the user denied the request")
         return _redirect_back(ctx, areq.redirect_uri, {"error": denied.error, "state": areq.state})
@@ -203,38 +206,50 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
 async def _login(
     request: Request[Any, Any, Any], ctx: Context, areq: AuthorizationRequest, form: Any
 ) -> Response[Any]:
+    """Check the password, throttled per account and per address (A11); one message for
+    every failure, and the same argon2 work whether or not the user exists."""
     username, password = form.get("username"), form.get("password")
-    user = None
-    if isinstance(username, str) and isinstance(password, str) and username and password:
+    if not (isinstance(username, str) and isinstance(password, str) and username and password):
+        return await _page(request, ctx, areq, session=None, error=BAD_LOGIN)
+    now = ctx.clock()
+    address = request.client.host if request.client else None
+    settings = ctx.settings
+    limits = throttle.Limits(
+        per_account=settings.login_failures_per_account,
+        per_address=settings.login_failures_per_address,
+        window=timedelta(seconds=settings.login_window),
+    )
+    async with ctx.pool.connection() as conn:
+        if await throttle.is_blocked(conn, username, address, limits, now):
+            log.warning("login throttled", client_id=areq.client_id)
+            return await _page(request, ctx, areq, session=None, error=THROTTLED, status=429)
         try:
-            key = users.normalize_username(username)
+            user = await load(conn, USERS, users.normalize_username(username))
         except ValueError:
-            key = None
-        if key is not None:
-            async with ctx.pool.connection() as conn:
-                user = await load(conn, USERS, key)
-        if not users.verify_password(user, password):
             user = None
-    else:
-        users.verify_password(None, "")  # the same work either way
-    if user is None:
+    # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
+    if not await asyncio.to_thread(users.verify_password, user, password) or user is None:
+        async with ctx.pool.connection() as conn:
+            await throttle.record_failure(conn, username, address, limits, now)
         log.info("login failed", client_id=areq.client_id)
-        return await _page(request, ctx, areq, session=None, error="Invalid username or password.")
-    now = int(time.time())
+        return await _page(request, ctx, areq, session=None, error=BAD_LOGIN)
+    async with ctx.pool.connection() as conn:
+        await throttle.clear_account(conn, username)
+    started = int(now.timestamp())
     session = Session(
         user_id=user.user_id,
         username=user.username,
-        expires_at=now + ctx.settings.session_ttl,
-        auth_time=now,
+        expires_at=started + settings.session_ttl,
+        auth_time=started,
     )
     cookie = Cookie(
         key=SESSION_COOKIE,
         value=ctx.signer.dump_session(session),
         path="/oauth/authorize",
-        max_age=ctx.settings.session_ttl,
+        max_age=settings.session_ttl,
         httponly=True,
         samesite="lax",
-        secure=ctx.settings.secure_cookies,
+        secure=settings.secure_cookies,
     )
     log.info("login", user_id=user.user_id, client_id=areq.client_id)
     return await _page(request, ctx, areq, session=session, cookies=[cookie])

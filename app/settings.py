@@ -31,6 +31,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     refresh_token_ttl: int = 30 * 24 * 3600
     code_ttl: int = 60
     session_ttl: int = 8 * 3600
+    login_failures_per_account: int = 10
+    login_failures_per_address: int = 100
+    login_window: int = 15 * 60
     key_encryption_secret: str | None = None
     pool_min_size: int = 2
     pool_max_size: int = 20
@@ -51,6 +54,9 @@ _INT_SETTINGS = {
     "TOKENLEDGER_REFRESH_TOKEN_TTL": "refresh_token_ttl",
     "TOKENLEDGER_CODE_TTL": "code_ttl",
     "TOKENLEDGER_SESSION_TTL": "session_ttl",
+    "TOKENLEDGER_LOGIN_FAILURES_PER_ACCOUNT": "login_failures_per_account",
+    "TOKENLEDGER_LOGIN_FAILURES_PER_ADDRESS": "login_failures_per_address",
+    "TOKENLEDGER_LOGIN_WINDOW": "login_window",
     "TOKENLEDGER_POOL_MIN_SIZE": "pool_min_size",
     "TOKENLEDGER_POOL_MAX_SIZE": "pool_max_size",
 }
