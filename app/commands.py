@@ -4,20 +4,23 @@ in one transaction; and the operator commands that register clients and users.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import msgspec
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from ledger import clients, store, users
+from ledger.errors import TemporarilyUnavailable
 from ledger.events import AnyEvent, ClientRegistered, UserRegistered
 from ledger.protocol import validate_redirect_uri_registration
 from ledger.tokens import CLIENT_SECRET_PREFIX, hash_secret, new_secret
 from projections.read_models import CLIENTS, USERS, load, project
 
 S = TypeVar("S", bound=msgspec.Struct)
+T = TypeVar("T")
 
 
 class AlreadyExists(Exception):
@@ -42,6 +45,24 @@ async def record(
     version: int = getattr(state, "version", 0) if state is not None else 0
     await store.append(conn, stream_id, version, events, metadata)
     await project(conn, stream_id, state, events)
+
+
+async def retrying(
+    pool: AsyncConnectionPool[Any],
+    step: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+    *,
+    attempts: int = 8,
+) -> T:
+    """Run ``step`` (load, decide, record) in a transaction; on a version clash, run it
+    again on the state the other writer left. Writers that lock the rows they decide on
+    never clash; this is the net for those that do not."""
+    for _ in range(attempts):
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                return await step(conn)
+        except store.ConcurrencyConflict:
+            continue
+    raise TemporarilyUnavailable("too many concurrent changes; retry")
 
 
 class RegisteredClient(msgspec.Struct, frozen=True):

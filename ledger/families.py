@@ -134,20 +134,24 @@ class StartFamily:
     family_id: str
     refresh_token_hash: str
     access_token_jti: str
-    audience: str
+    default_audience: str  # the client's, else the server's
     now: datetime
     policy: Policy
 
 
 def start_family(cmd: StartFamily, code: CodeState) -> TokenFamilyStarted:
-    """The first event of a family, from a code that ``decide_redeem`` accepted."""
+    """The first event of a family, from a code that ``decide_redeem`` accepted.
+
+    The access tokens' audience is the resource the authorization request named
+    (RFC 8707 §2), else the client's or the server's default (RFC 9068 §3).
+    """
     return TokenFamilyStarted(
         family_id=cmd.family_id,
         client_id=code.client_id,
         subject=code.subject,
         scope=code.scope,
         resource=code.resource,
-        audience=cmd.audience,
+        audience=code.resource or cmd.default_audience,
         code_hash=code.code_hash,
         refresh_token_hash=cmd.refresh_token_hash,
         refresh_expires_at=cmd.now + timedelta(seconds=cmd.policy.refresh_ttl),

@@ -9,19 +9,17 @@ from typing import Any
 import structlog
 from psycopg import AsyncConnection
 
-from app.commands import record
+from app.commands import record, retrying
 from app.context import Context
 from app.grants.base import TokenRequest, TokenResponse, policy_for, token_response
 from ledger import codes, families
 from ledger.clients import ClientState
-from ledger.errors import InvalidRequest, TemporarilyUnavailable
+from ledger.errors import InvalidRequest
 from ledger.events import TokenFamilyStarted
-from ledger.store import ConcurrencyConflict
 from ledger.tokens import REFRESH_PREFIX, hash_secret, new_secret, short
 from projections.read_models import CODES, FAMILIES, load
 
 GRANT_TYPE = "authorization_code"
-_ATTEMPTS = 5
 
 log = structlog.get_logger(__name__)
 
@@ -32,48 +30,45 @@ async def grant(
     if not req.code:
         raise InvalidRequest("code is required")
     code_hash = hash_secret(req.code)
-    policy = policy_for(ctx, client)
+    structlog.contextvars.bind_contextvars(code=short(code_hash))
     refresh_token = new_secret(REFRESH_PREFIX)
-    for _ in range(_ATTEMPTS):
+
+    async def redeem(conn: AsyncConnection[Any]) -> tuple[codes.Outcome, TokenFamilyStarted | None]:
         now = ctx.clock()
         family_id = str(uuid.uuid4())
-        cmd = codes.RedeemCode(
-            client_id=client.client_id,
-            redirect_uri=req.redirect_uri,
-            code_verifier=req.code_verifier,
-            now=now,
-            new_family_id=family_id,
-            resource=req.resource or req.audience,
+        code = await load(conn, CODES, code_hash, lock=True)
+        outcome = codes.decide_redeem(
+            codes.RedeemCode(
+                client_id=client.client_id,
+                redirect_uri=req.redirect_uri,
+                code_verifier=req.code_verifier,
+                now=now,
+                new_family_id=family_id,
+                resource=req.resource or req.audience,
+            ),
+            code,
         )
-        try:
-            async with ctx.pool.connection() as conn, conn.transaction():
-                code = await load(conn, CODES, code_hash, lock=True)
-                outcome = codes.decide_redeem(cmd, code)
-                started: TokenFamilyStarted | None = None
-                if code is not None and outcome.events:
-                    await record(conn, codes.stream_id(code_hash), code, outcome.events, metadata)
-                if outcome.replayed_family_id is not None:
-                    await _revoke(conn, outcome.replayed_family_id, now, metadata)
-                elif outcome.error is None:
-                    assert code is not None
-                    started = families.start_family(
-                        families.StartFamily(
-                            family_id=family_id,
-                            refresh_token_hash=hash_secret(refresh_token),
-                            access_token_jti=str(uuid.uuid4()),
-                            audience=code.resource or client.audience or ctx.settings.audience,
-                            now=now,
-                            policy=policy,
-                        ),
-                        code,
-                    )
-                    await record(conn, families.stream_id(family_id), None, [started], metadata)
-        except ConcurrencyConflict:
-            continue  # another request moved the code first: decide again on its new state
-        break
-    else:
-        raise TemporarilyUnavailable("the code is contended; retry")
-    structlog.contextvars.bind_contextvars(code=short(code_hash))
+        if code is None or not outcome.events:
+            return outcome, None
+        await record(conn, codes.stream_id(code_hash), code, outcome.events, metadata)
+        if outcome.replayed_family_id is not None:
+            await _revoke(conn, outcome.replayed_family_id, now, metadata)
+            return outcome, None
+        started = families.start_family(
+            families.StartFamily(
+                family_id=family_id,
+                refresh_token_hash=hash_secret(refresh_token),
+                access_token_jti=str(uuid.uuid4()),
+                default_audience=client.audience or ctx.settings.audience,
+                now=now,
+                policy=policy_for(ctx, client),
+            ),
+            code,
+        )
+        await record(conn, families.stream_id(family_id), None, [started], metadata)
+        return outcome, started
+
+    outcome, started = await retrying(ctx.pool, redeem)
     if outcome.error is not None:
         raise outcome.error
     assert started is not None

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import structlog
+from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 
-from app.commands import record
+from app.commands import record, retrying
 from app.context import Context
 from app.grants.base import TokenRequest, TokenResponse, policy_for, token_response
 from ledger import families
 from ledger.clients import ClientState
-from ledger.errors import InvalidGrant, InvalidRequest, TemporarilyUnavailable
+from ledger.codes import Outcome
+from ledger.errors import InvalidGrant, InvalidRequest
 from ledger.events import AccessTokenRefreshed, RefreshTokenRotated
-from ledger.store import ConcurrencyConflict
+from ledger.families import FamilyState
 from ledger.tokens import REFRESH_PREFIX, hash_secret, new_secret, short
 from projections.read_models import FAMILIES, load
 
 GRANT_TYPE = "refresh_token"
-# The family row is locked while deciding, so concurrent refreshes of one family take
-# turns; a version clash is left only as a safety net for writers that do not lock.
-_ATTEMPTS = 8
 
 log = structlog.get_logger(__name__)
 
@@ -35,40 +35,36 @@ async def grant(
     presented_hash = hash_secret(req.refresh_token)
     policy = policy_for(ctx, client)
     new_refresh = new_secret(REFRESH_PREFIX) if policy.rotate else None
-    for _ in range(_ATTEMPTS):
+
+    async def rotate(conn: AsyncConnection[Any]) -> tuple[Outcome, FamilyState, datetime]:
+        cur = await conn.cursor(row_factory=tuple_row).execute(
+            "select family_id, generation from refresh_tokens where token_hash = %s",
+            (presented_hash,),
+        )
+        found = await cur.fetchone()
+        if found is None:
+            raise InvalidGrant("refresh token is invalid", debug=f"unknown {short(presented_hash)}")
+        family_id, generation = found
+        structlog.contextvars.bind_contextvars(family_id=family_id)
+        # Locked: parallel refreshes of one family take turns, and each sees the last.
+        family = await load(conn, FAMILIES, family_id, lock=True)
+        assert family is not None, "refresh_tokens and token_families move together"
         now = ctx.clock()
-        try:
-            async with ctx.pool.connection() as conn, conn.transaction():
-                cur = await conn.cursor(row_factory=tuple_row).execute(
-                    "select family_id, generation from refresh_tokens where token_hash = %s",
-                    (presented_hash,),
-                )
-                found = await cur.fetchone()
-                if found is None:
-                    raise InvalidGrant(
-                        "refresh token is invalid", debug=f"unknown {short(presented_hash)}"
-                    )
-                family_id, generation = found
-                family = await load(conn, FAMILIES, family_id, lock=True)
-                assert family is not None, "refresh_tokens and token_families move together"
-                cmd = families.RotateRefreshToken(
-                    presented_generation=generation,
-                    client_id=client.client_id,
-                    scope=req.scope,
-                    resource=req.resource or req.audience,
-                    new_refresh_hash=hash_secret(new_refresh) if new_refresh else "",
-                    new_access_jti=str(uuid.uuid4()),
-                    now=now,
-                    policy=policy,
-                )
-                outcome = families.decide_refresh(cmd, family)
-                await record(conn, families.stream_id(family_id), family, outcome.events, metadata)
-        except ConcurrencyConflict:
-            continue  # a concurrent refresh or revocation won: decide again on its result
-        break
-    else:
-        raise TemporarilyUnavailable("the refresh token is contended; retry")
-    structlog.contextvars.bind_contextvars(family_id=family_id)
+        cmd = families.RotateRefreshToken(
+            presented_generation=generation,
+            client_id=client.client_id,
+            scope=req.scope,
+            resource=req.resource or req.audience,
+            new_refresh_hash=hash_secret(new_refresh) if new_refresh else "",
+            new_access_jti=str(uuid.uuid4()),
+            now=now,
+            policy=policy,
+        )
+        outcome = families.decide_refresh(cmd, family)
+        await record(conn, families.stream_id(family_id), family, outcome.events, metadata)
+        return outcome, family, now
+
+    outcome, family, now = await retrying(ctx.pool, rotate)
     if outcome.error is not None:
         raise outcome.error
     issued = outcome.events[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from ledger import families
@@ -286,11 +287,14 @@ def test_a_family_starts_from_a_redeemed_code() -> None:
         family_id=FID,
         refresh_token_hash="r1" * 32,
         access_token_jti="jti-1",
-        audience="https://api.example.com/mcp",
+        default_audience="https://default.example.com",
         now=T0,
         policy=ROTATING,
     )
     assert families.start_family(cmd, code) == started()
+    # With no resource in the authorization request, the default audience applies.
+    without = families.start_family(cmd, msgspec.structs.replace(code, resource=None))
+    assert without.audience == "https://default.example.com"
 
 
 def test_revocation_is_recorded_once() -> None:
