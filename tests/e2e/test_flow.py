@@ -7,13 +7,8 @@ two rotations, and the reuse of a rotated refresh token revoking the whole famil
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
-import sys
 import uuid
 import warnings
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -24,6 +19,7 @@ from authlib.common.security import generate_token
 from authlib.deprecate import AuthlibDeprecationWarning
 
 from tests.e2e.browser import sign_in_and_allow
+from tests.e2e.cli import run_cli, tokenledger_script
 from tests.e2e.conftest import PASSWORD, LiveUser
 
 with warnings.catch_warnings():
@@ -220,39 +216,14 @@ async def test_wrong_verifier_is_refused_over_http(
 # -- the command line ------------------------------------------------------------------------
 
 
-def _tokenledger() -> str | None:
-    """The installed console script, next to this interpreter or on PATH."""
-    return shutil.which("tokenledger", path=str(Path(sys.executable).parent)) or shutil.which(
-        "tokenledger"
-    )
-
-
-async def _run(
-    args: list[str], database_url: str, stdin: str | None = None
-) -> tuple[int, str, str]:
-    script = _tokenledger()
-    assert script is not None
-    process = await asyncio.create_subprocess_exec(
-        script,
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "DATABASE_URL": database_url, "TOKENLEDGER_LOG_FORMAT": "json"},
-    )
-    out, err = await asyncio.wait_for(process.communicate((stdin or "").encode()), timeout=120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-@pytest.mark.skipif(_tokenledger() is None, reason="the tokenledger script is not installed")
+@pytest.mark.skipif(tokenledger_script() is None, reason="the tokenledger script is not installed")
 async def test_cli_registers_a_client_and_a_user_that_can_sign_in(
     database_url: str, live_server: str
 ) -> None:
     suffix = uuid.uuid4().hex[:10]
     client_id = f"cli-{suffix}"
 
-    code, out, err = await _run(
+    code, out, err = await run_cli(
         [
             "clients",
             "add",
@@ -269,14 +240,14 @@ async def test_cli_registers_a_client_and_a_user_that_can_sign_in(
     assert out.strip() == f"client {client_id} registered (public)"
     assert "client_secret" not in out
 
-    again, _, err = await _run(
+    again, _, err = await run_cli(
         ["clients", "add", client_id, "--public", "--redirect-uri", "http://127.0.0.1/cb"],
         database_url,
     )
     assert again == 1
     assert "already registered" in err
 
-    confidential, out, err = await _run(
+    confidential, out, err = await run_cli(
         ["clients", "add", f"{client_id}-c", "--redirect-uri", "https://app.example.com/cb"],
         database_url,
     )
@@ -287,12 +258,12 @@ async def test_cli_registers_a_client_and_a_user_that_can_sign_in(
     assert "Store it now" in err
 
     username = f"CLI-User-{suffix}"
-    code, out, err = await _run(["users", "add", username], database_url, stdin=PASSWORD + "\n")
+    code, out, err = await run_cli(["users", "add", username], database_url, stdin=PASSWORD + "\n")
     assert code == 0, err
     assert out.startswith(f"user {username.lower()} added (subject ")
     assert PASSWORD not in out + err
 
-    short, _, err = await _run(["users", "add", f"x-{suffix}"], database_url, stdin="short\n")
+    short, _, err = await run_cli(["users", "add", f"x-{suffix}"], database_url, stdin="short\n")
     assert short == 1
     assert "at least 8 characters" in err
 
