@@ -3,19 +3,19 @@ challenge, scope and resource (RFC 6749 §4.1.2, §10.5; RFC 7636; RFC 9700 §2.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never
 
 import msgspec
 
-from ledger.errors import InvalidGrant, InvalidTarget, OAuthError
+from ledger.errors import InvalidGrant, InvalidTarget
 from ledger.events import (
-    AnyEvent,
     AuthorizationCodeIssued,
     AuthorizationCodeRedeemed,
     AuthorizationCodeReplayed,
 )
+from ledger.outcome import Outcome
 from ledger.protocol import verify_pkce
 from ledger.tokens import short
 
@@ -86,15 +86,6 @@ class RedeemCode:
     now: datetime
     new_family_id: str
     resource: str | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Events to append, and the error to answer with once they are committed."""
-
-    events: tuple[AnyEvent, ...] = ()
-    error: OAuthError | None = None
-    replayed_family_id: str | None = field(default=None)
 
 
 def decide_redeem(cmd: RedeemCode, code: CodeState | None) -> Outcome:

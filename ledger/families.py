@@ -13,7 +13,7 @@ from typing import Literal, assert_never
 
 import msgspec
 
-from ledger.codes import CodeState, Outcome
+from ledger.codes import CodeState
 from ledger.errors import InvalidGrant, InvalidScope, InvalidTarget
 from ledger.events import (
     AccessTokenRefreshed,
@@ -23,6 +23,7 @@ from ledger.events import (
     TokenFamilyRevoked,
     TokenFamilyStarted,
 )
+from ledger.outcome import Outcome
 from ledger.protocol import narrow_scope
 
 FamilyEvent = (

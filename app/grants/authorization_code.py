@@ -16,6 +16,7 @@ from ledger import codes, families
 from ledger.clients import ClientState
 from ledger.errors import InvalidRequest
 from ledger.events import TokenFamilyStarted
+from ledger.outcome import Outcome
 from ledger.tokens import REFRESH_PREFIX, hash_secret, new_secret, short
 from projections.read_models import CODES, FAMILIES, load
 
@@ -33,7 +34,7 @@ async def grant(
     structlog.contextvars.bind_contextvars(code=short(code_hash))
     refresh_token = new_secret(REFRESH_PREFIX)
 
-    async def redeem(conn: AsyncConnection[Any]) -> tuple[codes.Outcome, TokenFamilyStarted | None]:
+    async def redeem(conn: AsyncConnection[Any]) -> tuple[Outcome, TokenFamilyStarted | None]:
         now = ctx.clock()
         family_id = str(uuid.uuid4())
         code = await load(conn, CODES, code_hash, lock=True)

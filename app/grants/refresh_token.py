@@ -15,10 +15,10 @@ from app.context import Context
 from app.grants.base import TokenRequest, TokenResponse, policy_for, token_response
 from ledger import families
 from ledger.clients import ClientState
-from ledger.codes import Outcome
 from ledger.errors import InvalidGrant, InvalidRequest
 from ledger.events import AccessTokenRefreshed, RefreshTokenRotated
 from ledger.families import FamilyState
+from ledger.outcome import Outcome
 from ledger.tokens import REFRESH_PREFIX, hash_secret, new_secret, short
 from projections.read_models import FAMILIES, load
 
