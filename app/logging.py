@@ -47,9 +47,10 @@ def _request_id(scope: Scope) -> str:
     return incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 
-def request_id_header(message: Message, scope: Scope) -> None:
+async def request_id_header(message: Message, scope: Scope) -> None:
     """``before_send`` hook: routing errors (404, 405) are answered before any middleware
-    runs, so the middleware below cannot echo their id; this does."""
+    runs, so the middleware below cannot echo their id; this does. (Async: Litestar runs
+    a sync hook in a worker thread, twice per response.)"""
     if message["type"] != "http.response.start":
         return
     headers = list(message.get("headers", []))

@@ -17,7 +17,7 @@ HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-def security_headers(message: Message, scope: Scope) -> None:
+async def security_headers(message: Message, scope: Scope) -> None:
     """A ``before_send`` hook rather than a middleware: Litestar answers routing errors
     (404, 405) before any middleware runs, and those responses need the headers too."""
     if message["type"] != "http.response.start":

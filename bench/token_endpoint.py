@@ -1,12 +1,13 @@
 """Benchmark the token endpoint on this machine: refresh rotation and code exchange.
 
-Starts `tokenledger serve` against a fresh database on BENCH_DATABASE_URL's server
-(default: the local PostgreSQL), then drives it over loopback with CONCURRENCY async
-clients for DURATION seconds per phase. Prints requests/s and latency percentiles,
-and each rate as a ratio to GET /healthz measured in the same run (this machine is
-noisy; the ratio is what to compare between runs).
+Starts `tokenledger serve` on a fresh database on BENCH_DATABASE_URL's server (default:
+the local PostgreSQL) and loads it over loopback with wrk (`apt-get install wrk`):
+GET /healthz as the baseline, then refresh rotation (every request presents the newest
+token of its family, so nothing counts as reuse), then code exchange (a fresh code per
+request). Prints requests/s and latency percentiles, and each rate as a ratio to the
+baseline taken in the same run (this machine is noisy; compare ratios between runs).
 
-    python bench/token_endpoint.py [--duration 10] [--concurrency 64]
+    python bench/token_endpoint.py [--duration 10] [--connections 64]
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ import asyncio
 import base64
 import hashlib
 import os
+import re
 import secrets
+import shutil
 import socket
-import statistics
 import subprocess
 import sys
-import time
+import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import psycopg
@@ -38,7 +41,9 @@ from ledger.events import AuthorizationCodeIssued
 from ledger.tokens import CODE_PREFIX, hash_secret, new_secret
 from migrations import migrate
 
-PASSWORD = "correct horse battery staple"
+HERE = Path(__file__).parent
+REDIRECT_URI = "http://127.0.0.1:5000/cb"
+THREADS = 2
 
 
 def free_port() -> int:
@@ -53,34 +58,53 @@ def pkce() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-async def phase(
-    name: str, concurrency: int, duration: float, work: Callable[[int], Awaitable[bool]]
-) -> float:
-    latencies: list[float] = []
-    failures = 0
-    deadline = time.perf_counter() + duration
-
-    async def worker(i: int) -> None:
-        nonlocal failures
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            ok = await work(i)
-            latencies.append(time.perf_counter() - started)
-            failures += not ok
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    rate = len(latencies) / elapsed
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+def wrk(name: str, url: str, args: argparse.Namespace, script: list[str] | None = None) -> float:
+    command = ["wrk", f"-t{THREADS}", f"-c{args.connections}", f"-d{args.duration}s"]
+    if script:
+        command += ["-s", str(HERE / "wrk" / script[0]), url, "--", *script[1:]]
+    else:
+        command += ["--latency", url]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p = {k: f"{v}ms" for k, v in re.findall(r"p(\d+)_ms ([\d.]+)", out)}
+    if not p:  # wrk's own --latency table, in its units
+        p = {k: v for k, v in re.findall(r"\s(50|99)(?:\.000)?%\s+([\d.]+\w+)", out)}
     print(
-        f"{name:<16} {rate:8.0f} req/s  p50 {q[49] * 1000:6.1f} ms  p99 {q[98] * 1000:6.1f} ms"
-        f"  n={len(latencies)} failures={failures}"
+        f"{name:<18} {rate:8.0f} req/s  p50 {p.get('50', '?')}  p99 {p.get('99', '?')}"
+        f"  non-2xx {errors.group(1) if errors else 0}"
     )
     return rate
 
 
+async def issue_codes(url: str, client_id: str, subject: str, n: int) -> list[tuple[str, str]]:
+    """Codes written straight into the ledger (the pages are not what is measured)."""
+    out = []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for start in range(0, n, 500):
+            async with conn.transaction():
+                for _ in range(min(500, n - start)):
+                    verifier, challenge = pkce()
+                    code = new_secret(CODE_PREFIX)
+                    now = datetime.now(UTC)
+                    event = AuthorizationCodeIssued(
+                        code_hash=hash_secret(code),
+                        client_id=client_id,
+                        subject=subject,
+                        redirect_uri=REDIRECT_URI,
+                        code_challenge=challenge,
+                        scope="mcp",
+                        issued_at=now,
+                        expires_at=now + timedelta(hours=1),
+                    )
+                    await record(conn, codes.stream_id(event.code_hash), None, [event], {})
+                    out.append((code, verifier))
+    return out
+
+
 async def main(args: argparse.Namespace) -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("this benchmark needs wrk: apt-get install wrk")
     server_url = os.environ.get(
         "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
     )
@@ -88,6 +112,21 @@ async def main(args: argparse.Namespace) -> None:
     async with await psycopg.AsyncConnection.connect(server_url, autocommit=True) as admin:
         await admin.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
     url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": dbname})
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await migrate(conn)
+        now = datetime.now(UTC)
+        client_id = f"bench-{uuid.uuid4().hex[:8]}"
+        await commands.register_client(
+            conn,
+            client_id=client_id,
+            redirect_uris=["http://127.0.0.1/cb"],
+            client_type="public",
+            scopes=["mcp"],
+            now=now,
+        )
+        user = await commands.register_user(
+            conn, username=f"u{uuid.uuid4().hex[:8]}", password="bench password", now=now
+        )
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = {
@@ -95,33 +134,15 @@ async def main(args: argparse.Namespace) -> None:
         "DATABASE_URL": url,
         "TOKENLEDGER_ISSUER": issuer,
         "TOKENLEDGER_LOG_FORMAT": "json",
-        "TOKENLEDGER_POOL_MAX_SIZE": "20",
     }
+    log = open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w")
     server = subprocess.Popen(
         [sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port)],
         env=env,
-        stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w"),
+        stderr=log,
     )
     try:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await migrate(conn)
-            now = datetime.now(UTC)
-            client_id = f"bench-{uuid.uuid4().hex[:8]}"
-            await commands.register_client(
-                conn,
-                client_id=client_id,
-                redirect_uris=["http://127.0.0.1/cb"],
-                client_type="public",
-                scopes=["mcp"],
-                now=now,
-            )
-            user = await commands.register_user(
-                conn, username=f"u{uuid.uuid4().hex[:8]}", password=PASSWORD, now=now
-            )
-        limits = httpx.Limits(
-            max_connections=args.concurrency, max_keepalive_connections=args.concurrency
-        )
-        async with httpx.AsyncClient(base_url=issuer, limits=limits, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=issuer, timeout=30) as http:
             for _ in range(100):
                 try:
                     if (await http.get("/readyz")).status_code == 200:
@@ -129,84 +150,54 @@ async def main(args: argparse.Namespace) -> None:
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
-
-            async def codes_for(n: int) -> list[tuple[str, str]]:
-                """Issue n codes straight into the ledger (the pages are not under test)."""
-                out = []
-                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                    for _ in range(n):
-                        verifier, challenge = pkce()
-                        code = new_secret(CODE_PREFIX)
-                        now = datetime.now(UTC)
-                        event = AuthorizationCodeIssued(
-                            code_hash=hash_secret(code),
-                            client_id=client_id,
-                            subject=user.user_id,
-                            redirect_uri="http://127.0.0.1:5000/cb",
-                            code_challenge=challenge,
-                            scope="mcp",
-                            issued_at=now,
-                            expires_at=now + timedelta(hours=1),
-                        )
-                        async with conn.transaction():
-                            await record(conn, codes.stream_id(event.code_hash), None, [event], {})
-                        out.append((code, verifier))
-                return out
-
-            async def exchange(code: str, verifier: str) -> httpx.Response:
-                return await http.post(
+            families = await issue_codes(url, client_id, user.user_id, args.connections * 2)
+            tokens = []
+            for code, verifier in families:
+                r = await http.post(
                     "/oauth/token",
                     data={
                         "grant_type": "authorization_code",
                         "code": code,
                         "code_verifier": verifier,
-                        "redirect_uri": "http://127.0.0.1:5000/cb",
+                        "redirect_uri": REDIRECT_URI,
                         "client_id": client_id,
                     },
                 )
-
-            async def health(i: int) -> bool:
-                return (await http.get("/healthz")).status_code == 200
-
-            baseline = await phase("GET /healthz", args.concurrency, args.duration, health)
-
-            tokens = [
-                (await exchange(c, v)).json()["refresh_token"]
-                for c, v in await codes_for(args.concurrency)
-            ]
-
-            async def rotate(i: int) -> bool:
-                r = await http.post(
-                    "/oauth/token",
-                    data={
-                        "grant_type": "refresh_token",
-                        "refresh_token": tokens[i],
-                        "client_id": client_id,
-                    },
-                )
-                if r.status_code != 200:
-                    return False
-                tokens[i] = r.json()["refresh_token"]
-                return True
-
-            rotation = await phase("refresh rotation", args.concurrency, args.duration, rotate)
-
-            pending = await codes_for(int(max(rotation, 200) * args.duration * 1.5))
-
-            async def redeem(i: int) -> bool:
-                if not pending:
-                    return True
-                code, verifier = pending.pop()
-                return (await exchange(code, verifier)).status_code == 200
-
-            exchange_rate = await phase("code exchange", args.concurrency, args.duration, redeem)
+                tokens.append(r.json()["refresh_token"])
+        with tempfile.TemporaryDirectory() as tmp:
+            token_file = Path(tmp) / "tokens"
+            token_file.write_text("\n".join(tokens) + "\n")
+            baseline = wrk("GET /healthz", f"{issuer}/healthz", args)
+            rotation = wrk(
+                "refresh rotation",
+                issuer,
+                args,
+                ["refresh.lua", client_id, str(token_file), str(THREADS)],
+            )
+            code_file = Path(tmp) / "codes"
+            wanted = int(max(rotation, 500) * args.duration * 1.5)
+            pairs = await issue_codes(url, client_id, user.user_id, wanted)
+            code_file.write_text("".join(f"{c} {v}\n" for c, v in pairs))
+            exchange = wrk(
+                "code exchange",
+                issuer,
+                args,
+                [
+                    "exchange.lua",
+                    client_id,
+                    quote(REDIRECT_URI, safe=""),
+                    str(code_file),
+                    str(THREADS),
+                ],
+            )
         print(
             f"ratios to /healthz: refresh {rotation / baseline:.3f},"
-            f" exchange {exchange_rate / baseline:.3f}"
+            f" exchange {exchange / baseline:.3f}"
         )
     finally:
         server.terminate()
         server.wait(timeout=10)
+        log.close()
         async with await psycopg.AsyncConnection.connect(server_url, autocommit=True) as admin:
             await admin.execute(
                 sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname))
@@ -214,7 +205,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
     asyncio.run(main(parser.parse_args()))

@@ -7,6 +7,7 @@ transaction, so the endpoints always decide on current state) and in a rebuild.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -89,28 +90,38 @@ def fold(model: ReadModel[S], state: S | None, events: Sequence[AnyEvent]) -> S 
     return state
 
 
-def upsert_sql(model: ReadModel[Any], schema: str) -> sql.Composed:
+@functools.cache
+def upsert_sql(model: ReadModel[Any], schema: str) -> bytes:
     cols = model.columns
-    return sql.SQL(
-        "insert into {table} ({cols}) values ({vals}) on conflict ({key}) do update set {sets}"
-    ).format(
-        table=sql.Identifier(schema, model.table),
-        cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
-        vals=sql.SQL(", ").join(sql.Placeholder() * len(cols)),
-        key=sql.Identifier(model.key),
-        sets=sql.SQL(", ").join(
-            sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c))
-            for c in cols
-            if c != model.key
-        ),
+    return (
+        sql.SQL(
+            "insert into {table} ({cols}) values ({vals}) on conflict ({key}) do update set {sets}"
+        )
+        .format(
+            table=sql.Identifier(schema, model.table),
+            cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
+            vals=sql.SQL(", ").join(sql.Placeholder() * len(cols)),
+            key=sql.Identifier(model.key),
+            sets=sql.SQL(", ").join(
+                sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c))
+                for c in cols
+                if c != model.key
+            ),
+        )
+        .as_bytes(None)
     )
 
 
-def _insert_side_sql(side: SideTable, schema: str) -> sql.Composed:
-    return sql.SQL("insert into {table} ({cols}) values ({vals}) on conflict do nothing").format(
-        table=sql.Identifier(schema, side.table),
-        cols=sql.SQL(", ").join(map(sql.Identifier, side.columns)),
-        vals=sql.SQL(", ").join(sql.Placeholder() * len(side.columns)),
+@functools.cache
+def _insert_side_sql(side: SideTable, schema: str) -> bytes:
+    return (
+        sql.SQL("insert into {table} ({cols}) values ({vals}) on conflict do nothing")
+        .format(
+            table=sql.Identifier(schema, side.table),
+            cols=sql.SQL(", ").join(map(sql.Identifier, side.columns)),
+            vals=sql.SQL(", ").join(sql.Placeholder() * len(side.columns)),
+        )
+        .as_bytes(None)
     )
 
 
@@ -144,12 +155,20 @@ async def load(
 ) -> S | None:
     """The stream's current state; ``lock`` holds its row until the transaction ends, so
     concurrent deciders on one stream take turns instead of clashing at append."""
-    query = sql.SQL("select {cols} from {table} where {key} = %s{lock}").format(
-        cols=sql.SQL(", ").join(map(sql.Identifier, model.columns)),
-        table=sql.Identifier(model.table),
-        key=sql.Identifier(model.key),
-        lock=sql.SQL(" for update" if lock else ""),
-    )
     async with conn.cursor(row_factory=class_row(model.state_type)) as cur:
-        await cur.execute(query, (key,))
+        await cur.execute(_select_sql(model, lock), (key,))
         return await cur.fetchone()
+
+
+@functools.cache
+def _select_sql(model: ReadModel[Any], lock: bool) -> bytes:
+    return (
+        sql.SQL("select {cols} from {table} where {key} = %s{lock}")
+        .format(
+            cols=sql.SQL(", ").join(map(sql.Identifier, model.columns)),
+            table=sql.Identifier(model.table),
+            key=sql.Identifier(model.key),
+            lock=sql.SQL(" for update" if lock else ""),
+        )
+        .as_bytes(None)
+    )
