@@ -26,6 +26,7 @@ from app.metadata import event_metadata
 from app.sessions import CSRF_COOKIE, SESSION_COOKIE, Session
 from ledger import authorization, codes, users
 from ledger.authorization import AuthorizationRequest, RedirectableError, UnsafeToRedirect
+from ledger.clients import ClientState
 from ledger.errors import AccessDenied
 from ledger.events import AuthorizationCodeIssued
 from ledger.tokens import CODE_PREFIX, hash_secret, new_secret, short
@@ -56,18 +57,22 @@ def redirect_uri_with(uri: str, params: Mapping[str, str]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
-async def _validate(ctx: Context, params: Mapping[str, Sequence[str]]) -> AuthorizationRequest:
+async def _validate(
+    ctx: Context, params: Mapping[str, Sequence[str]]
+) -> tuple[AuthorizationRequest, ClientState]:
     client_ids = params.get("client_id") or []
     client = None
     if len(client_ids) == 1 and client_ids[0]:
         async with ctx.pool.connection() as conn:
             client = await load(conn, CLIENTS, client_ids[0])
-    return authorization.validate(
+    areq = authorization.validate(
         params,
         client,
         scopes_supported=ctx.settings.scopes_supported,
         default_scope=ctx.settings.default_scope,
     )
+    assert client is not None  # validate refuses an unknown client
+    return areq, client
 
 
 def _error_page(description: str, status: int = 400) -> Template:
@@ -114,6 +119,7 @@ async def _page(
     request: Request[Any, Any, Any],
     ctx: Context,
     areq: AuthorizationRequest,
+    client: ClientState,
     *,
     session: Session | None,
     error: str | None = None,
@@ -122,9 +128,6 @@ async def _page(
 ) -> Template:
     nonce, new_cookie = _csrf_nonce(request, ctx)
     cookies = list(cookies or []) + ([new_cookie] if new_cookie else [])
-    async with ctx.pool.connection() as conn:
-        client = await load(conn, CLIENTS, areq.client_id)
-    assert client is not None
     redirect = urlsplit(areq.redirect_uri)
     context = {
         "params": areq.as_params(),
@@ -149,13 +152,13 @@ async def _page(
 async def authorize_page(request: Request[Any, Any, Any]) -> Response[Any]:
     ctx = _ctx(request)
     try:
-        areq = await _validate(ctx, _as_lists(request.query_params))
+        areq, client = await _validate(ctx, _as_lists(request.query_params))
     except UnsafeToRedirect as exc:
         return _error_page(exc.description)
     except RedirectableError as exc:
         return _error_redirect(ctx, exc)
     session = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE), ctx.clock().timestamp())
-    return await _page(request, ctx, areq, session=session)
+    return await _page(request, ctx, areq, client, session=session)
 
 
 def _same_origin(request: Request[Any, Any, Any], issuer: str) -> bool:
@@ -183,7 +186,7 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
         )
     params = {k: v for k, v in fields.items() if k in authorization.PARAMETERS}
     try:
-        areq = await _validate(ctx, params)
+        areq, client = await _validate(ctx, params)
     except UnsafeToRedirect as exc:
         return _error_page(exc.description)
     except RedirectableError as exc:
@@ -195,22 +198,28 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
         denied = AccessDenied("the user denied the request")
         return _redirect_back(ctx, areq.redirect_uri, {"error": denied.error, "state": areq.state})
     if action == "login":
-        return await _login(request, ctx, areq, form)
+        return await _login(request, ctx, areq, client, form)
     if action == "allow":
         if session is None:
-            return await _page(request, ctx, areq, session=None, error="Please sign in again.")
+            return await _page(
+                request, ctx, areq, client, session=None, error="Please sign in again."
+            )
         return await _issue_code(request, ctx, areq, session)
     return _error_page("The form was incomplete.")
 
 
 async def _login(
-    request: Request[Any, Any, Any], ctx: Context, areq: AuthorizationRequest, form: Any
+    request: Request[Any, Any, Any],
+    ctx: Context,
+    areq: AuthorizationRequest,
+    client: ClientState,
+    form: Any,
 ) -> Response[Any]:
     """Check the password, throttled per account and per address (A11); one message for
     every failure, and the same argon2 work whether or not the user exists."""
     username, password = form.get("username"), form.get("password")
     if not (isinstance(username, str) and isinstance(password, str) and username and password):
-        return await _page(request, ctx, areq, session=None, error=BAD_LOGIN)
+        return await _page(request, ctx, areq, client, session=None, error=BAD_LOGIN)
     now = ctx.clock()
     address = request.client.host if request.client else None
     settings = ctx.settings
@@ -222,7 +231,9 @@ async def _login(
     async with ctx.pool.connection() as conn:
         if await throttle.is_blocked(conn, username, address, limits, now):
             log.warning("login throttled", client_id=areq.client_id)
-            return await _page(request, ctx, areq, session=None, error=THROTTLED, status=429)
+            return await _page(
+                request, ctx, areq, client, session=None, error=THROTTLED, status=429
+            )
         try:
             user = await load(conn, USERS, users.normalize_username(username))
         except ValueError:
@@ -232,7 +243,7 @@ async def _login(
         async with ctx.pool.connection() as conn:
             await throttle.record_failure(conn, username, address, limits, now)
         log.info("login failed", client_id=areq.client_id)
-        return await _page(request, ctx, areq, session=None, error=BAD_LOGIN)
+        return await _page(request, ctx, areq, client, session=None, error=BAD_LOGIN)
     async with ctx.pool.connection() as conn:
         await throttle.clear_account(conn, username)
     started = int(now.timestamp())
@@ -252,7 +263,7 @@ async def _login(
         secure=settings.secure_cookies,
     )
     log.info("login", user_id=user.user_id, client_id=areq.client_id)
-    return await _page(request, ctx, areq, session=session, cookies=[cookie])
+    return await _page(request, ctx, areq, client, session=session, cookies=[cookie])
 
 
 async def _issue_code(
