@@ -19,7 +19,7 @@ from app.context import Context, utc_now
 from app.database import make_pool
 from app.errors import http_error_response, internal_error_response, oauth_error_response
 from app.logging import request_context_middleware, request_id_header
-from app.security import security_headers
+from app.security import cors_headers, security_headers
 from app.sessions import Signer
 from app.settings import Settings
 from ledger.errors import OAuthError
@@ -72,7 +72,7 @@ def create_app(
         ],
         lifespan=[lifespan],
         middleware=[request_context_middleware],
-        before_send=[request_id_header, security_headers],
+        before_send=[request_id_header, security_headers, cors_headers],
         exception_handlers={
             OAuthError: oauth_error_response,
             HTTPException: http_error_response,
