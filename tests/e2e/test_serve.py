@@ -1,0 +1,63 @@
+"""`tokenledger serve` itself: migrates an empty database, serves, and stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.cli import tokenledger_script
+
+pytestmark = pytest.mark.skipif(
+    tokenledger_script() is None, reason="the tokenledger script is not installed"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_serve_migrates_and_answers_ready(empty_database_url: str) -> None:
+    port = _free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    script = tokenledger_script()
+    assert script is not None
+    process = await asyncio.create_subprocess_exec(
+        script,
+        "serve",
+        "--port",
+        str(port),
+        env={**os.environ, "DATABASE_URL": empty_database_url, "TOKENLEDGER_ISSUER": issuer},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=issuer) as http:
+            deadline = time.monotonic() + 60
+            ready = None
+            # Polling for readiness (startup migrates and makes a key), not sleeping for time.
+            while ready is None or ready.status_code != 200:
+                assert time.monotonic() < deadline, "serve did not become ready"
+                assert process.returncode is None, "serve exited"
+                try:
+                    ready = await http.get("/readyz")
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+            assert ready.json() == {"status": "ok"}
+            metadata = (await http.get("/.well-known/oauth-authorization-server")).json()
+            assert metadata["issuer"] == issuer
+            jwks = (await http.get("/.well-known/jwks.json")).json()
+            assert len(jwks["keys"]) == 1
+    finally:
+        process.terminate()
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal.
+    assert process.returncode in (0, -15), err.decode()
+    assert b"Traceback" not in err
+    assert b'"event": "ready"' in err
