@@ -199,6 +199,18 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
         return _redirect_back(ctx, areq.redirect_uri, {"error": denied.error, "state": areq.state})
     if action == "login":
         return await _login(request, ctx, areq, client, form)
+    if action == "switch_user":
+        # "Not you?": forget the session and ask who is there, for this same request.
+        forget = Cookie(
+            key=SESSION_COOKIE,
+            value="",
+            path="/oauth/authorize",
+            max_age=0,
+            httponly=True,
+            samesite="lax",
+            secure=ctx.settings.secure_cookies,
+        )
+        return await _page(request, ctx, areq, client, session=None, cookies=[forget])
     if action == "allow":
         if session is None:
             return await _page(

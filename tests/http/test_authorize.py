@@ -919,3 +919,26 @@ async def test_error_page_does_not_echo_the_rejected_redirect_uri(
     response = await client.get("/oauth/authorize", params=params)
     assert_error_page(response)
     assert urlsplit(params["redirect_uri"]).hostname not in response.text
+
+
+async def test_not_you_forgets_the_session_and_asks_who_is_there(
+    client: AsyncTestClient[Litestar], public_client: Registered, user: str
+) -> None:
+    params = authorize_params(public_client, pkce_pair()[1])
+    token = await log_in(client, params, user)
+    switched = await client.post(
+        "/oauth/authorize", data={**params, "csrf_token": token, "action": "switch_user"}
+    )
+    assert switched.status_code == 200
+    assert 'name="password"' in switched.text
+    assert 'value="allow"' not in switched.text
+    cleared = [c for c in switched.headers.get_list("set-cookie") if c.startswith("tl_session=")]
+    assert cleared
+    assert "Max-Age=0" in cleared[0]
+    # Allow without signing in again is refused: no code.
+    client.cookies.delete("tl_session")
+    again = await client.post(
+        "/oauth/authorize", data={**params, "csrf_token": token, "action": "allow"}
+    )
+    assert again.status_code == 200
+    assert "location" not in again.headers
