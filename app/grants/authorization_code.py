@@ -45,7 +45,7 @@ async def grant(
                 code_verifier=req.code_verifier,
                 now=now,
                 new_family_id=family_id,
-                resource=req.resource or req.audience,
+                resource=req.target,
             ),
             code,
         )

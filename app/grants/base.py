@@ -31,6 +31,11 @@ class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     resource: str | None = None
     audience: str | None = None  # TaxRock's name for the resource on a refresh
 
+    @property
+    def target(self) -> str | None:
+        """The resource the client asks tokens for (RFC 8707), by either name."""
+        return self.resource or self.audience
+
 
 class TokenResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     """RFC 6749 §5.1."""

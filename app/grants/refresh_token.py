@@ -24,8 +24,6 @@ from projections.read_models import FAMILIES, load
 
 GRANT_TYPE = "refresh_token"
 
-log = structlog.get_logger(__name__)
-
 
 async def grant(
     ctx: Context, req: TokenRequest, client: ClientState, metadata: dict[str, Any]
@@ -54,7 +52,7 @@ async def grant(
             presented_generation=generation,
             client_id=client.client_id,
             scope=req.scope,
-            resource=req.resource or req.audience,
+            resource=req.target,
             new_refresh_hash=hash_secret(new_refresh) if new_refresh else "",
             new_access_jti=str(uuid.uuid4()),
             now=now,
