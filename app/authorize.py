@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import structlog
 from litestar import Request, Response, get, post
@@ -29,6 +29,7 @@ from ledger.authorization import AuthorizationRequest, RedirectableError, Unsafe
 from ledger.clients import ClientState
 from ledger.errors import AccessDenied
 from ledger.events import AuthorizationCodeIssued
+from ledger.protocol import redirect_uri_with
 from ledger.tokens import CODE_PREFIX, hash_secret, new_secret, short
 from projections.read_models import CLIENTS, USERS, load
 
@@ -47,14 +48,6 @@ def _ctx(request: Request[Any, Any, Any]) -> Context:
 
 def _as_lists(multi: Any) -> dict[str, list[str]]:
     return {key: list(multi.getall(key)) for key in multi}
-
-
-def redirect_uri_with(uri: str, params: Mapping[str, str]) -> str:
-    """Add response parameters to the client's redirect URI, keeping its own query
-    (RFC 6749 §3.1.2)."""
-    parts = urlsplit(uri)
-    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 async def _validate(

@@ -6,7 +6,8 @@ import base64
 import hashlib
 import hmac
 import re
-from urllib.parse import SplitResult, urlsplit
+from collections.abc import Mapping
+from urllib.parse import SplitResult, urlencode, urlsplit, urlunsplit
 
 from ledger.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
 
@@ -106,6 +107,14 @@ def select_redirect_uri(requested: str | None, registered: list[str]) -> str | N
     if requested is None:
         return None
     return requested if any(redirect_uri_matches(requested, r) for r in registered) else None
+
+
+def redirect_uri_with(uri: str, params: Mapping[str, str]) -> str:
+    """Add response parameters to the client's redirect URI, keeping its own query
+    (RFC 6749 §3.1.2)."""
+    parts = urlsplit(uri)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 def validate_redirect_uri_registration(uri: str) -> str:

@@ -10,6 +10,7 @@ from ledger.protocol import (
     narrow_scope,
     parse_scope,
     redirect_uri_matches,
+    redirect_uri_with,
     s256,
     select_redirect_uri,
     validate_code_challenge,
@@ -242,3 +243,18 @@ def test_resource_must_be_absolute_without_fragment() -> None:
     for bad in ["/mcp", "api.example.com", "https://api.example.com/mcp#x"]:
         with pytest.raises(InvalidTarget):
             validate_resource(bad)
+
+
+# --- the authorization response (RFC 6749 §3.1.2, §4.1.2) -----------------------------
+
+
+def test_response_parameters_keep_the_redirect_uris_own_query() -> None:
+    uri = redirect_uri_with("https://app.example.com/cb?tenant=a", {"code": "c", "state": "s"})
+    assert uri == "https://app.example.com/cb?tenant=a&code=c&state=s"
+
+
+def test_response_parameters_are_form_encoded() -> None:
+    uri = redirect_uri_with(
+        "http://127.0.0.1:5000/cb", {"state": "a b&c=d", "iss": "https://as.example.com"}
+    )
+    assert uri == "http://127.0.0.1:5000/cb?state=a+b%26c%3Dd&iss=https%3A%2F%2Fas.example.com"
