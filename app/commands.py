@@ -10,7 +10,6 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from ledger import clients, store, users
 from ledger.errors import TemporarilyUnavailable
@@ -48,7 +47,7 @@ async def record(
 
 
 async def retrying(
-    pool: AsyncConnectionPool[Any],
+    conn: psycopg.AsyncConnection[Any],
     step: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
     *,
     attempts: int = 8,
@@ -58,7 +57,7 @@ async def retrying(
     never clash; this is the net for those that do not."""
     for _ in range(attempts):
         try:
-            async with pool.connection() as conn, conn.transaction():
+            async with conn.transaction():
                 return await step(conn)
         except store.ConcurrencyConflict:
             continue

@@ -95,9 +95,11 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
         parse_basic(request.headers.get("authorization")), req.client_id, req.client_secret
     )
     structlog.contextvars.bind_contextvars(client_id=creds.client_id, grant_type=req.grant_type)
+    # One connection for the request: the client lookup and the grant's transaction.
     async with ctx.pool.connection() as conn:
         client = authenticate(await load(conn, CLIENTS, creds.client_id), creds)
-    response = await grant(ctx, req, client, event_metadata(request, f"client:{client.client_id}"))
+        metadata = event_metadata(request, f"client:{client.client_id}")
+        response = await grant(ctx, conn, req, client, metadata)
     return Response(
         content=msgspec.json.encode(response),
         media_type="application/json",

@@ -26,7 +26,11 @@ log = structlog.get_logger(__name__)
 
 
 async def grant(
-    ctx: Context, req: TokenRequest, client: ClientState, metadata: dict[str, Any]
+    ctx: Context,
+    conn: AsyncConnection[Any],
+    req: TokenRequest,
+    client: ClientState,
+    metadata: dict[str, Any],
 ) -> TokenResponse:
     if not req.code:
         raise InvalidRequest("code is required")
@@ -69,7 +73,7 @@ async def grant(
         await record(conn, families.stream_id(family_id), None, [started], metadata)
         return outcome, started
 
-    outcome, started = await retrying(ctx.pool, redeem)
+    outcome, started = await retrying(conn, redeem)
     if outcome.error is not None:
         raise outcome.error
     assert started is not None

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
+from psycopg import AsyncConnection
 
 from app.context import Context
 from ledger.access_tokens import mint
@@ -47,7 +48,11 @@ class TokenResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     scope: str
 
 
-Grant = Callable[[Context, TokenRequest, ClientState, dict[str, Any]], Awaitable[TokenResponse]]
+# A grant runs on the connection the token endpoint authenticated the client on.
+Grant = Callable[
+    [Context, AsyncConnection[Any], TokenRequest, ClientState, dict[str, Any]],
+    Awaitable[TokenResponse],
+]
 
 
 def policy_for(ctx: Context, client: ClientState) -> Policy:

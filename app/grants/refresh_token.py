@@ -26,7 +26,11 @@ GRANT_TYPE = "refresh_token"
 
 
 async def grant(
-    ctx: Context, req: TokenRequest, client: ClientState, metadata: dict[str, Any]
+    ctx: Context,
+    conn: AsyncConnection[Any],
+    req: TokenRequest,
+    client: ClientState,
+    metadata: dict[str, Any],
 ) -> TokenResponse:
     if not req.refresh_token:
         raise InvalidRequest("refresh_token is required")
@@ -62,7 +66,7 @@ async def grant(
         await record(conn, families.stream_id(family_id), family, outcome.events, metadata)
         return outcome, family, now
 
-    outcome, family, now = await retrying(ctx.pool, rotate)
+    outcome, family, now = await retrying(conn, rotate)
     if outcome.error is not None:
         raise outcome.error
     issued = outcome.events[0]
