@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from app import commands
-from app.context import utc_now
-from app.database import database_url, run_migrations
+from app.adapters.database import database_url, run_migrations
+from app.http.context import utc_now
 from app.logging import configure
 from app.settings import Settings, SettingsError, from_env
+from app.usecases import registration
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ def serve(host: str | None, port: int | None) -> None:
     """Migrate the database and serve HTTP (embedded PostgreSQL without DATABASE_URL)."""
     import uvicorn
 
-    from app.main import create_app
+    from app.http.app import create_app
 
     settings = _settings()
     configure(settings.log_json)
@@ -106,14 +106,14 @@ def users_add(username: str) -> None:
 
     async def work(url: str) -> str:
         async with await _connect(url) as conn:
-            user = await commands.register_user(
+            user = await registration.register_user(
                 conn, username=username, password=password, now=utc_now()
             )
         return user.user_id
 
     try:
         user_id = _with_database(_settings(), work)
-    except (ValueError, commands.AlreadyExists) as exc:
+    except (ValueError, registration.AlreadyExists) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"user {username.strip().lower()} added (subject {user_id})")
 
@@ -174,9 +174,9 @@ def clients_add(
     settings = _settings()
     secret = _read_secret("Client secret", confirm=True) if secret_stdin else None
 
-    async def work(url: str) -> commands.RegisteredClient:
+    async def work(url: str) -> registration.RegisteredClient:
         async with await _connect(url) as conn:
-            return await commands.register_client(
+            return await registration.register_client(
                 conn,
                 client_id=client_id,
                 redirect_uris=list(redirect_uris),
@@ -192,7 +192,7 @@ def clients_add(
 
     try:
         registered = _with_database(settings, work)
-    except (ValueError, commands.AlreadyExists) as exc:
+    except (ValueError, registration.AlreadyExists) as exc:
         raise click.ClickException(str(exc)) from None
     kind = registered.client.client_type
     click.echo(f"client {client_id} registered ({kind})")

@@ -34,11 +34,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from app import commands
-from app.commands import record
+from app.usecases import registration
+from app.usecases.handler import record
 from ledger import codes
 from ledger.events import AuthorizationCodeIssued
-from ledger.tokens import CODE_PREFIX, hash_secret, new_secret
+from ledger.opaque_tokens import CODE_PREFIX, hash_secret, new_secret
 from migrations import migrate
 
 HERE = Path(__file__).parent
@@ -116,7 +116,7 @@ async def main(args: argparse.Namespace) -> None:
         await migrate(conn)
         now = datetime.now(UTC)
         client_id = f"bench-{uuid.uuid4().hex[:8]}"
-        await commands.register_client(
+        await registration.register_client(
             conn,
             client_id=client_id,
             redirect_uris=["http://127.0.0.1/cb"],
@@ -124,7 +124,7 @@ async def main(args: argparse.Namespace) -> None:
             scopes=["mcp"],
             now=now,
         )
-        user = await commands.register_user(
+        user = await registration.register_user(
             conn, username=f"u{uuid.uuid4().hex[:8]}", password="bench password", now=now
         )
     port = free_port()

@@ -9,7 +9,7 @@ import msgspec
 
 from ledger.errors import InvalidClient, InvalidRequest
 from ledger.events import ClientRegistered
-from ledger.tokens import secret_matches
+from ledger.opaque_tokens import secret_matches
 
 AuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
 

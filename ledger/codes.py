@@ -9,15 +9,15 @@ from typing import assert_never
 
 import msgspec
 
+from ledger.decider import Outcome
 from ledger.errors import InvalidGrant, InvalidTarget
 from ledger.events import (
     AuthorizationCodeIssued,
     AuthorizationCodeRedeemed,
     AuthorizationCodeReplayed,
 )
-from ledger.outcome import Outcome
+from ledger.opaque_tokens import short
 from ledger.protocol import verify_pkce
-from ledger.tokens import short
 
 CodeEvent = AuthorizationCodeIssued | AuthorizationCodeRedeemed | AuthorizationCodeReplayed
 

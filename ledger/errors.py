@@ -1,7 +1,7 @@
 """One exception per OAuth error code (RFC 6749 §4.1.2.1, §5.2; RFC 7009; RFC 8707).
 
 Each carries a description for the client and a separate ``debug`` text that is only
-logged. They become HTTP responses in exactly one place (``app.errors``).
+logged. They become HTTP responses in exactly one place (``app.http.errors``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Literal, assert_never
 import msgspec
 
 from ledger.codes import CodeState
+from ledger.decider import Outcome
 from ledger.errors import InvalidGrant, InvalidScope, InvalidTarget
 from ledger.events import (
     AccessTokenRefreshed,
@@ -23,7 +24,6 @@ from ledger.events import (
     TokenFamilyRevoked,
     TokenFamilyStarted,
 )
-from ledger.outcome import Outcome
 from ledger.protocol import narrow_scope
 
 FamilyEvent = (

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import pytest
 import uvicorn
 
-from app import commands
-from app.context import utc_now
-from app.main import create_app
+from app.http.app import create_app
+from app.http.context import utc_now
 from app.settings import from_env
+from app.usecases import registration
 from tests.conftest import Pool
 
 PASSWORD = "a long and honest passphrase"
@@ -70,7 +70,7 @@ async def live_client_id(pool: Pool) -> str:
     """A public client registered for the loopback redirect URI (any port)."""
     client_id = f"e2e-{uuid.uuid4().hex[:12]}"
     async with pool.connection() as conn:
-        await commands.register_client(
+        await registration.register_client(
             conn,
             client_id=client_id,
             redirect_uris=["http://127.0.0.1/callback"],
@@ -86,7 +86,7 @@ async def live_client_id(pool: Pool) -> str:
 async def live_user(pool: Pool) -> LiveUser:
     username = f"e2e-{uuid.uuid4().hex[:12]}"
     async with pool.connection() as conn:
-        user = await commands.register_user(
+        user = await registration.register_user(
             conn, username=username, password=PASSWORD, now=utc_now()
         )
     return LiveUser(username=username, user_id=user.user_id)

@@ -21,10 +21,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app import commands
-from app.context import utc_now
-from app.main import create_app
+from app.http.app import create_app
+from app.http.context import utc_now
 from app.settings import from_env
+from app.usecases import registration
 from tests.conftest import Pool
 
 ISSUER = "http://127.0.0.1:8000"
@@ -99,7 +99,7 @@ async def public_client(pool: Pool, clock: Clock) -> Registered:
     """A public (PKCE-only) client with a loopback redirect URI."""
     client_id = f"public-{uuid.uuid4().hex[:12]}"
     async with pool.connection() as conn:
-        await commands.register_client(
+        await registration.register_client(
             conn,
             client_id=client_id,
             redirect_uris=["http://127.0.0.1/callback"],
@@ -114,7 +114,7 @@ async def public_client(pool: Pool, clock: Clock) -> Registered:
 async def confidential_client(pool: Pool, clock: Clock) -> Registered:
     client_id = f"conf-{uuid.uuid4().hex[:12]}"
     async with pool.connection() as conn:
-        registered = await commands.register_client(
+        registered = await registration.register_client(
             conn,
             client_id=client_id,
             redirect_uris=["https://app.example.com/cb"],
@@ -130,7 +130,7 @@ async def user(pool: Pool, clock: Clock) -> str:
     """A fresh username whose password is PASSWORD."""
     username = f"user-{uuid.uuid4().hex[:12]}"
     async with pool.connection() as conn:
-        await commands.register_user(conn, username=username, password=PASSWORD, now=clock())
+        await registration.register_user(conn, username=username, password=PASSWORD, now=clock())
     return username
 
 

@@ -17,10 +17,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app import commands
-from app.main import create_app
+from app.http.app import create_app
 from app.settings import from_env
-from ledger.tokens import hash_secret
+from app.usecases import registration
+from ledger.opaque_tokens import hash_secret
 from tests.conftest import Pool
 from tests.http.conftest import (
     ISSUER,
@@ -50,7 +50,7 @@ async def register(
     """A fresh public client with the given redirect URIs; returns its client_id."""
     client_id = f"authz-{uuid.uuid4().hex[:12]}"
     async with pool.connection() as conn:
-        await commands.register_client(
+        await registration.register_client(
             conn,
             client_id=client_id,
             redirect_uris=redirect_uris,

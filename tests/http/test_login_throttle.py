@@ -7,7 +7,7 @@ import uuid
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.main import create_app
+from app.http.app import create_app
 from app.settings import from_env
 from tests.http.conftest import (
     ISSUER,

@@ -25,10 +25,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app import commands
+from app.usecases import handler, registration
 from ledger import families
+from ledger.opaque_tokens import hash_secret
 from ledger.store import ConcurrencyConflict
-from ledger.tokens import hash_secret
 from projections import rebuild
 from projections.read_models import FAMILIES, load
 from tests.conftest import Pool
@@ -102,7 +102,7 @@ async def new_client(
     client_id = f"tok-{uuid.uuid4().hex[:12]}"
     redirect = "https://app.example.com/cb" if confidential else "http://127.0.0.1/callback"
     async with pool.connection() as conn:
-        registered = await commands.register_client(
+        registered = await registration.register_client(
             conn,
             client_id=client_id,
             redirect_uris=[redirect],
@@ -175,7 +175,7 @@ async def revoke(pool: Pool, clock: Clock, family_id: str, *, round_trips: int =
                     state = await load(conn, FAMILIES, family_id, lock=True)
                     assert state is not None
                     events = families.decide_revoke(state, "revoked_by_operator", clock())
-                    await commands.record(
+                    await handler.record(
                         conn, families.stream_id(family_id), state, events, {"actor": "test"}
                     )
                 return

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from ledger import codes, families
+from ledger.decider import Outcome
 from ledger.errors import OAuthError
 from ledger.events import Event
-from ledger.outcome import Outcome
 
 S = TypeVar("S")
 

@@ -9,7 +9,7 @@ import pytest
 
 from ledger.clients import ClientCredentials, ClientState, authenticate, merge_credentials
 from ledger.errors import InvalidClient, InvalidRequest
-from ledger.tokens import hash_secret
+from ledger.opaque_tokens import hash_secret
 
 SECRET = "tls_" + "s" * 43
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 
-from app.context import Context
+from app.http.context import Context
 
 
 @get("/healthz")

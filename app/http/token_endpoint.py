@@ -11,11 +11,11 @@ import msgspec
 import structlog
 from litestar import Request, Response, post
 
-from app.context import Context
-from app.errors import NO_STORE
-from app.grants import GRANTS
-from app.grants.base import TokenRequest
-from app.metadata import event_metadata
+from app.http.context import Context
+from app.http.errors import NO_STORE
+from app.http.event_metadata import event_metadata
+from app.usecases.grants import GRANTS
+from app.usecases.grants.base import TokenRequest
 from ledger.clients import authenticate, merge_credentials
 from ledger.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
 from projections.read_models import CLIENTS, load

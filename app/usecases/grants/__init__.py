@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.grants import authorization_code, refresh_token
-from app.grants.base import Grant
+from app.usecases.grants import authorization_code, refresh_token
+from app.usecases.grants.base import Grant
 
 GRANTS: dict[str, Grant] = {
     authorization_code.GRANT_TYPE: authorization_code.grant,

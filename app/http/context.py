@@ -9,7 +9,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from app.sessions import Signer
+from app.http.cookies import Signer
 from app.settings import Settings
 from ledger.keys import SigningKey
 

@@ -10,16 +10,16 @@ import structlog
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 
-from app.commands import record, retrying
-from app.context import Context
-from app.grants.base import TokenRequest, TokenResponse, policy_for, token_response
+from app.http.context import Context
+from app.usecases.grants.base import TokenRequest, TokenResponse, policy_for, token_response
+from app.usecases.handler import record, retrying
 from ledger import families
 from ledger.clients import ClientState
+from ledger.decider import Outcome
 from ledger.errors import InvalidGrant, InvalidRequest
 from ledger.events import AccessTokenRefreshed, RefreshTokenRotated
 from ledger.families import FamilyState
-from ledger.outcome import Outcome
-from ledger.tokens import REFRESH_PREFIX, hash_secret, new_secret, short
+from ledger.opaque_tokens import REFRESH_PREFIX, hash_secret, new_secret, short
 from projections.read_models import FAMILIES, load
 
 GRANT_TYPE = "refresh_token"

@@ -19,18 +19,18 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 
-from app import throttle
-from app.commands import record
-from app.context import Context
-from app.metadata import event_metadata
-from app.sessions import CSRF_COOKIE, SESSION_COOKIE, Session
+from app.adapters import throttle
+from app.http.context import Context
+from app.http.cookies import CSRF_COOKIE, SESSION_COOKIE, Session
+from app.http.event_metadata import event_metadata
+from app.usecases.handler import record
 from ledger import authorization, codes, users
 from ledger.authorization import AuthorizationRequest, RedirectableError, UnsafeToRedirect
 from ledger.clients import ClientState
 from ledger.errors import AccessDenied
 from ledger.events import AuthorizationCodeIssued
+from ledger.opaque_tokens import CODE_PREFIX, hash_secret, new_secret, short
 from ledger.protocol import redirect_uri_with
-from ledger.tokens import CODE_PREFIX, hash_secret, new_secret, short
 from projections.read_models import CLIENTS, USERS, load
 
 log = structlog.get_logger(__name__)

@@ -14,13 +14,13 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 
-from app import authorize, discovery, health, token
-from app.context import Context, utc_now
-from app.database import make_pool
-from app.errors import http_error_response, internal_error_response, oauth_error_response
+from app.adapters.database import make_pool
+from app.http import authorize, discovery, health, token_endpoint
+from app.http.context import Context, utc_now
+from app.http.cookies import Signer
+from app.http.errors import http_error_response, internal_error_response, oauth_error_response
+from app.http.security import cors_headers, security_headers
 from app.logging import request_context_middleware, request_id_header
-from app.security import cors_headers, security_headers
-from app.sessions import Signer
 from app.settings import Settings
 from ledger.errors import OAuthError
 from ledger.keys import active_signing_key, instance_secret
@@ -68,7 +68,7 @@ def create_app(
             discovery.jwks,
             authorize.authorize_page,
             authorize.authorize_submit,
-            token.token,
+            token_endpoint.token,
         ],
         lifespan=[lifespan],
         middleware=[request_context_middleware],

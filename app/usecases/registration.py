@@ -1,67 +1,24 @@
-"""Recording decisions: append a stream's new events and fold them into its read model,
-in one transaction; and the operator commands that register clients and users."""
+"""Registering clients and users: the operator commands."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import msgspec
 import psycopg
 
+from app.usecases.handler import record
 from ledger import clients, store, users
-from ledger.errors import TemporarilyUnavailable
-from ledger.events import AnyEvent, ClientRegistered, UserRegistered
+from ledger.events import ClientRegistered, UserRegistered
+from ledger.opaque_tokens import CLIENT_SECRET_PREFIX, hash_secret, new_secret
 from ledger.protocol import validate_redirect_uri_registration
-from ledger.tokens import CLIENT_SECRET_PREFIX, hash_secret, new_secret
-from projections.read_models import CLIENTS, USERS, load, project
-
-S = TypeVar("S", bound=msgspec.Struct)
-T = TypeVar("T")
+from projections.read_models import CLIENTS, USERS, load
 
 
 class AlreadyExists(Exception):
     pass
-
-
-async def record(
-    conn: psycopg.AsyncConnection[Any],
-    stream_id: str,
-    state: S | None,
-    events: Sequence[AnyEvent],
-    metadata: dict[str, Any],
-) -> None:
-    """Append ``events`` after ``state`` (the stream's state they were decided on) and
-    project them. Must run inside the caller's transaction; raises ConcurrencyConflict.
-
-    Load ``state`` with ``lock=True``: a writer that appends first and updates the row
-    second deadlocks against one that locked the row and then appends.
-    """
-    if not events:
-        return
-    version: int = getattr(state, "version", 0) if state is not None else 0
-    await store.append(conn, stream_id, version, events, metadata)
-    await project(conn, stream_id, state, events)
-
-
-async def retrying(
-    conn: psycopg.AsyncConnection[Any],
-    step: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
-    *,
-    attempts: int = 8,
-) -> T:
-    """Run ``step`` (load, decide, record) in a transaction; on a version clash, run it
-    again on the state the other writer left. Writers that lock the rows they decide on
-    never clash; this is the net for those that do not."""
-    for _ in range(attempts):
-        try:
-            async with conn.transaction():
-                return await step(conn)
-        except store.ConcurrencyConflict:
-            continue
-    raise TemporarilyUnavailable("too many concurrent changes; retry")
 
 
 class RegisteredClient(msgspec.Struct, frozen=True):

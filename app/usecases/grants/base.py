@@ -9,7 +9,7 @@ from typing import Any, Literal
 import msgspec
 from psycopg import AsyncConnection
 
-from app.context import Context
+from app.http.context import Context
 from ledger.access_tokens import mint
 from ledger.clients import ClientState
 from ledger.families import Policy

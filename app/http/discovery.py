@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 
 from litestar import Request, get
 
-from app.context import Context
-from app.grants import GRANTS
+from app.http.context import Context
+from app.usecases.grants import GRANTS
 from ledger.keys import published_jwks
 
 

@@ -1,0 +1,1 @@
+"""The application layer: every use case, run by one command handler."""
