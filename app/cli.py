@@ -12,7 +12,12 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from app.adapters.database import database_url, run_migrations
+from app.adapters.database import (
+    SchemaBehind,
+    database_url,
+    require_current_schema,
+    run_migrations,
+)
 from app.http.context import utc_now
 from app.logging import configure
 from app.settings import Settings, SettingsError, from_env
@@ -28,15 +33,24 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _with_database(settings: Settings, work: Callable[[str], Awaitable[T]]) -> T:
-    """Run ``work`` against the migrated database (embedded unless DATABASE_URL is set)."""
+def _with_database(
+    settings: Settings, work: Callable[[str], Awaitable[T]], *, read_only: bool = False
+) -> T:
+    """Run ``work`` against the database (embedded unless DATABASE_URL is set): migrated
+    first, or for a command that only reads, refused if its schema is behind."""
     with database_url(settings) as url:
 
         async def run() -> T:
-            await run_migrations(url)
+            if read_only:
+                await require_current_schema(url)
+            else:
+                await run_migrations(url)
             return await work(url)
 
-        return asyncio.run(run())
+        try:
+            return asyncio.run(run())
+        except SchemaBehind as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
@@ -113,7 +127,7 @@ def users_add(username: str) -> None:
 
     try:
         user_id = _with_database(_settings(), work)
-    except (ValueError, registration.AlreadyExists) as exc:
+    except (ValueError, registration.Rejected) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"user {username.strip().lower()} added (subject {user_id})")
 
@@ -192,7 +206,7 @@ def clients_add(
 
     try:
         registered = _with_database(settings, work)
-    except (ValueError, registration.AlreadyExists) as exc:
+    except (ValueError, registration.Rejected) as exc:
         raise click.ClickException(str(exc)) from None
     kind = registered.client.client_type
     click.echo(f"client {client_id} registered ({kind})")
@@ -236,7 +250,7 @@ def projections_rebuild(verify: bool) -> None:
                 run = rb.verify if verify else rb.rebuild
                 return await run(conn, advance)
 
-    report = _with_database(_settings(), work)
+    report = _with_database(_settings(), work, read_only=verify)
     click.echo(f"{report.events} events, {report.streams} streams replayed")
     for table, rows in report.rows.items():
         click.echo(f"  {table}: {rows} rows")
@@ -265,7 +279,7 @@ def audit_verify(stream: str | None) -> None:
         async with await _connect(url) as conn:
             return await verify_chains(conn, stream)
 
-    breaks = _with_database(_settings(), work)
+    breaks = _with_database(_settings(), work, read_only=True)
     for b in breaks:
         click.echo(f"{b.stream_id} version {b.version}: {b.reason}", err=True)
     if breaks:

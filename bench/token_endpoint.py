@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -34,10 +34,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from app.usecases import registration
-from app.usecases.handler import record
-from ledger import codes
-from ledger.events import AuthorizationCodeIssued
+from app.usecases import handler, registration
+from ledger import streams
+from ledger.codes import IssueCode
 from ledger.opaque_tokens import CODE_PREFIX, hash_secret, new_secret
 from migrations import migrate
 
@@ -82,23 +81,27 @@ async def issue_codes(url: str, client_id: str, subject: str, n: int) -> list[tu
     out = []
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         for start in range(0, n, 500):
-            async with conn.transaction():
-                for _ in range(min(500, n - start)):
+
+            async def issue(tx: handler.Transaction, count: int) -> None:
+                for _ in range(count):
                     verifier, challenge = pkce()
                     code = new_secret(CODE_PREFIX)
-                    now = datetime.now(UTC)
-                    event = AuthorizationCodeIssued(
+                    command = IssueCode(
                         code_hash=hash_secret(code),
                         client_id=client_id,
                         subject=subject,
                         redirect_uri=REDIRECT_URI,
                         code_challenge=challenge,
                         scope="mcp",
-                        issued_at=now,
-                        expires_at=now + timedelta(hours=1),
+                        resource=None,
+                        now=datetime.now(UTC),
+                        ttl_seconds=3600,
                     )
-                    await record(conn, codes.stream_id(event.code_hash), None, [event], {})
+                    (await tx.handle(streams.CODE, command.code_hash, command)).or_raise()
                     out.append((code, verifier))
+
+            count = min(500, n - start)
+            await handler.run(conn, {}, lambda tx, count=count: issue(tx, count))
     return out
 
 

@@ -2,41 +2,46 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal, assert_never
 
 import msgspec
 
-from ledger.errors import InvalidClient, InvalidRequest
+from ledger.decider import Decider, Decision, accept, refuse
+from ledger.errors import AlreadyExists, InvalidClient, InvalidRequest, Rejected
 from ledger.events import ClientRegistered
 from ledger.opaque_tokens import secret_matches
+from ledger.protocol import validate_redirect_uri_registration
 
 AuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class ClientState(msgspec.Struct, kw_only=True):
-    """The ``clients`` read model: one row per client stream."""
+    """The ``clients`` read model: one row per client stream; version 0 is no client."""
 
-    client_id: str
-    name: str
-    client_type: Literal["public", "confidential"]
-    secret_hash: str | None
-    redirect_uris: list[str]
-    scopes: list[str]
-    rotate_refresh_tokens: bool
-    refresh_grace_seconds: int
-    access_token_ttl: int | None
-    refresh_token_ttl: int | None
-    audience: str | None
-    registered_at: datetime
-    version: int
-
-
-def stream_id(client_id: str) -> str:
-    return f"client:{client_id}"
+    client_id: str = ""
+    name: str = ""
+    client_type: Literal["public", "confidential"] = "public"
+    secret_hash: str | None = None
+    redirect_uris: list[str] = msgspec.field(default_factory=list)
+    scopes: list[str] = msgspec.field(default_factory=list)
+    rotate_refresh_tokens: bool = True
+    refresh_grace_seconds: int = 0
+    access_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
+    audience: str | None = None
+    registered_at: datetime = _EPOCH
+    version: int = 0
 
 
-def evolve(state: ClientState | None, event: ClientRegistered) -> ClientState:
+INITIAL = ClientState()
+
+
+def evolve(state: ClientState, event: ClientRegistered) -> ClientState:
     match event:
         case ClientRegistered():
             return ClientState(
@@ -52,10 +57,71 @@ def evolve(state: ClientState | None, event: ClientRegistered) -> ClientState:
                 refresh_token_ttl=event.refresh_token_ttl,
                 audience=event.audience,
                 registered_at=event.registered_at,
-                version=(state.version if state else 0) + 1,
+                version=state.version + 1,
             )
         case _:
             assert_never(event)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterClient:
+    """A new client; the shell has generated the secret and passes only its hash."""
+
+    client_id: str
+    name: str | None
+    client_type: Literal["public", "confidential"]
+    secret_hash: str | None
+    redirect_uris: list[str]
+    scopes: list[str]
+    rotate_refresh_tokens: bool = True
+    refresh_grace_seconds: int = 0
+    audience: str | None = None
+    now: datetime
+
+
+ClientCommand = RegisterClient
+
+
+def decide(command: ClientCommand, state: ClientState) -> Decision:
+    match command:
+        case RegisterClient():
+            return _register(command, state)
+        case _:
+            assert_never(command)
+
+
+def _register(cmd: RegisterClient, state: ClientState) -> Decision:
+    client_id = cmd.client_id
+    if not client_id or len(client_id) > 255 or not client_id.isprintable() or " " in client_id:
+        return refuse(Rejected("client_id must be 1 to 255 printable characters without spaces"))
+    if state.version:
+        return refuse(AlreadyExists(f"client {client_id!r} is already registered"))
+    if not cmd.redirect_uris:
+        return refuse(Rejected("a client needs at least one redirect URI"))
+    try:
+        for uri in cmd.redirect_uris:
+            validate_redirect_uri_registration(uri)
+    except ValueError as exc:
+        return refuse(Rejected(str(exc)))
+    if (cmd.client_type == "confidential") != (cmd.secret_hash is not None):
+        return refuse(Rejected("a confidential client has a secret and a public one has none"))
+    return accept(
+        ClientRegistered(
+            client_id=client_id,
+            name=cmd.name or client_id,
+            client_type=cmd.client_type,
+            secret_hash=cmd.secret_hash,
+            redirect_uris=list(dict.fromkeys(cmd.redirect_uris)),
+            scopes=list(dict.fromkeys(cmd.scopes)),
+            rotate_refresh_tokens=cmd.rotate_refresh_tokens,
+            refresh_grace_seconds=cmd.refresh_grace_seconds,
+            audience=cmd.audience,
+            registered_at=cmd.now,
+        )
+    )
+
+
+DECIDER: Decider[ClientCommand, ClientState] = Decider(INITIAL, decide, evolve)
 
 
 class ClientCredentials(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,7 +136,7 @@ def authenticate(client: ClientState | None, creds: ClientCredentials) -> Client
     """RFC 6749 §2.3.1 and §3.2.1: a confidential client must prove its secret; a public
     client must not claim one. The same error for an unknown client and a wrong secret."""
     basic = creds.method == "client_secret_basic"
-    if client is None:
+    if client is None or not client.version:
         raise InvalidClient("client authentication failed", debug=f"unknown {creds.client_id}")
     if client.client_type == "public":
         if creds.secret:

@@ -69,3 +69,12 @@ class ServerError(OAuthError):
 class TemporarilyUnavailable(OAuthError):
     error = "temporarily_unavailable"
     status_code = 503
+
+
+class Rejected(Exception):
+    """A command refused for a reason that is not an OAuth error (an operator's command,
+    a duplicate registration): the message is for the person who sent it."""
+
+
+class AlreadyExists(Rejected):
+    pass

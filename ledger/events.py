@@ -1,21 +1,28 @@
 """The events: every state change of the authorization server, as frozen msgspec Structs.
 
-Each event has an explicit, stable tag (its ``type`` column in the log). A new field
-gets a default; an incompatible change is a new event type plus an upcaster, never an
-edit of a tag. Secrets never appear here: codes, refresh tokens and client secrets are
+Each event has an explicit, stable tag (its ``type`` column in the log) and a schema
+version (its ``schema_version`` column). A new field gets a default and keeps the
+version. An incompatible change raises the class's ``schema_version`` and registers an
+upcaster from the old version in ``UPCASTERS``: rows keep the version they were written
+with, and ``decode_event`` upcasts them on every read (endpoints, rebuild, audit), so the
+log is never rewritten. Secrets never appear here: codes, refresh tokens and client secrets are
 carried as SHA-256 hashes (hex) of 256-bit random values, access tokens by ``jti``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    """Base of every event; subclasses set ``tag``."""
+    """Base of every event; subclasses set ``tag``, and raise ``schema_version`` when
+    their shape changes incompatibly."""
+
+    schema_version: ClassVar[int] = 1
 
 
 # --- clients -------------------------------------------------------------------------
@@ -187,10 +194,44 @@ def encode_event(event: Event) -> dict[str, Any]:
     return data
 
 
-def decode_event(type_: str, data: dict[str, Any]) -> AnyEvent:
+# (type, version) -> a function from that version's data to the next version's data.
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    tag: msgspec.json.Decoder(cls) for tag, cls in EVENT_TYPES.items()
+}
+
+
+def _event_class(type_: str) -> type[Event]:
     try:
-        cls = EVENT_TYPES[type_]
+        return EVENT_TYPES[type_]
     except KeyError:
         raise ValueError(f"unknown event type {type_!r}") from None
+
+
+def upcast(type_: str, data: dict[str, Any], schema_version: int) -> dict[str, Any]:
+    """The data of a row written at ``schema_version``, brought to the current version."""
+    current = _event_class(type_).schema_version
+    for version in range(schema_version, current):
+        try:
+            data = UPCASTERS[(type_, version)](data)
+        except KeyError:
+            raise ValueError(f"no upcaster for {type_} from version {version}") from None
+    return data
+
+
+def decode_event(type_: str, data: dict[str, Any], schema_version: int = 1) -> AnyEvent:
+    cls = _event_class(type_)
+    if schema_version != cls.schema_version:
+        data = upcast(type_, data, schema_version)
     event = msgspec.convert(data, cls)
     return event  # type: ignore[return-value]
+
+
+def decode_event_json(type_: str, data: str | bytes, schema_version: int = 1) -> AnyEvent:
+    """The same, from the ``data`` column's text: the fast path for reading the whole log."""
+    if schema_version == _event_class(type_).schema_version:
+        event = _DECODERS[type_].decode(data)
+        return event  # type: ignore[no-any-return]
+    return decode_event(type_, msgspec.json.decode(data), schema_version)

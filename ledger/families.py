@@ -8,14 +8,14 @@ it leaked (RFC 9700 §4.14.2): the whole family is revoked.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal, assert_never
 
 import msgspec
 
 from ledger.codes import CodeState
-from ledger.decider import Outcome
-from ledger.errors import InvalidGrant, InvalidScope, InvalidTarget
+from ledger.decider import Decider, Decision, accept, refuse
+from ledger.errors import InvalidGrant, InvalidScope, InvalidTarget, Rejected
 from ledger.events import (
     AccessTokenRefreshed,
     RefreshTokenReused,
@@ -35,36 +35,38 @@ FamilyEvent = (
 )
 
 
-class FamilyState(msgspec.Struct, kw_only=True):
-    """The ``token_families`` read model."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-    family_id: str
-    client_id: str
-    subject: str
-    scope: str  # as granted; a refresh may narrow the tokens it issues, not the grant
-    resource: str | None
-    audience: str
-    code_hash: str
+
+class FamilyState(msgspec.Struct, kw_only=True):
+    """The ``token_families`` read model; version 0 is a family not started."""
+
+    family_id: str = ""
+    client_id: str = ""
+    subject: str = ""
+    scope: str = ""  # as granted; a refresh may narrow the tokens it issues, not the grant
+    resource: str | None = None
+    audience: str = ""
+    code_hash: str = ""
     status: Literal["active", "revoked"] = "active"
     revoked_reason: str | None = None
     revoked_at: datetime | None = None
     generation: int = 1
-    current_hash: str
+    current_hash: str = ""
     previous_hash: str | None = None
     rotated_at: datetime | None = None
-    refresh_expires_at: datetime
-    last_access_token_jti: str
-    last_access_expires_at: datetime
-    started_at: datetime
+    refresh_expires_at: datetime = _EPOCH
+    last_access_token_jti: str = ""
+    last_access_expires_at: datetime = _EPOCH
+    started_at: datetime = _EPOCH
     reuse_count: int = 0
-    version: int
+    version: int = 0
 
 
-def stream_id(family_id: str) -> str:
-    return f"family:{family_id}"
+INITIAL = FamilyState()
 
 
-def evolve(state: FamilyState | None, event: FamilyEvent) -> FamilyState:
+def evolve(state: FamilyState, event: FamilyEvent) -> FamilyState:
     match event:
         case TokenFamilyStarted():
             return FamilyState(
@@ -80,10 +82,9 @@ def evolve(state: FamilyState | None, event: FamilyEvent) -> FamilyState:
                 last_access_token_jti=event.access_token_jti,
                 last_access_expires_at=event.access_expires_at,
                 started_at=event.started_at,
-                version=1,
+                version=state.version + 1,
             )
         case RefreshTokenRotated():
-            assert state is not None
             return msgspec.structs.replace(
                 state,
                 generation=event.generation,
@@ -95,7 +96,6 @@ def evolve(state: FamilyState | None, event: FamilyEvent) -> FamilyState:
                 version=state.version + 1,
             )
         case AccessTokenRefreshed():
-            assert state is not None
             return msgspec.structs.replace(
                 state,
                 last_access_token_jti=event.access_token_jti,
@@ -103,12 +103,10 @@ def evolve(state: FamilyState | None, event: FamilyEvent) -> FamilyState:
                 version=state.version + 1,
             )
         case RefreshTokenReused():
-            assert state is not None
             return msgspec.structs.replace(
                 state, reuse_count=state.reuse_count + 1, version=state.version + 1
             )
         case TokenFamilyRevoked():
-            assert state is not None
             return msgspec.structs.replace(
                 state,
                 status="revoked",
@@ -138,15 +136,21 @@ class StartFamily:
     default_audience: str  # the client's, else the server's
     now: datetime
     policy: Policy
+    code: CodeState  # as its redemption left it
 
 
-def start_family(cmd: StartFamily, code: CodeState) -> TokenFamilyStarted:
-    """The first event of a family, from a code that ``decide_redeem`` accepted.
+def _start(cmd: StartFamily, state: FamilyState) -> Decision:
+    """The first event of a family, from a code that the code decider let be redeemed.
 
     The access tokens' audience is the resource the authorization request named
     (RFC 8707 §2), else the client's or the server's default (RFC 9068 §3).
     """
-    return TokenFamilyStarted(
+    code = cmd.code
+    if state.version:
+        return refuse(Rejected(f"family {cmd.family_id} already exists"))
+    if code.family_id != cmd.family_id:
+        return refuse(Rejected("the code was not redeemed for this family"))
+    started = TokenFamilyStarted(
         family_id=cmd.family_id,
         client_id=code.client_id,
         subject=code.subject,
@@ -160,12 +164,14 @@ def start_family(cmd: StartFamily, code: CodeState) -> TokenFamilyStarted:
         access_expires_at=cmd.now + timedelta(seconds=cmd.policy.access_ttl),
         started_at=cmd.now,
     )
+    return accept(started)
 
 
 @dataclass(frozen=True, kw_only=True)
-class RotateRefreshToken:
+class Refresh:
     """A refresh request, resolved by the shell: the presented token's generation in this
-    family, the new secrets' hashes and ids, and the time."""
+    family, the new secrets' hashes and ids (a new refresh hash only when the client's
+    policy rotates), and the time."""
 
     presented_generation: int
     client_id: str
@@ -177,13 +183,36 @@ class RotateRefreshToken:
     policy: Policy
 
 
-def decide_refresh(cmd: RotateRefreshToken, state: FamilyState) -> Outcome:
+@dataclass(frozen=True, kw_only=True)
+class RevokeFamily:
+    reason: RevocationReason
+    now: datetime
+
+
+FamilyCommand = StartFamily | Refresh | RevokeFamily
+
+
+def decide(command: FamilyCommand, state: FamilyState) -> Decision:
+    match command:
+        case StartFamily():
+            return _start(command, state)
+        case Refresh():
+            return _refresh(command, state)
+        case RevokeFamily():
+            return _revoke(command, state)
+        case _:
+            assert_never(command)
+
+
+def _refresh(cmd: Refresh, state: FamilyState) -> Decision:
     """RFC 6749 §6 with OAuth 2.1 rotation and RFC 9700 §4.14.2 reuse detection."""
+    if not state.version:
+        return refuse(InvalidGrant("refresh token is invalid"))
     if state.status == "revoked":
-        return Outcome(error=InvalidGrant("refresh token was revoked"))
+        return refuse(InvalidGrant("refresh token was revoked"))
     if cmd.client_id != state.client_id:
-        return Outcome(
-            error=InvalidGrant(
+        return refuse(
+            InvalidGrant(
                 "refresh token is invalid",
                 debug=f"token of {state.client_id} presented by {cmd.client_id}",
             )
@@ -207,36 +236,35 @@ def decide_refresh(cmd: RotateRefreshToken, state: FamilyState) -> Outcome:
         revoked = TokenFamilyRevoked(
             family_id=state.family_id, reason="refresh_token_reuse", revoked_at=cmd.now
         )
-        return Outcome(
-            events=(reused, revoked),
-            error=InvalidGrant(
+        return refuse(
+            InvalidGrant(
                 "refresh token was already used",
                 debug=f"generation {cmd.presented_generation} reused; "
                 f"current {state.generation}; family {state.family_id} revoked",
             ),
+            reused,
+            revoked,
         )
     if cmd.now >= state.refresh_expires_at:
-        return Outcome(error=InvalidGrant("refresh token has expired"))
+        return refuse(InvalidGrant("refresh token has expired"))
     try:
         scope = narrow_scope(cmd.scope, state.scope)
     except InvalidScope as exc:
-        return Outcome(error=exc)
+        return refuse(exc)
     if cmd.resource is not None and cmd.resource != state.resource:
         # RFC 8707 §2.2: a refresh may only target a resource of the original grant.
-        return Outcome(error=InvalidTarget("resource was not part of the original grant"))
+        return refuse(InvalidTarget("resource was not part of the original grant"))
     access_expires_at = cmd.now + timedelta(seconds=cmd.policy.access_ttl)
     if not cmd.policy.rotate:
-        return Outcome(
-            events=(
-                AccessTokenRefreshed(
-                    family_id=state.family_id,
-                    generation=state.generation,
-                    scope=scope,
-                    audience=state.audience,
-                    access_token_jti=cmd.new_access_jti,
-                    access_expires_at=access_expires_at,
-                    refreshed_at=cmd.now,
-                ),
+        return accept(
+            AccessTokenRefreshed(
+                family_id=state.family_id,
+                generation=state.generation,
+                scope=scope,
+                audience=state.audience,
+                access_token_jti=cmd.new_access_jti,
+                access_expires_at=access_expires_at,
+                refreshed_at=cmd.now,
             )
         )
     rotated = RefreshTokenRotated(
@@ -250,13 +278,16 @@ def decide_refresh(cmd: RotateRefreshToken, state: FamilyState) -> Outcome:
         access_expires_at=access_expires_at,
         rotated_at=cmd.now,
     )
-    return Outcome(events=(rotated,))
+    return accept(rotated)
 
 
-def decide_revoke(
-    state: FamilyState, reason: RevocationReason, now: datetime
-) -> tuple[TokenFamilyRevoked, ...]:
-    """Revocation is idempotent: a family already revoked records nothing more."""
-    if state.status == "revoked":
-        return ()
-    return (TokenFamilyRevoked(family_id=state.family_id, reason=reason, revoked_at=now),)
+def _revoke(cmd: RevokeFamily, state: FamilyState) -> Decision:
+    """Revocation is idempotent: a family unknown or already revoked records nothing."""
+    if not state.version or state.status == "revoked":
+        return accept()
+    return accept(
+        TokenFamilyRevoked(family_id=state.family_id, reason=cmd.reason, revoked_at=cmd.now)
+    )
+
+
+DECIDER: Decider[FamilyCommand, FamilyState] = Decider(INITIAL, decide, evolve)

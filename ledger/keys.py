@@ -1,8 +1,8 @@
-"""Signing keys and instance secrets: generation, sealing at rest, and their store.
+"""Signing keys: generation, sealing at rest, and the key stream's decider.
 
 Only a key's public half enters the event log (``signing_key_created``). The private
-half and the session secret live in their own tables, sealed with AES-256-GCM under a
-key derived (scrypt) from TOKENLEDGER_KEY_ENCRYPTION_SECRET when one is configured.
+half lives in the keys adapter's table, sealed with AES-256-GCM under a key derived
+(scrypt) from TOKENLEDGER_KEY_ENCRYPTION_SECRET when one is configured.
 """
 
 from __future__ import annotations
@@ -11,25 +11,21 @@ import base64
 import hashlib
 import json
 import os
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
-import psycopg
-from cryptography.hazmat.primitives import serialization
+import msgspec
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from jwt.algorithms import RSAAlgorithm
-from psycopg.types.json import Jsonb
 
-from ledger import store
+from ledger.decider import Decider, Decision, accept, refuse
+from ledger.errors import AlreadyExists
 from ledger.events import SigningKeyCreated
 
 ALG = "RS256"
-# A fixed key for the advisory lock that stops two replicas creating a first key each.
-_KEY_LOCK = 0x746C6B657973
 
 
 class KeyDecryptionError(Exception):
@@ -89,69 +85,48 @@ def unseal(blob: bytes, sealed: bool, secret: str | None) -> bytes:
         raise KeyDecryptionError("TOKENLEDGER_KEY_ENCRYPTION_SECRET cannot open the key") from exc
 
 
-async def active_signing_key(
-    conn: psycopg.AsyncConnection[Any], secret: str | None, now: datetime
-) -> SigningKey:
-    """The newest unretired key; the first call on a new database creates and records one."""
-    key = await _newest_key(conn, secret)
-    if key is not None:
-        return key
-    async with conn.transaction():
-        await conn.execute("select pg_advisory_xact_lock(%s)", (_KEY_LOCK,))
-        key = await _newest_key(conn, secret)
-        if key is not None:
-            return key
-        key = generate_signing_key()
-        der = key.private_key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        blob, sealed = seal(der, secret)
-        await conn.execute(
-            "insert into signing_keys (kid, alg, private_key, sealed, public_jwk, created_at)"
-            " values (%s, %s, %s, %s, %s, %s)",
-            (key.kid, ALG, blob, sealed, Jsonb(key.public_jwk), now),
-        )
-        event = SigningKeyCreated(kid=key.kid, alg=ALG, public_jwk=key.public_jwk, created_at=now)
-        await store.append(conn, f"key:{key.kid}", 0, [event], {"actor": "system"})
-        return key
+class KeyState(msgspec.Struct, kw_only=True):
+    """A signing key's stream, folded from the log (no read model: the key table is
+    the keys adapter's)."""
+
+    kid: str = ""
+    alg: str = ""
+    version: int = 0
 
 
-async def _newest_key(conn: psycopg.AsyncConnection[Any], secret: str | None) -> SigningKey | None:
-    cur = await conn.execute(
-        "select kid, private_key, sealed, public_jwk from signing_keys"
-        " where retired_at is null order by created_at desc limit 1"
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    kid, blob, sealed, jwk = row
-    private = serialization.load_der_private_key(unseal(bytes(blob), sealed, secret), None)
-    assert isinstance(private, rsa.RSAPrivateKey)
-    return SigningKey(kid=kid, private_key=private, public_jwk=jwk)
+INITIAL = KeyState()
 
 
-async def published_jwks(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
-    """Public keys of every key not retired, newest first (RFC 7517 §5)."""
-    cur = await conn.execute(
-        "select public_jwk from signing_keys where retired_at is null order by created_at desc"
-    )
-    return [row[0] for row in await cur.fetchall()]
+def evolve(state: KeyState, event: SigningKeyCreated) -> KeyState:
+    match event:
+        case SigningKeyCreated():
+            return KeyState(kid=event.kid, alg=event.alg, version=state.version + 1)
+        case _:
+            assert_never(event)
 
 
-async def instance_secret(
-    conn: psycopg.AsyncConnection[Any], name: str, secret: str | None
-) -> bytes:
-    """A 256-bit secret shared by every replica (session signing), created on first use."""
-    value = secrets.token_bytes(32)
-    blob, sealed = seal(value, secret)
-    await conn.execute(
-        "insert into instance_secrets (name, value, sealed) values (%s, %s, %s)"
-        " on conflict (name) do nothing",
-        (name, blob, sealed),
-    )
-    cur = await conn.execute("select value, sealed from instance_secrets where name = %s", (name,))
-    row = await cur.fetchone()
-    assert row is not None
-    return unseal(bytes(row[0]), row[1], secret)
+@dataclass(frozen=True, kw_only=True)
+class RecordSigningKey:
+    key: SigningKey
+    now: datetime
+
+
+KeyCommand = RecordSigningKey
+
+
+def decide(command: KeyCommand, state: KeyState) -> Decision:
+    match command:
+        case RecordSigningKey():
+            if state.version:
+                return refuse(AlreadyExists(f"key {command.key.kid} is already recorded"))
+            key = command.key
+            return accept(
+                SigningKeyCreated(
+                    kid=key.kid, alg=ALG, public_jwk=key.public_jwk, created_at=command.now
+                )
+            )
+        case _:
+            assert_never(command)
+
+
+DECIDER: Decider[KeyCommand, KeyState] = Decider(INITIAL, decide, evolve)

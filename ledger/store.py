@@ -1,13 +1,17 @@
 """The event store adapter: append, read a stream, tail the whole log, verify the chains.
 
 Appends run in the caller's transaction so that projections are updated atomically with
-the events they fold. Nothing above this module sees a psycopg error for a version clash:
-it becomes :class:`ConcurrencyConflict`.
+the events they fold; all events of one decision go in one statement. Nothing above
+this module sees a psycopg error for a version clash: it becomes
+:class:`ConcurrencyConflict`, after which the caller's transaction is aborted (no
+savepoint: the command handler runs the whole transaction again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +72,7 @@ class _Row(msgspec.Struct, frozen=True, kw_only=True):
     recorded_at: datetime
     tx: int
     hash: bytes
+    schema_version: int
 
 
 def _recorded(row: _Row) -> RecordedEvent:
@@ -76,7 +81,7 @@ def _recorded(row: _Row) -> RecordedEvent:
         stream_id=row.stream_id,
         version=row.version,
         type=row.type,
-        event=decode_event(row.type, row.data),
+        event=decode_event(row.type, row.data, row.schema_version),
         metadata=row.metadata,
         recorded_at=row.recorded_at,
         tx=row.tx,
@@ -85,13 +90,18 @@ def _recorded(row: _Row) -> RecordedEvent:
 
 
 _COLUMNS = (
-    "position, stream_id, version, type, data, metadata, recorded_at, tx::text::bigint as tx, hash"
+    "position, stream_id, version, type, data, metadata, recorded_at, tx::text::bigint as tx,"
+    " hash, schema_version"
 )
 
-_INSERT = (
-    "insert into events (stream_id, version, type, data, metadata) "
-    "values (%s, %s, %s, %s, %s) returning position"
-)
+
+@functools.cache
+def _insert_sql(count: int, returning: bool) -> bytes:
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * count)
+    tail = " returning position" if returning else ""
+    # Only placeholders are interpolated: the values travel as parameters.
+    columns = "stream_id, version, type, schema_version, data, metadata"
+    return f"insert into events ({columns}) values {rows}{tail}".encode()  # noqa: S608
 
 
 async def append(
@@ -100,34 +110,41 @@ async def append(
     expected_version: int,
     events: Sequence[Event],
     metadata: dict[str, Any] | None = None,
+    *,
+    returning: bool = True,
 ) -> list[int]:
-    """Append ``events`` to ``stream_id``, which must be at ``expected_version`` (0: new).
+    """Append ``events`` to ``stream_id``, which must be at ``expected_version`` (0: new),
+    in one statement.
 
-    Runs in the caller's transaction; returns the new events' positions. Raises
-    :class:`ConcurrencyConflict` if the stream has moved on.
+    Runs in the caller's transaction; returns the new events' positions (none with
+    ``returning=False``, which lets a pipeline send it without waiting). Raises
+    :class:`ConcurrencyConflict` if the stream has moved on (in a pipeline: when it syncs,
+    see :func:`conflicts_as_concurrency`).
     """
     if not events:
         return []
     meta = Jsonb(metadata or {})
-    params = [
-        (stream_id, expected_version + i, event_type(e), Jsonb(encode_event(e)), meta)
-        for i, e in enumerate(events, start=1)
-    ]
-    positions: list[int] = []
+    params: list[Any] = []
+    for i, e in enumerate(events, start=1):
+        params += (stream_id, expected_version + i, event_type(e), e.schema_version)
+        params += (Jsonb(encode_event(e)), meta)
+    async with conflicts_as_concurrency(stream_id, expected_version), conn.cursor() as cur:
+        await cur.execute(_insert_sql(len(events), returning), params)
+        if not returning:
+            return []
+        return [row[0] for row in await cur.fetchall()]
+
+
+@contextlib.asynccontextmanager
+async def conflicts_as_concurrency(stream_id: str, expected_version: int) -> AsyncIterator[None]:
+    """Turn the database's version clash into :class:`ConcurrencyConflict`."""
     try:
-        # A savepoint keeps the caller's transaction usable after a clash.
-        async with conn.transaction(), conn.cursor() as cur:
-            for p in params:
-                await cur.execute(_INSERT, p)
-                row = await cur.fetchone()
-                assert row is not None
-                positions.append(row[0])
+        yield
     except (pg_errors.UniqueViolation, pg_errors.ForeignKeyViolation) as exc:
         diag = exc.diag.constraint_name
         if isinstance(exc, pg_errors.UniqueViolation) and diag != "events_stream_version_key":
             raise
         raise ConcurrencyConflict(stream_id, expected_version) from None
-    return positions
 
 
 async def read_stream(conn: psycopg.AsyncConnection[Any], stream_id: str) -> list[RecordedEvent]:
@@ -177,7 +194,7 @@ async def verify_chains(
     query = f"""
         select stream_id, version,
                hash = events_row_digest(prev_hash, stream_id, version, type, data,
-                                        metadata, recorded_at) as hash_ok,
+                                        metadata, recorded_at, schema_version) as hash_ok,
                prev_hash = coalesce(
                    lag(hash) over w,
                    '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea

@@ -50,6 +50,17 @@ def available() -> list[Migration]:
     return found
 
 
+async def pending(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+    """The migrations not yet applied, without changing anything."""
+    cur = await conn.execute("select to_regclass('schema_migrations') is not null")
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return [m.name for m in available()]
+    cur = await conn.execute("select version from schema_migrations")
+    done = {v for (v,) in await cur.fetchall()}
+    return [m.name for m in available() if m.version not in done]
+
+
 async def migrate(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     """Apply every migration not yet applied; return the names of those applied now."""
     applied_now: list[str] = []

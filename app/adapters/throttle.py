@@ -1,5 +1,5 @@
 """Sign-in throttling per account and per client address, kept in PostgreSQL so that
-every replica counts the same failures (SECURITY-CHECKLIST A11).
+every replica counts the same failures (docs/security.md, A11).
 
 A key that reached its limit of failures inside the current window is refused until
 the window ends. Unknown usernames are counted like known ones, so the throttle tells

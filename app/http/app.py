@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 
 from app.adapters.database import make_pool
+from app.adapters.keys import instance_secret
 from app.http import authorize, discovery, health, token_endpoint
 from app.http.context import Context, utc_now
 from app.http.cookies import Signer
@@ -22,8 +23,9 @@ from app.http.errors import http_error_response, internal_error_response, oauth_
 from app.http.security import cors_headers, security_headers
 from app.logging import request_context_middleware, request_id_header
 from app.settings import Settings
+from app.usecases.grants.base import Issuance
+from app.usecases.keys import active_signing_key
 from ledger.errors import OAuthError
-from ledger.keys import active_signing_key, instance_secret
 
 log = structlog.get_logger(__name__)
 
@@ -43,10 +45,18 @@ def create_app(
                 session_key = await instance_secret(
                     conn, "session_hmac_key", settings.key_encryption_secret
                 )
+            issuance = Issuance(
+                issuer=settings.issuer,
+                default_audience=settings.audience,
+                access_token_ttl=settings.access_token_ttl,
+                refresh_token_ttl=settings.refresh_token_ttl,
+                signing_key=key,
+                clock=clock,
+            )
             app.state.ctx = Context(
                 settings=settings,
                 pool=pool,
-                signing_key=key,
+                issuance=issuance,
                 signer=Signer(session_key),
                 clock=clock,
             )

@@ -23,13 +23,12 @@ from app.adapters import throttle
 from app.http.context import Context
 from app.http.cookies import CSRF_COOKIE, SESSION_COOKIE, Session
 from app.http.event_metadata import event_metadata
-from app.usecases.handler import record
-from ledger import authorization, codes, users
+from app.usecases import authorization as authorization_usecase
+from ledger import authorization, users
 from ledger.authorization import AuthorizationRequest, RedirectableError, UnsafeToRedirect
 from ledger.clients import ClientState
 from ledger.errors import AccessDenied
-from ledger.events import AuthorizationCodeIssued
-from ledger.opaque_tokens import CODE_PREFIX, hash_secret, new_secret, short
+from ledger.opaque_tokens import hash_secret, short
 from ledger.protocol import redirect_uri_with
 from projections.read_models import CLIENTS, USERS, load
 
@@ -274,27 +273,14 @@ async def _login(
 async def _issue_code(
     request: Request[Any, Any, Any], ctx: Context, areq: AuthorizationRequest, session: Session
 ) -> Response[Any]:
-    code = new_secret(CODE_PREFIX)
-    code_hash = hash_secret(code)
-    now = ctx.clock()
-    event = AuthorizationCodeIssued(
-        code_hash=code_hash,
-        client_id=areq.client_id,
-        subject=session.user_id,
-        redirect_uri=areq.redirect_uri,
-        code_challenge=areq.code_challenge,
-        scope=areq.scope,
-        resource=areq.resource,
-        issued_at=now,
-        expires_at=now + timedelta(seconds=ctx.settings.code_ttl),
-    )
-    async with ctx.pool.connection() as conn, conn.transaction():
-        await record(
+    async with ctx.pool.connection() as conn:
+        code = await authorization_usecase.issue_code(
             conn,
-            codes.stream_id(code_hash),
-            None,
-            [event],
-            event_metadata(request, f"user:{session.user_id}"),
+            areq,
+            session.user_id,
+            now=ctx.clock(),
+            ttl_seconds=ctx.settings.code_ttl,
+            metadata=event_metadata(request, f"user:{session.user_id}"),
         )
-    log.info("code issued", client_id=areq.client_id, code=short(code_hash))
+    log.info("code issued", client_id=areq.client_id, code=short(hash_secret(code)))
     return _redirect_back(ctx, areq.redirect_uri, {"code": code, "state": areq.state})

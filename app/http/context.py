@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.http.cookies import Signer
 from app.settings import Settings
-from ledger.keys import SigningKey
+from app.usecases.grants.base import Issuance
 
 
 def utc_now() -> datetime:
@@ -22,6 +22,6 @@ def utc_now() -> datetime:
 class Context:
     settings: Settings
     pool: AsyncConnectionPool[Any]
-    signing_key: SigningKey
+    issuance: Issuance  # what the grants need, and nothing else of this context
     signer: Signer
     clock: Callable[[], datetime] = utc_now

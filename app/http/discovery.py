@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 from litestar import Request, get
 
+from app.adapters.keys import published_jwks
 from app.http.context import Context
 from app.usecases.grants import GRANTS
-from ledger.keys import published_jwks
 
 
 def server_metadata(ctx: Context) -> dict[str, Any]:

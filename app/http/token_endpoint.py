@@ -99,7 +99,7 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     async with ctx.pool.connection() as conn:
         client = authenticate(await load(conn, CLIENTS, creds.client_id), creds)
         metadata = event_metadata(request, f"client:{client.client_id}")
-        response = await grant(ctx, conn, req, client, metadata)
+        response = await grant(ctx.issuance, conn, req, client, metadata)
     return Response(
         content=msgspec.json.encode(response),
         media_type="application/json",

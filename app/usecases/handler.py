@@ -1,56 +1,116 @@
-"""Recording decisions: append a stream's new events and fold them into its read model,
-in one transaction; and the operator commands that register clients and users."""
+"""The one command handler: load a stream's state locked, decide, append, project, and
+run the reactions, in one short transaction. Every use case writes through here.
+
+Concurrency: every writer of an existing stream locks its read-model row
+(``select ... for update``) before deciding, so writers of one stream take turns and
+each decides on the state the previous one left; nothing is retried. The log's unique
+``(stream_id, version)`` stays as the guarantee that no decision is ever appended on a
+stale state: it can only fire when two commands create the same stream at once (a
+client or user registered twice concurrently), and then surfaces as
+:class:`~ledger.store.ConcurrencyConflict` after the transaction rolled back.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-import msgspec
 import psycopg
 
-from ledger import store
-from ledger.errors import TemporarilyUnavailable
+from ledger import store, workflows
 from ledger.events import AnyEvent
-from projections.read_models import project
+from ledger.streams import StreamKind
+from projections.read_models import READ_MODELS, ReadModel, load, project
 
-S = TypeVar("S", bound=msgspec.Struct)
+C = TypeVar("C")
+S = TypeVar("S")
 T = TypeVar("T")
 
+_MODELS: dict[str, ReadModel[Any]] = {m.prefix: m for m in READ_MODELS}
 
-async def record(
+
+@dataclass(frozen=True)
+class Handled(Generic[S]):
+    """A command's result: the stream's state after it, its events, and its refusal."""
+
+    state: S
+    events: tuple[AnyEvent, ...]
+    error: Exception | None
+
+    def or_raise(self) -> S:
+        if self.error is not None:
+            raise self.error
+        return self.state
+
+
+class Transaction:
+    """One unit of work on one connection: any number of commands, one commit."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], metadata: dict[str, Any]) -> None:
+        self.conn = conn
+        self.metadata = metadata
+
+    async def handle(
+        self,
+        kind: StreamKind[C, S],
+        key: str,
+        command: C,
+        *,
+        loaded: S | None = None,
+    ) -> Handled[S]:
+        """Decide ``command`` on the stream ``kind``/``key`` and record the decision.
+
+        ``loaded``: the stream's state, already read with its row locked in this
+        transaction (a lookup by another key that found the stream).
+        """
+        state = loaded if loaded is not None else await self._load(kind, key)
+        decider = kind.decider
+        decision = decider.decide(command, state)
+        if decision.events:
+            await self._record(kind.id(key), state, decision.events)
+            for follow in workflows.reactions(decision.events):
+                await self.handle(follow.kind, follow.key, follow.command)
+        return Handled(decider.fold(state, decision.events), decision.events, decision.error)
+
+    async def _load(self, kind: StreamKind[C, S], key: str) -> S:
+        model = _MODELS.get(kind.prefix)
+        if model is not None:
+            found: S | None = await load(self.conn, model, key, lock=True)
+            return kind.decider.initial_state if found is None else found
+        # A stream no read model folds (signing keys) is folded from the log itself.
+        recorded = await store.read_stream(self.conn, kind.id(key))
+        return kind.decider.fold(kind.decider.initial_state, (r.event for r in recorded))
+
+    async def _record(self, stream_id: str, state: Any, events: Sequence[AnyEvent]) -> None:
+        version: int = state.version
+        # The append and the read-model writes go to the server in one round trip.
+        async with (
+            store.conflicts_as_concurrency(stream_id, version),
+            self.conn.pipeline(),
+        ):
+            await store.append(
+                self.conn, stream_id, version, events, self.metadata, returning=False
+            )
+            await project(self.conn, stream_id, state, events)
+
+
+async def run(
     conn: psycopg.AsyncConnection[Any],
-    stream_id: str,
-    state: S | None,
-    events: Sequence[AnyEvent],
     metadata: dict[str, Any],
-) -> None:
-    """Append ``events`` after ``state`` (the stream's state they were decided on) and
-    project them. Must run inside the caller's transaction; raises ConcurrencyConflict.
-
-    Load ``state`` with ``lock=True``: a writer that appends first and updates the row
-    second deadlocks against one that locked the row and then appends.
-    """
-    if not events:
-        return
-    version: int = getattr(state, "version", 0) if state is not None else 0
-    await store.append(conn, stream_id, version, events, metadata)
-    await project(conn, stream_id, state, events)
-
-
-async def retrying(
-    conn: psycopg.AsyncConnection[Any],
-    step: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
-    *,
-    attempts: int = 8,
+    work: Callable[[Transaction], Awaitable[T]],
 ) -> T:
-    """Run ``step`` (load, decide, record) in a transaction; on a version clash, run it
-    again on the state the other writer left. Writers that lock the rows they decide on
-    never clash; this is the net for those that do not."""
-    for _ in range(attempts):
-        try:
-            async with conn.transaction():
-                return await step(conn)
-        except store.ConcurrencyConflict:
-            continue
-    raise TemporarilyUnavailable("too many concurrent changes; retry")
+    """Run ``work`` in one transaction on ``conn``: it commits, or nothing does."""
+    async with conn.transaction():
+        return await work(Transaction(conn, metadata))
+
+
+async def handle(
+    conn: psycopg.AsyncConnection[Any],
+    kind: StreamKind[C, S],
+    key: str,
+    command: C,
+    metadata: dict[str, Any],
+) -> Handled[S]:
+    """The common case: one command on one stream, in a transaction of its own."""
+    return await run(conn, metadata, lambda tx: tx.handle(kind, key, command))

@@ -1,4 +1,4 @@
-"""Registering clients and users: the operator commands."""
+"""Registering clients and users (the operator commands today, RFC 7591 next)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,38 @@ from typing import Any, Literal
 import msgspec
 import psycopg
 
-from app.usecases.handler import record
-from ledger import clients, store, users
-from ledger.events import ClientRegistered, UserRegistered
+from app.usecases import handler
+from ledger import streams, users
+from ledger.clients import ClientState, RegisterClient
+from ledger.errors import AlreadyExists, Rejected
 from ledger.opaque_tokens import CLIENT_SECRET_PREFIX, hash_secret, new_secret
-from ledger.protocol import validate_redirect_uri_registration
-from projections.read_models import CLIENTS, USERS, load
+from ledger.store import ConcurrencyConflict
+from ledger.streams import StreamKind
+from ledger.users import RegisterUser, UserState
 
+__all__ = ["AlreadyExists", "RegisteredClient", "Rejected", "register_client", "register_user"]
 
-class AlreadyExists(Exception):
-    pass
+_OPERATOR = {"actor": "cli"}
 
 
 class RegisteredClient(msgspec.Struct, frozen=True):
-    client: clients.ClientState
+    client: ClientState
     secret: str | None  # shown once, never stored
+
+
+async def _create(
+    conn: psycopg.AsyncConnection[Any],
+    kind: StreamKind[Any, Any],
+    key: str,
+    command: Any,
+    metadata: dict[str, Any],
+) -> Any:
+    try:
+        handled = await handler.handle(conn, kind, key, command, metadata)
+    except ConcurrencyConflict:
+        # Created by a concurrent registration of the same id between our load and append.
+        raise AlreadyExists(f"{kind.prefix}{key} already exists") from None
+    return handled.or_raise()
 
 
 async def register_client(
@@ -43,41 +60,27 @@ async def register_client(
 ) -> RegisteredClient:
     """Register a client; a confidential one gets a generated secret unless one is given
     (at least 32 characters, since it is stored as an unsalted SHA-256)."""
-    if not client_id or len(client_id) > 255 or not client_id.isprintable() or " " in client_id:
-        raise ValueError("client_id must be 1 to 255 printable characters without spaces")
-    if not redirect_uris:
-        raise ValueError("a client needs at least one redirect URI")
-    for uri in redirect_uris:
-        validate_redirect_uri_registration(uri)
     if client_type == "public" and secret is not None:
-        raise ValueError("a public client has no secret")
+        raise Rejected("a public client has no secret")
     if client_type == "confidential":
         if secret is None:
             secret = new_secret(CLIENT_SECRET_PREFIX)
         elif len(secret) < 32:
-            raise ValueError("a client secret must be at least 32 characters")
-    event = ClientRegistered(
+            raise Rejected("a client secret must be at least 32 characters")
+    command = RegisterClient(
         client_id=client_id,
-        name=name or client_id,
+        name=name,
         client_type=client_type,
         secret_hash=hash_secret(secret) if secret is not None else None,
-        redirect_uris=list(dict.fromkeys(redirect_uris)),
-        scopes=list(dict.fromkeys(scopes)),
+        redirect_uris=redirect_uris,
+        scopes=scopes,
         rotate_refresh_tokens=rotate_refresh_tokens,
         refresh_grace_seconds=refresh_grace_seconds,
         audience=audience,
-        registered_at=now,
+        now=now,
     )
-    async with conn.transaction():
-        if await load(conn, CLIENTS, client_id) is not None:
-            raise AlreadyExists(f"client {client_id!r} is already registered")
-        try:
-            await record(
-                conn, clients.stream_id(client_id), None, [event], metadata or {"actor": "cli"}
-            )
-        except store.ConcurrencyConflict:
-            raise AlreadyExists(f"client {client_id!r} is already registered") from None
-    return RegisteredClient(client=clients.evolve(None, event), secret=secret)
+    client = await _create(conn, streams.CLIENT, client_id, command, metadata or _OPERATOR)
+    return RegisteredClient(client=client, secret=secret)
 
 
 async def register_user(
@@ -87,23 +90,18 @@ async def register_user(
     password: str,
     now: datetime,
     metadata: dict[str, Any] | None = None,
-) -> users.UserState:
-    username = users.normalize_username(username)
+) -> UserState:
+    try:
+        username = users.normalize_username(username)
+    except ValueError as exc:
+        raise Rejected(str(exc)) from None
     if len(password) < 8:
-        raise ValueError("a password must be at least 8 characters")
-    event = UserRegistered(
+        raise Rejected("a password must be at least 8 characters")
+    command = RegisterUser(
         user_id=str(uuid.uuid4()),
         username=username,
         password_hash=users.hash_password(password),
-        registered_at=now,
+        now=now,
     )
-    async with conn.transaction():
-        if await load(conn, USERS, username) is not None:
-            raise AlreadyExists(f"user {username!r} already exists")
-        try:
-            await record(
-                conn, users.stream_id(username), None, [event], metadata or {"actor": "cli"}
-            )
-        except store.ConcurrencyConflict:
-            raise AlreadyExists(f"user {username!r} already exists") from None
-    return users.evolve(None, event)
+    user: UserState = await _create(conn, streams.USER, username, command, metadata or _OPERATOR)
+    return user

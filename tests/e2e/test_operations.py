@@ -66,3 +66,16 @@ async def test_rebuild_verify_and_audit_on_a_fresh_database(empty_database_url: 
     status, _, err = await run_cli(["audit", "verify"], url)
     assert status == 1
     assert f"client:{client_id} version 1: hash mismatch" in err
+
+
+@pytest.mark.parametrize("args", [["audit", "verify"], ["projections", "rebuild", "--verify"]])
+async def test_commands_that_only_read_refuse_a_database_behind_and_change_nothing(
+    empty_database_url: str, args: list[str]
+) -> None:
+    status, _, err = await run_cli(args, empty_database_url)
+    assert status == 1
+    assert "schema is behind" in err
+    assert "tokenledger migrate" in err
+    async with await psycopg.AsyncConnection.connect(empty_database_url) as conn:
+        cur = await conn.execute("select to_regclass('events') is null")
+        assert await cur.fetchone() == (True,)

@@ -1,4 +1,4 @@
-"""GET/POST /oauth/authorize against SECURITY-CHECKLIST rows A1-A11, and the pages.
+"""GET/POST /oauth/authorize against the rows A1-A11 of docs/security.md, and the pages.
 
 Every request goes through the real app (AsyncTestClient, redirects not followed), so a
 redirect is a 302 with a Location header and an error page is an HTML body without one.

@@ -25,10 +25,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.usecases import handler, registration
-from ledger import families
+from app.usecases import registration
+from app.usecases.revocation import revoke_family
 from ledger.opaque_tokens import hash_secret
-from ledger.store import ConcurrencyConflict
 from projections import rebuild
 from projections.read_models import FAMILIES, load
 from tests.conftest import Pool
@@ -161,26 +160,13 @@ async def family_status(conn: Conn, family_id: str) -> str:
 
 
 async def revoke(pool: Pool, clock: Clock, family_id: str, *, round_trips: int = 0) -> None:
-    """Revoke a family the way a revocation endpoint will: lock and load the state (every
-    writer of a family locks its row first), decide, record, and decide again if a
-    writer that does not lock moved the stream first.
+    """Revoke a family through the revocation use case.
 
     ``round_trips`` idle queries first let a racing request get further ahead."""
     async with pool.connection() as conn:
         for _ in range(round_trips):
             await conn.execute("select 1")
-        while True:
-            try:
-                async with conn.transaction():
-                    state = await load(conn, FAMILIES, family_id, lock=True)
-                    assert state is not None
-                    events = families.decide_revoke(state, "revoked_by_operator", clock())
-                    await handler.record(
-                        conn, families.stream_id(family_id), state, events, {"actor": "test"}
-                    )
-                return
-            except ConcurrencyConflict:
-                continue
+        await revoke_family(conn, family_id, "revoked_by_operator", clock(), {"actor": "test"})
 
 
 async def concurrently(

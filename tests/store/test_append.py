@@ -54,17 +54,31 @@ async def test_a_stale_expected_version_raises_concurrency_conflict(
     assert [e.event for e in await read_stream(conn, sid)] == [sample(1), sample(2)]
 
 
-async def test_a_conflict_leaves_the_callers_transaction_usable(conn: Conn) -> None:
-    """The shell reloads and decides again in the same transaction."""
+async def test_a_conflict_rolls_back_the_whole_decision(conn: Conn) -> None:
+    """No savepoint: a clash aborts the caller's transaction, so nothing else it wrote
+    commits either, and the stream is as the winner left it."""
     sid, other = new_stream(), new_stream()
     await append(conn, sid, 0, [sample(1)])
-    async with conn.transaction():
-        with pytest.raises(ConcurrencyConflict):
+
+    async def decide_twice() -> None:
+        async with conn.transaction():
+            await append(conn, other, 0, [sample(3)])
             await append(conn, sid, 0, [sample(2)])
-        await append(conn, sid, 1, [sample(2)])
-        await append(conn, other, 0, [sample(3)])
-    assert [e.version for e in await read_stream(conn, sid)] == [1, 2]
-    assert [e.version for e in await read_stream(conn, other)] == [1]
+
+    with pytest.raises(ConcurrencyConflict):
+        await decide_twice()
+    assert [e.event for e in await read_stream(conn, sid)] == [sample(1)]
+    assert await read_stream(conn, other) == []
+
+
+async def test_all_events_of_a_decision_go_in_one_statement(conn: Conn) -> None:
+    sid = new_stream()
+    positions = await append(conn, sid, 0, [sample(1), sample(2), sample(3)])
+    cur = await conn.execute(
+        "select count(distinct tx) from events where position = any(%s)", (positions,)
+    )
+    assert (await cur.fetchone()) == (1,)
+    assert [e.version for e in await read_stream(conn, sid)] == [1, 2, 3]
 
 
 async def test_of_twenty_concurrent_appends_at_one_version_exactly_one_wins(pool: Pool) -> None:

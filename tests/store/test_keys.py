@@ -11,7 +11,9 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from ledger.keys import KeyDecryptionError, active_signing_key, instance_secret
+from app.adapters.keys import instance_secret
+from app.usecases.keys import active_signing_key
+from ledger.keys import KeyDecryptionError
 from migrations import migrate
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

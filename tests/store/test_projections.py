@@ -16,7 +16,7 @@ from uuid import uuid4
 import psycopg
 import pytest
 
-from ledger import clients, codes, families, users
+from ledger import streams
 from ledger.events import (
     AccessTokenRefreshed,
     AnyEvent,
@@ -93,7 +93,7 @@ async def build_world(conn: Conn) -> World:
 
     await record(
         conn,
-        clients.stream_id(client_id),
+        streams.CLIENT.id(client_id),
         None,
         ClientRegistered(
             client_id=client_id,
@@ -107,7 +107,7 @@ async def build_world(conn: Conn) -> World:
     )
     await record(
         conn,
-        users.stream_id(username),
+        streams.USER.id(username),
         None,
         UserRegistered(
             user_id=uuid4().hex, username=username, password_hash="$argon2id$x", registered_at=T0
@@ -120,7 +120,7 @@ async def build_world(conn: Conn) -> World:
     for code_hash, fid in zip(code_hashes, family_ids, strict=True):
         code = await record(
             conn,
-            codes.stream_id(code_hash),
+            streams.CODE.id(code_hash),
             None,
             AuthorizationCodeIssued(
                 code_hash=code_hash,
@@ -136,7 +136,7 @@ async def build_world(conn: Conn) -> World:
         )
         await record(
             conn,
-            codes.stream_id(code_hash),
+            streams.CODE.id(code_hash),
             code,
             AuthorizationCodeRedeemed(code_hash=code_hash, family_id=fid, redeemed_at=t[1]),
         )
@@ -145,14 +145,14 @@ async def build_world(conn: Conn) -> World:
     fid = family_ids[0]
     fam = await record(
         conn,
-        families.stream_id(fid),
+        streams.FAMILY.id(fid),
         None,
         family_started(fid, client_id, code_hashes[0], tokens[0]),
     )
-    fam = await record(conn, families.stream_id(fid), fam, rotation(fid, 2, tokens[1], t[2]))
+    fam = await record(conn, streams.FAMILY.id(fid), fam, rotation(fid, 2, tokens[1], t[2]))
     fam = await record(
         conn,
-        families.stream_id(fid),
+        streams.FAMILY.id(fid),
         fam,
         RefreshTokenReused(
             family_id=fid,
@@ -166,7 +166,7 @@ async def build_world(conn: Conn) -> World:
     code = await load(conn, CODES, code_hashes[0])
     await record(
         conn,
-        codes.stream_id(code_hashes[0]),
+        streams.CODE.id(code_hashes[0]),
         code,
         AuthorizationCodeReplayed(
             code_hash=code_hashes[0], family_id=fid, client_id=client_id, replayed_at=t[4]
@@ -177,24 +177,24 @@ async def build_world(conn: Conn) -> World:
     fid = family_ids[1]
     fam = await record(
         conn,
-        families.stream_id(fid),
+        streams.FAMILY.id(fid),
         None,
         family_started(fid, client_id, code_hashes[1], tokens[2]),
     )
-    fam = await record(conn, families.stream_id(fid), fam, rotation(fid, 2, tokens[3], t[5]))
-    fam = await record(conn, families.stream_id(fid), fam, rotation(fid, 3, tokens[4], t[6]))
+    fam = await record(conn, streams.FAMILY.id(fid), fam, rotation(fid, 2, tokens[3], t[5]))
+    fam = await record(conn, streams.FAMILY.id(fid), fam, rotation(fid, 3, tokens[4], t[6]))
 
     # 3: a non-rotating client's family, refreshed, then revoked by the client.
     fid = family_ids[2]
     fam = await record(
         conn,
-        families.stream_id(fid),
+        streams.FAMILY.id(fid),
         None,
         family_started(fid, client_id, code_hashes[2], uuid4().hex * 2),
     )
     fam = await record(
         conn,
-        families.stream_id(fid),
+        streams.FAMILY.id(fid),
         fam,
         AccessTokenRefreshed(
             family_id=fid,
@@ -208,7 +208,7 @@ async def build_world(conn: Conn) -> World:
     )
     await record(
         conn,
-        families.stream_id(fid),
+        streams.FAMILY.id(fid),
         fam,
         TokenFamilyRevoked(family_id=fid, reason="revoked_by_client", revoked_at=t[8]),
     )
@@ -228,15 +228,15 @@ async def folded(conn: Conn, stream_id: str) -> Any:
 
 async def test_inline_rows_equal_a_fold_of_each_stream(conn: Conn, world: World) -> None:
     assert await load(conn, CLIENTS, world.client_id) == await folded(
-        conn, clients.stream_id(world.client_id)
+        conn, streams.CLIENT.id(world.client_id)
     )
     assert await load(conn, USERS, world.username) == await folded(
-        conn, users.stream_id(world.username)
+        conn, streams.USER.id(world.username)
     )
     for code_hash in world.code_hashes:
-        assert await load(conn, CODES, code_hash) == await folded(conn, codes.stream_id(code_hash))
+        assert await load(conn, CODES, code_hash) == await folded(conn, streams.CODE.id(code_hash))
     for fid in world.family_ids:
-        assert await load(conn, FAMILIES, fid) == await folded(conn, families.stream_id(fid))
+        assert await load(conn, FAMILIES, fid) == await folded(conn, streams.FAMILY.id(fid))
 
     reused, active, closed = [await load(conn, FAMILIES, f) for f in world.family_ids]
     assert (reused.status, reused.revoked_reason, reused.reuse_count) == (

@@ -1,20 +1,18 @@
 """A tiny given / when / then harness for the pure deciders.
 
-``given(*events)`` folds the history with the decider's ``evolve``; ``.when(command)``
+``given(*events)`` folds the history onto the decider's initial state; ``.when(command)``
 runs its decision; ``.then(*events)`` asserts a success with exactly those events, and
 ``.then_error(ErrorType, *events)`` a refusal with exactly those (usually none). Both
-return the outcome and the state after its events, for the few tests that look further.
+return the decision and the state after its events, for the few tests that look further.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ledger import codes, families
-from ledger.decider import Outcome
-from ledger.errors import OAuthError
+from ledger import clients, codes, families, keys, users
+from ledger.decider import Decider, Decision
 from ledger.events import Event
 
 S = TypeVar("S")
@@ -22,26 +20,22 @@ S = TypeVar("S")
 
 @dataclass(frozen=True)
 class Result(Generic[S]):
-    outcome: Outcome
-    state: S | None
+    outcome: Decision
+    state: S
 
 
 @dataclass(frozen=True)
-class Decider(Generic[S]):
-    evolve: Callable[[S | None, Any], S]
-    decide: Callable[[Any, Any], Outcome]
+class Spec(Generic[S]):
+    decider: Decider[Any, S]
 
     def given(self, *history: Event) -> Given[S]:
-        state: S | None = None
-        for event in history:
-            state = self.evolve(state, event)
-        return Given(self, state)
+        return Given(self.decider, self.decider.fold(self.decider.initial_state, history))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
 class Given(Generic[S]):
-    decider: Decider[S]
-    state: S | None
+    decider: Decider[Any, S]
+    state: S
 
     def when(self, command: object) -> When[S]:
         return When(self.decider, self.state, self.decider.decide(command, self.state))
@@ -49,15 +43,15 @@ class Given(Generic[S]):
 
 @dataclass(frozen=True)
 class When(Generic[S]):
-    decider: Decider[S]
-    state: S | None
-    outcome: Outcome
+    decider: Decider[Any, S]
+    state: S
+    outcome: Decision
 
     def then(self, *expected: Event) -> Result[S]:
         assert self.outcome.error is None, f"refused: {self.outcome.error!r}"
         return self._check(expected)
 
-    def then_error(self, error: type[OAuthError], *expected: Event) -> Result[S]:
+    def then_error(self, error: type[Exception], *expected: Event) -> Result[S]:
         assert isinstance(self.outcome.error, error), (
             f"expected {error.__name__}, got {self.outcome.error!r}"
         )
@@ -65,11 +59,11 @@ class When(Generic[S]):
 
     def _check(self, expected: tuple[Event, ...]) -> Result[S]:
         assert list(self.outcome.events) == list(expected)
-        state = self.state
-        for event in self.outcome.events:
-            state = self.decider.evolve(state, event)
-        return Result(self.outcome, state)
+        return Result(self.outcome, self.decider.fold(self.state, self.outcome.events))
 
 
-family: Decider[families.FamilyState] = Decider(families.evolve, families.decide_refresh)
-code: Decider[codes.CodeState] = Decider(codes.evolve, codes.decide_redeem)
+family: Spec[families.FamilyState] = Spec(families.DECIDER)
+code: Spec[codes.CodeState] = Spec(codes.DECIDER)
+client: Spec[clients.ClientState] = Spec(clients.DECIDER)
+user: Spec[users.UserState] = Spec(users.DECIDER)
+key: Spec[keys.KeyState] = Spec(keys.DECIDER)

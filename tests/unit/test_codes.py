@@ -6,14 +6,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ledger.codes import RedeemCode
-from ledger.errors import InvalidGrant, InvalidTarget
+from ledger import streams
+from ledger.codes import IssueCode, RedeemCode
+from ledger.errors import InvalidGrant, InvalidTarget, Rejected
 from ledger.events import (
+    AnyEvent,
     AuthorizationCodeIssued,
     AuthorizationCodeRedeemed,
     AuthorizationCodeReplayed,
 )
+from ledger.families import RevokeFamily
 from ledger.protocol import s256
+from ledger.workflows import reactions
 from tests.unit.given_when_then import code
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -59,7 +63,6 @@ def test_a_fresh_code_is_redeemed_into_a_new_family() -> None:
             )
         )
     )
-    assert result.state is not None
     assert result.state.family_id == "fam-2"
     assert result.state.redeemed_at == T0 + timedelta(seconds=10)
 
@@ -77,8 +80,7 @@ def test_a_second_redemption_is_recorded_as_a_replay_and_names_the_family_to_rev
             ),
         )
     )
-    assert result.outcome.replayed_family_id == "fam-1"
-    assert result.state is not None
+    assert revocations(result.outcome.events) == ["fam-1"]
     assert result.state.replay_count == 1
     assert result.state.family_id == "fam-1"
 
@@ -95,7 +97,7 @@ def test_a_replay_after_the_code_expired_still_revokes_the_family() -> None:
             ),
         )
     )
-    assert result.outcome.replayed_family_id == "fam-1"
+    assert revocations(result.outcome.events) == ["fam-1"]
 
 
 def test_an_unknown_code_is_refused_without_events() -> None:
@@ -104,7 +106,7 @@ def test_an_unknown_code_is_refused_without_events() -> None:
 
 def test_another_clients_code_is_refused_without_events() -> None:
     result = code.given(ISSUED).when(redeem(client_id="other")).then_error(InvalidGrant)
-    assert result.outcome.replayed_family_id is None
+    assert revocations(result.outcome.events) == []
 
 
 @pytest.mark.parametrize("after", [timedelta(seconds=60), timedelta(seconds=61)])
@@ -156,3 +158,28 @@ def test_a_resource_other_than_the_authorization_requests_is_refused_without_eve
             code_hash=CODE_HASH, family_id="fam-2", redeemed_at=T0 + timedelta(seconds=10)
         )
     )
+
+
+def revocations(events: tuple[AnyEvent, ...]) -> list[str]:
+    """The families the replay workflow revokes in reaction to ``events``."""
+    return [
+        f.key
+        for f in reactions(events)
+        if f.kind is streams.FAMILY and isinstance(f.command, RevokeFamily)
+    ]
+
+
+def test_a_code_is_issued_once_with_its_bindings_and_lifetime() -> None:
+    command = IssueCode(
+        code_hash=CODE_HASH,
+        client_id="cli",
+        subject=ISSUED.subject,
+        redirect_uri=ISSUED.redirect_uri,
+        code_challenge=ISSUED.code_challenge,
+        scope=ISSUED.scope,
+        resource=ISSUED.resource,
+        now=ISSUED.issued_at,
+        ttl_seconds=int((ISSUED.expires_at - ISSUED.issued_at).total_seconds()),
+    )
+    code.given().when(command).then(ISSUED)
+    code.given(ISSUED).when(command).then_error(Rejected)

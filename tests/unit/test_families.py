@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
 
-from ledger import families
 from ledger.codes import CodeState
-from ledger.errors import InvalidGrant, InvalidScope, InvalidTarget
+from ledger.errors import InvalidGrant, InvalidScope, InvalidTarget, Rejected
 from ledger.events import (
     AccessTokenRefreshed,
     RefreshTokenReused,
@@ -17,7 +17,7 @@ from ledger.events import (
     TokenFamilyRevoked,
     TokenFamilyStarted,
 )
-from ledger.families import Policy, RotateRefreshToken, StartFamily
+from ledger.families import Policy, Refresh, RevokeFamily, StartFamily
 from tests.unit.given_when_then import family
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -58,7 +58,7 @@ def rotated(generation: int, at: datetime, scope: str = "mcp read") -> RefreshTo
     )
 
 
-def refresh(presented: int, now: datetime, **changes: object) -> RotateRefreshToken:
+def refresh(presented: int, now: datetime, **changes: object) -> Refresh:
     fields: dict[str, object] = {
         "presented_generation": presented,
         "client_id": "cli",
@@ -70,7 +70,7 @@ def refresh(presented: int, now: datetime, **changes: object) -> RotateRefreshTo
         "policy": ROTATING,
     }
     fields.update(changes)
-    return RotateRefreshToken(**fields)  # type: ignore[arg-type]
+    return Refresh(**fields)  # type: ignore[arg-type]
 
 
 def rotation_to(
@@ -281,7 +281,9 @@ def test_a_family_starts_from_a_redeemed_code() -> None:
         resource="https://api.example.com/mcp",
         issued_at=T0 - timedelta(seconds=5),
         expires_at=T0 + timedelta(seconds=55),
-        version=1,
+        redeemed_at=T0,
+        family_id=FID,
+        version=2,
     )
     cmd = StartFamily(
         family_id=FID,
@@ -290,16 +292,37 @@ def test_a_family_starts_from_a_redeemed_code() -> None:
         default_audience="https://default.example.com",
         now=T0,
         policy=ROTATING,
+        code=code,
     )
-    assert families.start_family(cmd, code) == started()
+    family.given().when(cmd).then(started())
     # With no resource in the authorization request, the default audience applies.
-    without = families.start_family(cmd, msgspec.structs.replace(code, resource=None))
-    assert without.audience == "https://default.example.com"
+    without = msgspec.structs.replace(code, resource=None)
+    result = (
+        family.given()
+        .when(dataclasses.replace(cmd, code=without))
+        .then(
+            msgspec.structs.replace(
+                started(), resource=None, audience="https://default.example.com"
+            )
+        )
+    )
+    assert result.state.audience == "https://default.example.com"
+    # A family starts once, and only from a code redeemed for it.
+    family.given(started()).when(cmd).then_error(Rejected)
+    other = msgspec.structs.replace(code, family_id="another")
+    family.given().when(dataclasses.replace(cmd, code=other)).then_error(Rejected)
 
 
 def test_revocation_is_recorded_once() -> None:
-    state = family.given(started()).state
-    assert state is not None
-    (event,) = families.decide_revoke(state, "revoked_by_client", T0)
-    assert event == TokenFamilyRevoked(family_id=FID, reason="revoked_by_client", revoked_at=T0)
-    assert families.decide_revoke(families.evolve(state, event), "revoked_by_client", T0) == ()
+    revoke = RevokeFamily(reason="revoked_by_client", now=T0)
+    revoked = TokenFamilyRevoked(family_id=FID, reason="revoked_by_client", revoked_at=T0)
+    family.given(started()).when(revoke).then(revoked)
+    family.given(started(), revoked).when(revoke).then()
+
+
+def test_revoking_an_unknown_family_records_nothing() -> None:
+    family.given().when(RevokeFamily(reason="revoked_by_operator", now=T0)).then()
+
+
+def test_an_unknown_family_refuses_a_refresh() -> None:
+    family.given().when(refresh(1, T0)).then_error(InvalidGrant)

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import structlog
 from psycopg import AsyncConnection
 
-from app.http.context import Context
-from app.usecases.grants.base import TokenRequest, TokenResponse, policy_for, token_response
-from app.usecases.handler import record, retrying
-from ledger import codes, families
+from app.usecases import handler
+from app.usecases.grants.base import (
+    Issuance,
+    TokenRequest,
+    TokenResponse,
+    policy_for,
+    token_response,
+)
+from ledger import families, streams
 from ledger.clients import ClientState
-from ledger.decider import Outcome
+from ledger.codes import RedeemCode
 from ledger.errors import InvalidRequest
 from ledger.events import TokenFamilyStarted
+from ledger.families import StartFamily
 from ledger.opaque_tokens import REFRESH_PREFIX, hash_secret, new_secret, short
-from projections.read_models import CODES, FAMILIES, load
 
 GRANT_TYPE = "authorization_code"
 
@@ -26,7 +30,7 @@ log = structlog.get_logger(__name__)
 
 
 async def grant(
-    ctx: Context,
+    issuance: Issuance,
     conn: AsyncConnection[Any],
     req: TokenRequest,
     client: ClientState,
@@ -37,13 +41,14 @@ async def grant(
     code_hash = hash_secret(req.code)
     structlog.contextvars.bind_contextvars(code=short(code_hash))
     refresh_token = new_secret(REFRESH_PREFIX)
+    now = issuance.clock()
+    family_id = str(uuid.uuid4())
 
-    async def redeem(conn: AsyncConnection[Any]) -> tuple[Outcome, TokenFamilyStarted | None]:
-        now = ctx.clock()
-        family_id = str(uuid.uuid4())
-        code = await load(conn, CODES, code_hash, lock=True)
-        outcome = codes.decide_redeem(
-            codes.RedeemCode(
+    async def redeem(tx: handler.Transaction) -> handler.Handled[Any]:
+        code = await tx.handle(
+            streams.CODE,
+            code_hash,
+            RedeemCode(
                 client_id=client.client_id,
                 redirect_uri=req.redirect_uri,
                 code_verifier=req.code_verifier,
@@ -51,35 +56,32 @@ async def grant(
                 new_family_id=family_id,
                 resource=req.target,
             ),
-            code,
         )
-        if code is None or not outcome.events:
-            return outcome, None
-        await record(conn, codes.stream_id(code_hash), code, outcome.events, metadata)
-        if outcome.replayed_family_id is not None:
-            await _revoke(conn, outcome.replayed_family_id, now, metadata)
-            return outcome, None
-        started = families.start_family(
-            families.StartFamily(
+        if code.error is not None:
+            return code
+        # The family id is new and random: no row to load and lock.
+        return await tx.handle(
+            streams.FAMILY,
+            family_id,
+            StartFamily(
                 family_id=family_id,
                 refresh_token_hash=hash_secret(refresh_token),
                 access_token_jti=str(uuid.uuid4()),
-                default_audience=client.audience or ctx.settings.audience,
+                default_audience=client.audience or issuance.default_audience,
                 now=now,
-                policy=policy_for(ctx, client),
+                policy=policy_for(issuance, client),
+                code=code.state,
             ),
-            code,
+            loaded=families.INITIAL,
         )
-        await record(conn, families.stream_id(family_id), None, [started], metadata)
-        return outcome, started
 
-    outcome, started = await retrying(conn, redeem)
-    if outcome.error is not None:
-        raise outcome.error
-    assert started is not None
+    handled = await handler.run(conn, metadata, redeem)
+    handled.or_raise()
+    (started,) = handled.events
+    assert isinstance(started, TokenFamilyStarted)
     log.info("code exchanged", family_id=started.family_id)
     return token_response(
-        ctx,
+        issuance,
         subject=started.subject,
         audience=started.audience,
         client_id=started.client_id,
@@ -89,14 +91,3 @@ async def grant(
         expires_at=started.access_expires_at,
         refresh_token=refresh_token,
     )
-
-
-async def _revoke(
-    conn: AsyncConnection[Any], family_id: str, now: datetime, metadata: dict[str, Any]
-) -> None:
-    """RFC 6749 §4.1.2: a code used twice revokes the tokens its first use issued."""
-    family = await load(conn, FAMILIES, family_id, lock=True)
-    if family is None:  # pragma: no cover - a redeemed code always has its family
-        return
-    events = families.decide_revoke(family, "authorization_code_replay", now)
-    await record(conn, families.stream_id(family_id), family, events, metadata)

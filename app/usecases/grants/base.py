@@ -1,18 +1,35 @@
-"""What the grants share: the token request and response, policy, and minting."""
+"""What the grants share: the token request and response, the server's defaults they
+depend on (and nothing else of the shell), policy, and minting."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
 from psycopg import AsyncConnection
 
-from app.http.context import Context
 from ledger.access_tokens import mint
 from ledger.clients import ClientState
 from ledger.families import Policy
+from ledger.keys import SigningKey
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Issuance:
+    """The narrow dependencies of the grants: who issues, with what defaults and key,
+    at what time."""
+
+    issuer: str
+    default_audience: str
+    access_token_ttl: int
+    refresh_token_ttl: int
+    signing_key: SigningKey
+    clock: Clock
 
 
 class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
@@ -50,22 +67,22 @@ class TokenResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 # A grant runs on the connection the token endpoint authenticated the client on.
 Grant = Callable[
-    [Context, AsyncConnection[Any], TokenRequest, ClientState, dict[str, Any]],
+    [Issuance, AsyncConnection[Any], TokenRequest, ClientState, dict[str, Any]],
     Awaitable[TokenResponse],
 ]
 
 
-def policy_for(ctx: Context, client: ClientState) -> Policy:
+def policy_for(issuance: Issuance, client: ClientState) -> Policy:
     return Policy(
         rotate=client.rotate_refresh_tokens,
         grace_seconds=client.refresh_grace_seconds,
-        access_ttl=client.access_token_ttl or ctx.settings.access_token_ttl,
-        refresh_ttl=client.refresh_token_ttl or ctx.settings.refresh_token_ttl,
+        access_ttl=client.access_token_ttl or issuance.access_token_ttl,
+        refresh_ttl=client.refresh_token_ttl or issuance.refresh_token_ttl,
     )
 
 
 def token_response(
-    ctx: Context,
+    issuance: Issuance,
     *,
     subject: str,
     audience: str,
@@ -77,8 +94,8 @@ def token_response(
     refresh_token: str | None,
 ) -> TokenResponse:
     access_token = mint(
-        ctx.signing_key,
-        issuer=ctx.settings.issuer,
+        issuance.signing_key,
+        issuer=issuance.issuer,
         subject=subject,
         audience=audience,
         client_id=client_id,

@@ -3,30 +3,32 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import structlog
 from psycopg import AsyncConnection
-from psycopg.rows import tuple_row
 
-from app.http.context import Context
-from app.usecases.grants.base import TokenRequest, TokenResponse, policy_for, token_response
-from app.usecases.handler import record, retrying
-from ledger import families
+from app.usecases import handler
+from app.usecases.grants.base import (
+    Issuance,
+    TokenRequest,
+    TokenResponse,
+    policy_for,
+    token_response,
+)
+from ledger import streams
 from ledger.clients import ClientState
-from ledger.decider import Outcome
 from ledger.errors import InvalidGrant, InvalidRequest
 from ledger.events import AccessTokenRefreshed, RefreshTokenRotated
-from ledger.families import FamilyState
+from ledger.families import FamilyState, Refresh
 from ledger.opaque_tokens import REFRESH_PREFIX, hash_secret, new_secret, short
-from projections.read_models import FAMILIES, load
+from projections.read_models import family_by_refresh_token
 
 GRANT_TYPE = "refresh_token"
 
 
 async def grant(
-    ctx: Context,
+    issuance: Issuance,
     conn: AsyncConnection[Any],
     req: TokenRequest,
     client: ClientState,
@@ -35,25 +37,18 @@ async def grant(
     if not req.refresh_token:
         raise InvalidRequest("refresh_token is required")
     presented_hash = hash_secret(req.refresh_token)
-    policy = policy_for(ctx, client)
+    policy = policy_for(issuance, client)
     new_refresh = new_secret(REFRESH_PREFIX) if policy.rotate else None
+    now = issuance.clock()
 
-    async def rotate(conn: AsyncConnection[Any]) -> tuple[Outcome, FamilyState, datetime]:
-        cur = await conn.cursor(row_factory=tuple_row).execute(
-            "select family_id, generation from refresh_tokens where token_hash = %s",
-            (presented_hash,),
-        )
-        found = await cur.fetchone()
+    async def rotate(tx: handler.Transaction) -> handler.Handled[FamilyState] | None:
+        # The token's family, locked: parallel refreshes of one family take turns.
+        found = await family_by_refresh_token(tx.conn, presented_hash)
         if found is None:
-            raise InvalidGrant("refresh token is invalid", debug=f"unknown {short(presented_hash)}")
-        family_id, generation = found
-        structlog.contextvars.bind_contextvars(family_id=family_id)
-        # Locked: parallel refreshes of one family take turns, and each sees the last.
-        family = await load(conn, FAMILIES, family_id, lock=True)
-        assert family is not None, "refresh_tokens and token_families move together"
-        now = ctx.clock()
-        cmd = families.RotateRefreshToken(
-            presented_generation=generation,
+            return None
+        structlog.contextvars.bind_contextvars(family_id=found.family.family_id)
+        command = Refresh(
+            presented_generation=found.generation,
             client_id=client.client_id,
             scope=req.scope,
             resource=req.target,
@@ -62,17 +57,16 @@ async def grant(
             now=now,
             policy=policy,
         )
-        outcome = families.decide_refresh(cmd, family)
-        await record(conn, families.stream_id(family_id), family, outcome.events, metadata)
-        return outcome, family, now
+        return await tx.handle(streams.FAMILY, found.family.family_id, command, loaded=found.family)
 
-    outcome, family, now = await retrying(conn, rotate)
-    if outcome.error is not None:
-        raise outcome.error
-    issued = outcome.events[0]
+    handled = await handler.run(conn, metadata, rotate)
+    if handled is None:
+        raise InvalidGrant("refresh token is invalid", debug=f"unknown {short(presented_hash)}")
+    family = handled.or_raise()
+    issued = handled.events[0]
     assert isinstance(issued, RefreshTokenRotated | AccessTokenRefreshed)
     return token_response(
-        ctx,
+        issuance,
         subject=family.subject,
         audience=issued.audience,
         client_id=family.client_id,

@@ -1,0 +1,59 @@
+"""The token endpoint's cost in database round trips, counted on the wire, so that it
+cannot creep back: a rotation is the client lookup, BEGIN, the locked family lookup,
+one pipelined append-and-project, and COMMIT."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app.http.app import create_app
+from app.settings import from_env
+from tests.http.conftest import ISSUER, Clock, Registered, authorize, exchange, refresh
+from tests.support.wire import RoundTrips, counting_proxy
+
+MAX_ROUND_TRIPS = 6
+
+
+@pytest.fixture
+async def counted(
+    database_url: str, clock: Clock
+) -> AsyncIterator[tuple[AsyncTestClient[Litestar], RoundTrips]]:
+    with counting_proxy(database_url) as (url, trips):
+        settings = from_env({}, issuer=ISSUER, database_url=url, pool_min_size=1)
+        app = create_app(settings, url, clock=clock)
+        async with AsyncTestClient(app=app, base_url=ISSUER) as http:
+            http.follow_redirects = False
+            yield http, trips
+
+
+async def test_a_rotation_costs_at_most_six_round_trips(
+    counted: tuple[AsyncTestClient[Litestar], RoundTrips], public_client: Registered, user: str
+) -> None:
+    http, trips = counted
+    code, verifier, _ = await authorize(http, public_client, user)
+    tokens = (await exchange(http, public_client, code, verifier)).json()
+    # Warm: the pool's connection is open and the first rotation has run.
+    first = await refresh(http, public_client, tokens["refresh_token"])
+    assert first.status_code == 200, first.text
+
+    before = trips.count
+    second = await refresh(http, public_client, first.json()["refresh_token"])
+    assert second.status_code == 200, second.text
+    print(f"rotation: {trips.count - before} round trips")
+    assert trips.count - before <= MAX_ROUND_TRIPS
+
+
+async def test_a_code_exchange_costs_at_most_six_round_trips(
+    counted: tuple[AsyncTestClient[Litestar], RoundTrips], public_client: Registered, user: str
+) -> None:
+    http, trips = counted
+    code, verifier, _ = await authorize(http, public_client, user)
+    before = trips.count
+    answer = await exchange(http, public_client, code, verifier)
+    assert answer.status_code == 200, answer.text
+    print(f"code exchange: {trips.count - before} round trips")
+    assert trips.count - before <= MAX_ROUND_TRIPS
