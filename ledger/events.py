@@ -131,6 +131,21 @@ class AccessTokenRefreshed(Event, frozen=True, kw_only=True, tag="access_token_r
     refreshed_at: datetime
 
 
+class RefreshTokenRetried(Event, frozen=True, kw_only=True, tag="refresh_token_retried"):
+    """The immediate predecessor presented again within the client's grace window: a
+    retry after a lost answer, given the same current refresh token and a new access
+    token. The family does not rotate again, so retries converge."""
+
+    family_id: str
+    generation: int  # the current one, handed out again
+    presented_generation: int
+    scope: str
+    audience: str
+    access_token_jti: str
+    access_expires_at: datetime
+    retried_at: datetime
+
+
 class RefreshTokenReused(Event, frozen=True, kw_only=True, tag="refresh_token_reused"):
     """A rotated refresh token was presented again (RFC 9700 §4.14.2)."""
 
@@ -173,6 +188,7 @@ AnyEvent = (
     | TokenFamilyStarted
     | RefreshTokenRotated
     | AccessTokenRefreshed
+    | RefreshTokenRetried
     | RefreshTokenReused
     | TokenFamilyRevoked
     | SigningKeyCreated

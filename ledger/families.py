@@ -7,6 +7,7 @@ it leaked (RFC 9700 §4.14.2): the whole family is revoked.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, assert_never
@@ -18,6 +19,7 @@ from ledger.decider import Decider, Decision, accept, refuse
 from ledger.errors import InvalidGrant, InvalidScope, InvalidTarget, Rejected
 from ledger.events import (
     AccessTokenRefreshed,
+    RefreshTokenRetried,
     RefreshTokenReused,
     RefreshTokenRotated,
     RevocationReason,
@@ -30,6 +32,7 @@ FamilyEvent = (
     TokenFamilyStarted
     | RefreshTokenRotated
     | AccessTokenRefreshed
+    | RefreshTokenRetried
     | RefreshTokenReused
     | TokenFamilyRevoked
 )
@@ -95,7 +98,7 @@ def evolve(state: FamilyState, event: FamilyEvent) -> FamilyState:
                 last_access_expires_at=event.access_expires_at,
                 version=state.version + 1,
             )
-        case AccessTokenRefreshed():
+        case AccessTokenRefreshed() | RefreshTokenRetried():
             return msgspec.structs.replace(
                 state,
                 last_access_token_jti=event.access_token_jti,
@@ -120,7 +123,14 @@ def evolve(state: FamilyState, event: FamilyEvent) -> FamilyState:
 
 @dataclass(frozen=True, kw_only=True)
 class Policy:
-    """The client's refresh policy, with the server's defaults filled in."""
+    """The client's refresh policy, with the server's defaults filled in.
+
+    ``grace_seconds``: how long after a rotation the immediate predecessor is still
+    taken as a retry (the client lost the answer) rather than as reuse. A retry is given
+    the same successor again (see ``ledger.opaque_tokens.successor_refresh_token``), so
+    any number of retries, or parallel refreshes of one token, converge on one current
+    token. 0 is strict rotation: any second use revokes the family.
+    """
 
     rotate: bool
     grace_seconds: int
@@ -177,7 +187,7 @@ class Refresh:
     client_id: str
     scope: str | None
     resource: str | None
-    new_refresh_hash: str
+    new_refresh_hash: str  # of the presented token's successor; "" when not rotating
     new_access_jti: str
     now: datetime
     policy: Policy
@@ -255,6 +265,19 @@ def _refresh(cmd: Refresh, state: FamilyState) -> Decision:
         # RFC 8707 §2.2: a refresh may only target a resource of the original grant.
         return refuse(InvalidTarget("resource was not part of the original grant"))
     access_expires_at = cmd.now + timedelta(seconds=cmd.policy.access_ttl)
+    if retry_in_grace and hmac.compare_digest(cmd.new_refresh_hash, state.current_hash):
+        return accept(
+            RefreshTokenRetried(
+                family_id=state.family_id,
+                generation=state.generation,
+                presented_generation=cmd.presented_generation,
+                scope=scope,
+                audience=state.audience,
+                access_token_jti=cmd.new_access_jti,
+                access_expires_at=access_expires_at,
+                retried_at=cmd.now,
+            )
+        )
     if not cmd.policy.rotate:
         return accept(
             AccessTokenRefreshed(

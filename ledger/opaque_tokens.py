@@ -7,6 +7,7 @@ of secret so that secret scanners and humans can recognise a leaked one.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -18,6 +19,15 @@ CLIENT_SECRET_PREFIX = "tls_"
 
 def new_secret(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
+
+
+def successor_refresh_token(key: bytes, presented: str) -> str:
+    """The refresh token that replaces ``presented`` when it rotates: an HMAC of it under
+    a server key, so a client that retries after losing the answer is given the same
+    successor again, and any number of retries converge on one current token. Without
+    the key, a successor is as unguessable as a random token."""
+    mac = hmac.new(key, presented.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+    return REFRESH_PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
 
 def hash_secret(value: str) -> str:

@@ -45,6 +45,9 @@ def create_app(
                 session_key = await instance_secret(
                     conn, "session_hmac_key", settings.key_encryption_secret
                 )
+                refresh_token_key = await instance_secret(
+                    conn, "refresh_token_key", settings.key_encryption_secret
+                )
             issuance = Issuance(
                 issuer=settings.issuer,
                 default_audience=settings.audience,
@@ -52,6 +55,7 @@ def create_app(
                 refresh_token_ttl=settings.refresh_token_ttl,
                 signing_key=key,
                 clock=clock,
+                refresh_token_key=refresh_token_key,
             )
             app.state.ctx = Context(
                 settings=settings,

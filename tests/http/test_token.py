@@ -638,9 +638,33 @@ async def test_t10_grace_accepts_only_the_immediate_predecessor(
     family_id = await family_of(conn, chain[0]["refresh_token"])
 
     retry = await refresh(client, graced, chain[1]["refresh_token"])  # generation 2: retry
-    assert_tokens(retry)
+    # The retry is handed the same current token (generation 3), with a new access token.
+    assert assert_tokens(retry)["refresh_token"] == chain[2]["refresh_token"]
+    assert retry.json()["access_token"] != chain[2]["access_token"]
     assert await family_status(conn, family_id) == "active"
     assert "refresh_token_reused" not in await family_types(conn, family_id)
+    assert "refresh_token_retried" in await family_types(conn, family_id)
+
+
+async def test_t10_retries_and_parallel_refreshes_converge_within_the_grace(
+    client: Http, user: str, pool: Pool, clock: Clock, conn: Conn
+) -> None:
+    """Lost answers, retried any number of times and in parallel, never revoke a family
+    of a client with a grace window: every answer carries the one current token."""
+    graced = await new_client(pool, clock, refresh_grace_seconds=30)
+    first = await tokens(client, graced, user)
+    family_id = await family_of(conn, first["refresh_token"])
+    body = {
+        "grant_type": "refresh_token",
+        "refresh_token": first["refresh_token"],
+        "client_id": graced.client_id,
+    }
+    parallel = await concurrently(client, [client.build_request("POST", TOKEN, data=body)] * 3)
+    retries = [await refresh(client, graced, first["refresh_token"]) for _ in range(3)]
+    successors = {assert_tokens(r)["refresh_token"] for r in [*parallel, *retries]}
+    assert len(successors) == 1
+    assert await family_status(conn, family_id) == "active"
+    assert_tokens(await refresh(client, graced, successors.pop()))
 
 
 async def test_t10_grace_refuses_a_token_two_back(

@@ -12,6 +12,7 @@ from ledger.codes import CodeState
 from ledger.errors import InvalidGrant, InvalidScope, InvalidTarget, Rejected
 from ledger.events import (
     AccessTokenRefreshed,
+    RefreshTokenRetried,
     RefreshTokenReused,
     RefreshTokenRotated,
     TokenFamilyRevoked,
@@ -90,6 +91,19 @@ def rotation_to(
     )
 
 
+def retried(generation: int, presented: int, now: datetime) -> RefreshTokenRetried:
+    return RefreshTokenRetried(
+        family_id=FID,
+        generation=generation,
+        presented_generation=presented,
+        scope="mcp read",
+        audience="https://api.example.com/mcp",
+        access_token_jti="jti-new",
+        access_expires_at=now + timedelta(seconds=3600),
+        retried_at=now,
+    )
+
+
 def reused(presented: int, current: int, now: datetime) -> RefreshTokenReused:
     return RefreshTokenReused(
         family_id=FID,
@@ -151,14 +165,41 @@ def test_after_reuse_even_the_current_token_is_refused() -> None:
     ).then_error(InvalidGrant)
 
 
-def test_the_immediate_predecessor_is_accepted_within_the_grace_window() -> None:
-    """A client retrying after a lost response gets a fresh rotation, not a revocation."""
+def test_the_immediate_predecessor_is_a_retry_within_the_grace_window() -> None:
+    """A client retrying after a lost answer derives the same successor, and is handed
+    the current token again with a new access token: no new generation, no revocation."""
     t1 = T0 + timedelta(minutes=1)
     for after in (timedelta(seconds=1), timedelta(seconds=30)):
         now = t1 + after
-        family.given(started(), rotated(2, t1)).when(refresh(1, now, policy=WITH_GRACE)).then(
-            rotation_to(3, 1, now)
-        )
+        family.given(started(), rotated(2, t1)).when(
+            refresh(1, now, policy=WITH_GRACE, new_refresh_hash="r2" * 32)
+        ).then(retried(2, 1, now))
+
+
+def test_any_number_of_retries_converge_on_one_current_token() -> None:
+    t1 = T0 + timedelta(minutes=1)
+    t2, t3 = t1 + timedelta(seconds=2), t1 + timedelta(seconds=3)
+    retry = dict(policy=WITH_GRACE, new_refresh_hash="r2" * 32)
+    result = (
+        family.given(started(), rotated(2, t1), retried(2, 1, t2))
+        .when(refresh(1, t3, **retry))  # type: ignore[arg-type]
+        .then(retried(2, 1, t3))
+    )
+    assert result.state.generation == 2
+    assert result.state.current_hash == "r2" * 32
+    # The retried token, once used, rotates as usual.
+    family.given(started(), rotated(2, t1), retried(2, 1, t2)).when(
+        refresh(2, t3, policy=WITH_GRACE)
+    ).then(rotation_to(3, 2, t3))
+
+
+def test_a_predecessor_whose_successor_differs_rotates_within_the_grace_window() -> None:
+    """Only a successor derived under another key differs: the old grace rule applies."""
+    t1 = T0 + timedelta(minutes=1)
+    now = t1 + timedelta(seconds=5)
+    family.given(started(), rotated(2, t1)).when(refresh(1, now, policy=WITH_GRACE)).then(
+        rotation_to(3, 1, now)
+    )
 
 
 def test_the_immediate_predecessor_is_reuse_once_the_grace_window_has_passed() -> None:

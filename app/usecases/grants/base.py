@@ -30,6 +30,7 @@ class Issuance:
     refresh_token_ttl: int
     signing_key: SigningKey
     clock: Clock
+    refresh_token_key: bytes  # derives each refresh token's successor
 
 
 class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):

@@ -19,9 +19,9 @@ from app.usecases.grants.base import (
 from ledger import streams
 from ledger.clients import ClientState
 from ledger.errors import InvalidGrant, InvalidRequest
-from ledger.events import AccessTokenRefreshed, RefreshTokenRotated
+from ledger.events import AccessTokenRefreshed, RefreshTokenRetried, RefreshTokenRotated
 from ledger.families import FamilyState, Refresh
-from ledger.opaque_tokens import REFRESH_PREFIX, hash_secret, new_secret, short
+from ledger.opaque_tokens import hash_secret, short, successor_refresh_token
 from projections.read_models import family_by_refresh_token
 
 GRANT_TYPE = "refresh_token"
@@ -38,7 +38,11 @@ async def grant(
         raise InvalidRequest("refresh_token is required")
     presented_hash = hash_secret(req.refresh_token)
     policy = policy_for(issuance, client)
-    new_refresh = new_secret(REFRESH_PREFIX) if policy.rotate else None
+    new_refresh = (
+        successor_refresh_token(issuance.refresh_token_key, req.refresh_token)
+        if policy.rotate
+        else None
+    )
     now = issuance.clock()
 
     async def rotate(tx: handler.Transaction) -> handler.Handled[FamilyState] | None:
@@ -64,7 +68,7 @@ async def grant(
         raise InvalidGrant("refresh token is invalid", debug=f"unknown {short(presented_hash)}")
     family = handled.or_raise()
     issued = handled.events[0]
-    assert isinstance(issued, RefreshTokenRotated | AccessTokenRefreshed)
+    assert isinstance(issued, RefreshTokenRotated | RefreshTokenRetried | AccessTokenRefreshed)
     return token_response(
         issuance,
         subject=family.subject,
