@@ -1,5 +1,5 @@
 -- The event log: the only source of truth. Append-only, enforced here and not
--- only by the application (DESIGN.md, "The event log").
+-- only by the application (docs/architecture.md).
 
 create table events (
     position    bigint generated always as identity primary key,

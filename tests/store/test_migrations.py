@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from migrations import MigrationError, available, migrate
+from migrations import Migration, MigrationError, available, migrate
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -40,3 +40,29 @@ async def test_a_migration_edited_after_it_was_applied_is_refused(conn: Conn) ->
         )
         with pytest.raises(MigrationError, match=first.name):
             await migrate(conn)
+
+
+def test_a_reworded_comment_keeps_the_checksum_and_a_changed_statement_does_not() -> None:
+    first = available()[0]
+    reworded = Migration(first.version, first.name, "-- another comment\n\n" + first.sql)
+    assert reworded.checksum == first.checksum
+    edited = Migration(first.version, first.name, first.sql.replace("bigint", "integer", 1))
+    assert edited.checksum != first.checksum
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        # What runners before statement checksums recorded for 001 (whole file, old comment).
+        "2d12bb4d2e64d94507244987d08bf04a95719362d7cb046c4198560c133821dd",
+        available()[0].checksum,
+    ],
+)
+async def test_databases_migrated_before_statement_checksums_still_verify(
+    conn: Conn, recorded: str
+) -> None:
+    async with conn.transaction(force_rollback=True):
+        await conn.execute(
+            "update schema_migrations set checksum = %s where version = 1", (recorded,)
+        )
+        assert await migrate(conn) == []
