@@ -68,6 +68,13 @@ async def require_current_schema(url: str) -> None:
 
 
 def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:
+    """The pool, failing fast when the database is away (issue 10).
+
+    A request waits at most ``db_pool_timeout`` for a connection (then ``PoolTimeout``,
+    answered 503); past ``db_pool_max_waiting`` queued requests it is refused at once
+    (``TooManyRequests``, 503). Each connection is checked when handed out, so one that
+    died with the server is replaced rather than given to a request.
+    """
     return AsyncConnectionPool(
         url,
         min_size=settings.pool_min_size,
@@ -75,4 +82,8 @@ def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:
         open=False,
         kwargs={"autocommit": True},
         name="tokenledger",
+        timeout=settings.db_pool_timeout,
+        max_waiting=settings.db_pool_max_waiting,
+        reconnect_timeout=settings.db_reconnect_timeout,
+        check=AsyncConnectionPool.check_connection,
     )

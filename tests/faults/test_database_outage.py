@@ -1,0 +1,74 @@
+"""Faults: PostgreSQL stopped or frozen under the server (issue 10, docs/security.md F1-F3).
+
+Each test runs the app against a cluster of its own (tests/faults/cluster.py), breaks the
+cluster, and measures what clients see: a quick 503 with ``Retry-After`` (never a 500 or a
+hang), ``/readyz`` failing fast, and the first 200 soon after the database is back.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import psycopg
+from litestar.testing import AsyncTestClient
+
+from app.http.app import create_app
+from app.settings import Settings
+from projections.rebuild import verify
+from tests.faults.cluster import Cluster
+from tests.http.conftest import ISSUER, pkce_pair
+
+
+def _authorize_query(client_id: str) -> dict[str, str]:
+    return {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": "http://127.0.0.1:51000/callback",
+        "scope": "mcp",
+        "state": "s",
+        "code_challenge": pkce_pair()[1],
+        "code_challenge_method": "S256",
+    }
+
+
+def _refresh_form(client_id: str) -> dict[str, str]:
+    return {"grant_type": "refresh_token", "refresh_token": "nope", "client_id": client_id}
+
+
+async def _timed(call: Any) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = await call
+    return response, time.monotonic() - started
+
+
+async def test_a_stopped_database_answers_503_with_retry_after_at_once(
+    cluster: Cluster, settings: Settings, client_id: str
+) -> None:
+    app = create_app(settings, cluster.url)
+    async with AsyncTestClient(app=app, base_url=ISSUER) as http:
+        before = await http.post("/oauth/token", data=_refresh_form(client_id))
+        assert before.status_code == 400, before.text  # invalid_grant: the database answered
+        cluster.stop()
+
+        token, took = await _timed(http.post("/oauth/token", data=_refresh_form(client_id)))
+        assert token.status_code == 503, token.text
+        assert took < 1.5
+        assert token.json()["error"] == "temporarily_unavailable"
+        assert token.json()["error_description"]
+        assert int(token.headers["retry-after"]) > 0
+        assert token.headers["cache-control"] == "no-store"
+
+        page, took = await _timed(http.get("/oauth/authorize", params=_authorize_query(client_id)))
+        assert page.status_code == 503, page.text
+        assert took < 1.5
+        assert page.headers["content-type"].startswith("text/html")
+        assert "try again" in page.text
+        assert int(page.headers["retry-after"]) > 0
+
+    # Nothing half-written: the log and the read models still agree.
+    cluster.start()
+    async with await psycopg.AsyncConnection.connect(cluster.url, autocommit=True) as conn:
+        report = await verify(conn)
+    assert not any(report.differences.values()), report.differences
