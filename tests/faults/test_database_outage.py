@@ -72,3 +72,27 @@ async def test_a_stopped_database_answers_503_with_retry_after_at_once(
     async with await psycopg.AsyncConnection.connect(cluster.url, autocommit=True) as conn:
         report = await verify(conn)
     assert not any(report.differences.values()), report.differences
+
+
+async def test_after_a_long_outage_the_first_200_comes_within_two_seconds(
+    cluster: Cluster, settings: Settings, client_id: str
+) -> None:
+    """The pool's reconnection backoff is capped: it does not grow with the outage."""
+    app = create_app(settings, cluster.url)
+    query = _authorize_query(client_id)
+    async with AsyncTestClient(app=app, base_url=ISSUER) as http:
+        assert (await http.get("/oauth/authorize", params=query)).status_code == 200
+        cluster.stop()
+        outage_ends = time.monotonic() + 8
+        while time.monotonic() < outage_ends:
+            down = await http.get("/oauth/authorize", params=query)
+            assert down.status_code == 503, down.text
+        cluster.start()
+        back = time.monotonic()
+        while True:
+            answer = await http.get("/oauth/authorize", params=query)
+            if answer.status_code == 200:
+                break
+            assert answer.status_code == 503, answer.text
+            assert time.monotonic() - back < 2.0, "no 200 within 2 s of the database's return"
+        assert time.monotonic() - back < 2.0
