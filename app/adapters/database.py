@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import warnings
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ from typing import Any
 
 import psycopg
 import structlog
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
@@ -96,20 +99,76 @@ class Pool(AsyncConnectionPool[psycopg.AsyncConnection[Any]]):
         await super()._add_connection(attempt, growing=growing)
 
 
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """libpq parameters for every connection the server makes: a bounded connection
+    attempt, and TCP keepalives so that a peer that vanished is noticed in seconds."""
+    return {
+        "connect_timeout": settings.db_connect_timeout,
+        "keepalives": 1,
+        "keepalives_idle": settings.db_keepalives_idle,
+        "keepalives_interval": settings.db_keepalives_interval,
+        "keepalives_count": settings.db_keepalives_count,
+    }
+
+
+def _configure(settings: Settings) -> Any:
+    """Server-side limits, set once per pooled connection: a lock held elsewhere or a
+    runaway statement fails the request (503) instead of holding it for as long."""
+    limits = {
+        "statement_timeout": settings.db_statement_timeout_ms,
+        "lock_timeout": settings.db_lock_timeout_ms,
+        "idle_in_transaction_session_timeout": settings.db_idle_in_transaction_timeout_ms,
+    }
+
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(
+            sql.SQL("select {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("set_config({}, {}, false)").format(
+                        sql.Literal(name), sql.Literal(str(value))
+                    )
+                    for name, value in limits.items()
+                )
+            )
+        )
+
+    return configure
+
+
+async def probe(url: str, settings: Settings) -> None:
+    """Raise unless the database answers ``select 1`` within a couple of seconds.
+
+    For ``/readyz``: a connection of its own, not the pool's, so that a busy pool (load)
+    does not read as a dead database, and a frozen server (which accepts TCP but never
+    answers) fails within ``connect_timeout`` rather than hanging the probe.
+    """
+    params = conninfo_to_dict(url)
+    options = f"{params.get('options') or ''} -c statement_timeout=1000".strip()
+    conninfo = make_conninfo(url, **connection_options(settings), options=options)
+    async with asyncio.timeout(settings.db_connect_timeout + 1.5):
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        try:
+            await conn.execute("select 1")
+        finally:
+            await conn.close()
+
+
 def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:
     """The pool, failing fast when the database is away (issue 10).
 
     A request waits at most ``db_pool_timeout`` for a connection (then ``PoolTimeout``,
     answered 503); past ``db_pool_max_waiting`` queued requests it is refused at once
     (``TooManyRequests``, 503). Each connection is checked when handed out, so one that
-    died with the server is replaced rather than given to a request.
+    died with the server is replaced rather than given to a request. Every connection
+    carries the timeouts of ``connection_options`` and ``_configure``.
     """
     return Pool(
         url,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         open=False,
-        kwargs={"autocommit": True},
+        kwargs={"autocommit": True, **connection_options(settings)},
+        configure=_configure(settings),
         name="tokenledger",
         timeout=settings.db_pool_timeout,
         max_waiting=settings.db_pool_max_waiting,
