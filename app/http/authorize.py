@@ -20,6 +20,7 @@ from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 
 from app.adapters import throttle
+from app.http import forms
 from app.http.context import Context
 from app.http.cookies import CSRF_COOKIE, SESSION_COOKIE, Session
 from app.http.event_metadata import event_metadata
@@ -45,8 +46,9 @@ def _ctx(request: Request[Any, Any, Any]) -> Context:
     return ctx
 
 
-def _as_lists(multi: Any) -> dict[str, list[str]]:
-    return {key: list(multi.getall(key)) for key in multi}
+def _as_lists(multi: Any) -> dict[str, list[Any]]:
+    """One pass over the pairs (a ``getall`` per key would be quadratic), capped."""
+    return forms.multi_items(multi.multi_items())
 
 
 async def _validate(
@@ -145,12 +147,33 @@ async def authorize_page(request: Request[Any, Any, Any]) -> Response[Any]:
     ctx = _ctx(request)
     try:
         areq, client = await _validate(ctx, _as_lists(request.query_params))
+    except forms.BadBody as exc:
+        return _error_page(f"The request is malformed: {exc}.")
     except UnsafeToRedirect as exc:
         return _error_page(exc.description)
     except RedirectableError as exc:
         return _error_redirect(ctx, exc)
     session = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE), ctx.clock().timestamp())
     return await _page(request, ctx, areq, client, session=session)
+
+
+async def _read_form(request: Request[Any, Any, Any]) -> dict[str, list[Any]]:
+    """The POSTed fields, capped in number and read in one pass.
+
+    Our own pages post ``application/x-www-form-urlencoded``; that is parsed here from the
+    bytes (strict UTF-8, the field count checked before decoding). Other encodings go
+    through the framework's parser and the same checks.
+    """
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
+        return forms.multi_items(forms.parse_urlencoded(await request.body()))
+    return _as_lists(await request.form())
+
+
+def _single(form: Mapping[str, Sequence[Any]], name: str) -> str | None:
+    """The field's one text value, or None when it is missing, repeated or not text."""
+    values = form.get(name) or []
+    return values[0] if len(values) == 1 and isinstance(values[0], str) else None
 
 
 def _same_origin(request: Request[Any, Any, Any], issuer: str) -> bool:
@@ -166,9 +189,11 @@ def _same_origin(request: Request[Any, Any, Any], issuer: str) -> bool:
 @post("/oauth/authorize", status_code=200, request_max_body_size=64 * 1024)
 async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     ctx = _ctx(request)
-    form = await request.form()
-    fields = _as_lists(form)
-    token = form.get("csrf_token")
+    try:
+        form = await _read_form(request)
+    except forms.BadBody as exc:
+        return _error_page(f"The form is malformed: {exc}.")
+    token = _single(form, "csrf_token")
     if not _same_origin(request, ctx.settings.issuer) or not ctx.signer.csrf_valid(
         request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None
     ):
@@ -176,7 +201,7 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
         return _error_page(
             "This form could not be verified. Go back, reload the page and try again.", 403
         )
-    params = {k: v for k, v in fields.items() if k in authorization.PARAMETERS}
+    params = {k: v for k, v in form.items() if k in authorization.PARAMETERS}
     try:
         areq, client = await _validate(ctx, params)
     except UnsafeToRedirect as exc:
@@ -184,7 +209,7 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     except RedirectableError as exc:
         return _error_redirect(ctx, exc)
 
-    action = form.get("action")
+    action = _single(form, "action")
     session = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE), ctx.clock().timestamp())
     if action == "deny":
         denied = AccessDenied("the user denied the request")
@@ -217,12 +242,12 @@ async def _login(
     ctx: Context,
     areq: AuthorizationRequest,
     client: ClientState,
-    form: Any,
+    form: Mapping[str, Sequence[str]],
 ) -> Response[Any]:
     """Check the password, throttled per account and per address (A11); one message for
     every failure, and the same argon2 work whether or not the user exists."""
-    username, password = form.get("username"), form.get("password")
-    if not (isinstance(username, str) and isinstance(password, str) and username and password):
+    username, password = _single(form, "username"), _single(form, "password")
+    if not (username and password):
         return await _page(request, ctx, areq, client, session=None, error=BAD_LOGIN)
     now = ctx.clock()
     address = request.client.host if request.client else None

@@ -1,0 +1,57 @@
+"""Request bodies and query strings read defensively: bounded, linear, and text-only.
+
+Every check here runs before any client or user is authenticated, so each one must cost
+time linear in the body and refuse early: a form of tens of thousands of fields, or one
+whose parameter names are all the same, must not hold the event loop.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl
+
+MAX_FIELDS = 100
+"""No form of ours has more than a dozen fields; a hundred leaves room for extensions."""
+
+
+class BadBody(ValueError):
+    """The body or query cannot be read as the text parameters it should be."""
+
+
+def parse_urlencoded(raw: bytes, *, max_fields: int = MAX_FIELDS) -> list[tuple[str, str]]:
+    """``application/x-www-form-urlencoded`` (or a query string) as UTF-8 pairs, in order.
+
+    The field count is checked on the raw bytes first, before anything is decoded.
+    """
+    if raw.count(b"&") + 1 > max_fields:
+        raise BadBody(f"too many parameters (at most {max_fields})")
+    try:
+        return parse_qsl(
+            raw.decode("utf-8"),
+            keep_blank_values=True,
+            errors="strict",
+            max_num_fields=max_fields,
+        )
+    except UnicodeDecodeError:
+        raise BadBody("the parameters are not valid UTF-8") from None
+    except ValueError:
+        raise BadBody(f"too many parameters (at most {max_fields})") from None
+
+
+def multi_items(
+    items: Iterable[tuple[str, Any]], *, max_fields: int = MAX_FIELDS
+) -> dict[str, list[Any]]:
+    """Name -> values in one pass; refuses more than ``max_fields`` fields."""
+    out: dict[str, list[Any]] = {}
+    for count, (name, value) in enumerate(items, start=1):
+        if count > max_fields:
+            raise BadBody(f"too many parameters (at most {max_fields})")
+        out.setdefault(name, []).append(value)
+    return out
+
+
+def repeated(names: Iterable[str]) -> list[str]:
+    """The names that occur more than once, sorted; one pass (RFC 6749 §3.1, §3.2)."""
+    return sorted(name for name, n in Counter(names).items() if n > 1)
