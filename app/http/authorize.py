@@ -46,7 +46,7 @@ def _ctx(request: Request[Any, Any, Any]) -> Context:
     return ctx
 
 
-def _as_lists(multi: Any) -> dict[str, list[Any]]:
+def _as_lists(multi: Any) -> dict[str, list[str]]:
     """One pass over the pairs (a ``getall`` per key would be quadratic), capped."""
     return forms.multi_items(multi.multi_items())
 
@@ -56,7 +56,8 @@ async def _validate(
 ) -> tuple[AuthorizationRequest, ClientState]:
     client_ids = params.get("client_id") or []
     client = None
-    if len(client_ids) == 1 and client_ids[0]:
+    # A NUL cannot be in any client id (and PostgreSQL text cannot hold one).
+    if len(client_ids) == 1 and client_ids[0] and "\x00" not in client_ids[0]:
         async with ctx.pool.connection() as conn:
             client = await load(conn, CLIENTS, client_ids[0])
     areq = authorization.validate(
@@ -157,7 +158,7 @@ async def authorize_page(request: Request[Any, Any, Any]) -> Response[Any]:
     return await _page(request, ctx, areq, client, session=session)
 
 
-async def _read_form(request: Request[Any, Any, Any]) -> dict[str, list[Any]]:
+async def _read_form(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
     """The POSTed fields, capped in number and read in one pass.
 
     Our own pages post ``application/x-www-form-urlencoded``; that is parsed here from the
@@ -170,10 +171,10 @@ async def _read_form(request: Request[Any, Any, Any]) -> dict[str, list[Any]]:
     return _as_lists(await request.form())
 
 
-def _single(form: Mapping[str, Sequence[Any]], name: str) -> str | None:
-    """The field's one text value, or None when it is missing, repeated or not text."""
+def _single(form: Mapping[str, Sequence[str]], name: str) -> str | None:
+    """The field's one value, or None when it is missing or repeated."""
     values = form.get(name) or []
-    return values[0] if len(values) == 1 and isinstance(values[0], str) else None
+    return values[0] if len(values) == 1 else None
 
 
 def _same_origin(request: Request[Any, Any, Any], issuer: str) -> bool:
@@ -193,6 +194,10 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
         form = await _read_form(request)
     except forms.BadBody as exc:
         return _error_page(f"The form is malformed: {exc}.")
+    # The OAuth parameters are judged by authorization.validate (an error may go back to
+    # the client); a NUL in any of our own fields (username, csrf_token...) ends here.
+    if forms.with_nul({k: v for k, v in form.items() if k not in authorization.PARAMETERS}):
+        return _error_page("The form is malformed: a field contains a NUL character.")
     token = _single(form, "csrf_token")
     if not _same_origin(request, ctx.settings.issuer) or not ctx.signer.csrf_valid(
         request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None

@@ -8,7 +8,7 @@ whose parameter names are all the same, must not hold the event loop.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -42,12 +42,15 @@ def parse_urlencoded(raw: bytes, *, max_fields: int = MAX_FIELDS) -> list[tuple[
 
 def multi_items(
     items: Iterable[tuple[str, Any]], *, max_fields: int = MAX_FIELDS
-) -> dict[str, list[Any]]:
-    """Name -> values in one pass; refuses more than ``max_fields`` fields."""
-    out: dict[str, list[Any]] = {}
+) -> dict[str, list[str]]:
+    """Name -> values in one pass; refuses file parts and more than ``max_fields`` fields."""
+    out: dict[str, list[str]] = {}
     for count, (name, value) in enumerate(items, start=1):
         if count > max_fields:
             raise BadBody(f"too many parameters (at most {max_fields})")
+        if not isinstance(value, str):
+            # A multipart file part: no parameter of ours is a file.
+            raise BadBody(f"parameter {name!r} must be text, not a file")
         out.setdefault(name, []).append(value)
     return out
 
@@ -55,3 +58,13 @@ def multi_items(
 def repeated(names: Iterable[str]) -> list[str]:
     """The names that occur more than once, sorted; one pass (RFC 6749 §3.1, §3.2)."""
     return sorted(name for name, n in Counter(names).items() if n > 1)
+
+
+def with_nul(fields: Mapping[str, Sequence[str]]) -> list[str]:
+    """The names of the fields whose name or value holds NUL, which PostgreSQL text
+    cannot store: refuse them at the edge rather than fail in a query."""
+    return sorted(
+        name
+        for name, values in fields.items()
+        if "\x00" in name or any("\x00" in v for v in values)
+    )
