@@ -7,6 +7,7 @@ whose parameter names are all the same, must not hold the event loop.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -68,3 +69,43 @@ def with_nul(fields: Mapping[str, Sequence[str]]) -> list[str]:
         for name, values in fields.items()
         if "\x00" in name or any("\x00" in v for v in values)
     )
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = repeated(name for name, _ in pairs)
+    if names:
+        raise BadBody(f"duplicate key in JSON object: {', '.join(names)}")
+    return dict(pairs)
+
+
+def _refuse_constant(name: str) -> None:
+    raise BadBody(f"{name} is not JSON")
+
+
+def strict_json_object(raw: bytes, *, max_fields: int = MAX_FIELDS) -> dict[str, Any]:
+    """A JSON object whose keys are unique at every depth, with at most ``max_fields``.
+
+    ``{"a": 1, "a": 2}`` is ambiguous (RFC 8259 §4: names SHOULD be unique) and parsers
+    disagree on which value wins, so a proxy and this server could read two different
+    requests; duplicate form parameters are refused (RFC 6749 §3.2), so these are too.
+    msgspec keeps the last duplicate silently; the standard parser shows every pair.
+    """
+    try:
+        data = json.loads(
+            raw, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+        )
+    except BadBody:
+        raise
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise BadBody("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadBody("the JSON body must be an object")
+    try:
+        # "\ud800" escapes decode to a lone surrogate, which no UTF-8 text (and no
+        # PostgreSQL text) can hold (RFC 8259 §8.2): find them in one linear pass.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadBody("the body holds an unpaired surrogate") from None
+    if len(data) > max_fields:
+        raise BadBody(f"too many parameters (at most {max_fields})")
+    return data

@@ -44,11 +44,9 @@ def parse_body(content_type: str, body: bytes) -> TokenRequest:
         data = {k: v for k, v in pairs if v != ""}
     elif mime == "application/json":
         try:
-            data = msgspec.json.decode(body)
-        except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec: bad UTF-8 in a string
-            raise InvalidRequest("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("the JSON body must be an object")
+            data = forms.strict_json_object(body)
+        except forms.BadBody as exc:
+            raise InvalidRequest(str(exc)) from None
         data = {k: v for k, v in data.items() if v not in ("", None)}
     else:
         raise InvalidRequest(
