@@ -85,7 +85,9 @@ def _redirect_back(ctx: Context, redirect_uri: str, params: dict[str, str]) -> R
     if redirect_uri in OOB_URIS:
         # Legacy out-of-band clients: the user copies the result from the page.
         return Template("oob.html", context={"params": params}, headers=PAGE_HEADERS)
-    return Redirect(redirect_uri_with(redirect_uri, params), status_code=302)
+    # The URL carries a code or an error with state: no cache may keep it (RFC 6749 §10.3,
+    # OAuth 2.1 §7.1).
+    return Redirect(redirect_uri_with(redirect_uri, params), status_code=302, headers=PAGE_HEADERS)
 
 
 def _error_redirect(ctx: Context, exc: RedirectableError) -> Response[Any]:
