@@ -84,6 +84,7 @@ def serve(host: str | None, port: int | None) -> None:
             port=port or settings.port,
             access_log=False,
             log_level="warning",
+            log_config=None,  # uvicorn's records go to the root logger: JSON like ours
             proxy_headers=True,
         )
 

@@ -96,5 +96,8 @@ def create_app(
             directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine
         ),
         openapi_config=None,
+        # Litestar's default config replaces the root logger's handlers with its own plain
+        # text ones; app.logging.configure owns logging (one JSON line per record).
+        logging_config=None,
         debug=False,
     )
