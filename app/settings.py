@@ -38,6 +38,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     pool_min_size: int = 2
     pool_max_size: int = 20
     log_json: bool | None = None  # None: JSON unless stderr is a terminal
+    # uvicorn's own defences: idle keep-alive connections are closed after this many
+    # seconds; past this many open connections and tasks it answers 503; a request head
+    # larger than this is refused (h11; httptools offers no such limit).
+    http_keep_alive_timeout: int = 5
+    http_limit_concurrency: int = 1000
+    http_max_header_bytes: int = 16 * 1024
 
     @property
     def audience(self) -> str:
@@ -59,6 +65,9 @@ _INT_SETTINGS = {
     "TOKENLEDGER_LOGIN_WINDOW": "login_window",
     "TOKENLEDGER_POOL_MIN_SIZE": "pool_min_size",
     "TOKENLEDGER_POOL_MAX_SIZE": "pool_max_size",
+    "TOKENLEDGER_HTTP_KEEP_ALIVE_TIMEOUT": "http_keep_alive_timeout",
+    "TOKENLEDGER_HTTP_LIMIT_CONCURRENCY": "http_limit_concurrency",
+    "TOKENLEDGER_HTTP_MAX_HEADER_BYTES": "http_max_header_bytes",
 }
 
 
