@@ -87,9 +87,11 @@ def serve(host: str | None, port: int | None) -> None:
 def uvicorn_config(
     app: Any, settings: Settings, *, host: str | None = None, port: int | None = None
 ) -> uvicorn.Config:
-    """How ``serve`` runs uvicorn: bounded in connections, idle time and header size, so
-    that slow or numerous clients cannot hold the server (issue 10)."""
+    """How ``serve`` runs uvicorn: bounded in connections, idle time, header size and the
+    time to read a request, so that slow or numerous clients cannot hold the server."""
     import uvicorn
+
+    from app.server import read_timeout_protocol
 
     return uvicorn.Config(
         app,
@@ -102,6 +104,7 @@ def uvicorn_config(
         timeout_keep_alive=settings.http_keep_alive_timeout,
         limit_concurrency=settings.http_limit_concurrency,
         h11_max_incomplete_event_size=settings.http_max_header_bytes,
+        http=read_timeout_protocol(settings.http_read_timeout, settings.http_max_header_bytes),
     )
 
 

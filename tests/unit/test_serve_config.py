@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.cli import uvicorn_config
+from app.server import ReadTimeoutProtocol
 from app.settings import SettingsError, from_env
 
 
@@ -14,6 +15,10 @@ def test_serve_passes_sane_limits_to_uvicorn_by_default() -> None:
     assert config.limit_concurrency == 1000
     assert config.h11_max_incomplete_event_size == 16 * 1024
     assert config.log_config is None  # its records reach our JSON handler
+    assert isinstance(config.http, type)
+    assert issubclass(config.http, ReadTimeoutProtocol)
+    assert config.http.read_timeout == 10
+    assert config.http.max_head_bytes == 16 * 1024
 
 
 def test_serve_limits_come_from_the_environment() -> None:
@@ -22,11 +27,15 @@ def test_serve_limits_come_from_the_environment() -> None:
             "TOKENLEDGER_HTTP_KEEP_ALIVE_TIMEOUT": "2",
             "TOKENLEDGER_HTTP_LIMIT_CONCURRENCY": "50",
             "TOKENLEDGER_HTTP_MAX_HEADER_BYTES": "8192",
+            "TOKENLEDGER_HTTP_READ_TIMEOUT": "3",
         }
     )
     config = uvicorn_config(object(), settings, host="127.0.0.2", port=9000)
     assert (config.timeout_keep_alive, config.limit_concurrency) == (2, 50)
     assert config.h11_max_incomplete_event_size == 8192
+    assert isinstance(config.http, type)
+    assert issubclass(config.http, ReadTimeoutProtocol)
+    assert (config.http.read_timeout, config.http.max_head_bytes) == (3, 8192)
     assert (config.host, config.port) == ("127.0.0.2", 9000)
 
 
