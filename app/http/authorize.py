@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import structlog
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.exceptions import ClientException
 from litestar.response import Redirect, Template
 
 from app.adapters import throttle
@@ -170,7 +171,10 @@ async def _read_form(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
         return forms.multi_items(forms.parse_urlencoded(await request.body()))
-    return _as_lists(await request.form())
+    try:
+        return _as_lists(await request.form())
+    except ClientException as exc:  # malformed multipart, or past the app's part limit
+        raise forms.BadBody(str(exc.detail).lower()) from None
 
 
 def _single(form: Mapping[str, Sequence[str]], name: str) -> str | None:

@@ -110,3 +110,31 @@ async def test_authorize_form_with_sixteen_thousand_fields_answers_at_once(
     elapsed = time.perf_counter() - started
     assert_error_page(response)
     assert elapsed < 1.0, elapsed
+
+
+def multipart(fields: list[tuple[str, str]], boundary: str = "b0undary") -> bytes:
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields
+    ]
+    return ("".join(parts) + f"--{boundary}--\r\n").encode()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(multipart([(f"x{i}", "") for i in range(MAX_FIELDS + 1)]), id="too-many"),
+        pytest.param(multipart([("a", "")] * 2000), id="two-thousand-parts"),
+        pytest.param(b"--b0undary\r\nContent-Disposition: form-data", id="truncated"),
+        pytest.param(b"not multipart at all", id="garbage"),
+    ],
+)
+async def test_bad_multipart_authorize_form_shows_the_error_page(
+    client: Http, content: bytes
+) -> None:
+    response = await client.post(
+        AUTHORIZE,
+        content=content,
+        headers={"Content-Type": "multipart/form-data; boundary=b0undary"},
+    )
+    assert_error_page(response)
