@@ -25,6 +25,7 @@ from app.http import forms
 from app.http.context import Context
 from app.http.cookies import CSRF_COOKIE, SESSION_COOKIE, Session
 from app.http.event_metadata import event_metadata
+from app.http.security import form_post_is_same_origin
 from app.usecases import authorization as authorization_usecase
 from ledger import authorization, users
 from ledger.authorization import AuthorizationRequest, RedirectableError, UnsafeToRedirect
@@ -183,16 +184,6 @@ def _single(form: Mapping[str, Sequence[str]], name: str) -> str | None:
     return values[0] if len(values) == 1 else None
 
 
-def _same_origin(request: Request[Any, Any, Any], issuer: str) -> bool:
-    """A form POST from another site (A8): browsers send Origin on cross-site POSTs."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        # Not every browser sends Origin on a same-origin POST; Fetch Metadata tells the rest.
-        return request.headers.get("sec-fetch-site") in (None, "same-origin", "none")
-    issuer_parts = urlsplit(issuer)
-    return origin == f"{issuer_parts.scheme}://{issuer_parts.netloc}"
-
-
 @post("/oauth/authorize", status_code=200, request_max_body_size=64 * 1024)
 async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     ctx = _ctx(request)
@@ -205,10 +196,15 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     if forms.with_nul({k: v for k, v in form.items() if k not in authorization.PARAMETERS}):
         return _error_page("The form is malformed: a field contains a NUL character.")
     token = _single(form, "csrf_token")
-    if not _same_origin(request, ctx.settings.issuer) or not ctx.signer.csrf_valid(
-        request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None
-    ):
-        log.warning("authorize csrf check failed", origin=request.headers.get("origin"))
+    same_origin = form_post_is_same_origin(
+        request.headers.get("origin"), request.headers.get("sec-fetch-site"), ctx.settings.issuer
+    )
+    if not same_origin or not ctx.signer.csrf_valid(request.cookies.get(CSRF_COOKIE), token):
+        log.warning(
+            "authorize csrf check failed",
+            origin=request.headers.get("origin"),
+            fetch_site=request.headers.get("sec-fetch-site"),
+        )
         return _error_page(
             "This form could not be verified. Go back, reload the page and try again.", 403
         )

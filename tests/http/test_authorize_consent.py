@@ -31,6 +31,7 @@ from tests.http.conftest import (
     Registered,
     authorize,
     authorize_params,
+    browser_client,
     csrf_token_of,
     log_in,
     pkce_pair,
@@ -113,8 +114,7 @@ async def test_cookies_are_secure_with_an_https_issuer(
     app = create_app(
         from_env({}, issuer=issuer, database_url=database_url), database_url, clock=clock
     )
-    async with AsyncTestClient(app=app, base_url=issuer) as http:
-        http.follow_redirects = False
+    async with browser_client(app, issuer) as http:
         params = params_for(public_client)
         login = await login_page(http, params)
         assert "secure" in cookie_attributes(set_cookie(login, "tl_csrf"))

@@ -25,6 +25,10 @@ def assert_page_headers(response: httpx.Response) -> None:
     assert response.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert "no-store" in response.headers["cache-control"]
+    # Other origins get no Referer; our own forms keep a real Origin (not "null").
+    assert response.headers["referrer-policy"] == "same-origin"
+    if response.headers["content-type"].startswith("text/html"):
+        assert '<meta name="referrer" content="same-origin">' in response.text
 
 
 async def test_every_page_forbids_framing_and_caching(
