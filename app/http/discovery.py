@@ -36,6 +36,12 @@ def server_metadata(ctx: Context) -> dict[str, Any]:
             "client_secret_basic",
             "client_secret_post",
         ],
+        # RFC 7662: resource servers authenticate as confidential clients.
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         "scopes_supported": list(ctx.settings.scopes_supported),
         "authorization_response_iss_parameter_supported": True,
         "resource_parameter_supported": True,

@@ -10,7 +10,7 @@ from litestar.testing import AsyncTestClient
 ORIGIN = {"Origin": "http://localhost:6274"}
 
 
-@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke"])
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
 async def test_a_token_preflight_is_answered(client: AsyncTestClient[Litestar], path: str) -> None:
     response = await client.options(
         path,
