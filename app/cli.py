@@ -141,9 +141,9 @@ def _operator(reason: str | None) -> dict[str, Any]:
 @click.argument("username")
 @click.option("--reason", default=None, help="Why, recorded with each revocation.")
 def users_revoke_all(username: str, reason: str | None) -> None:
-    """Revoke every live token family (grant) of a user."""
+    """Revoke every live token family (grant) of a user and end their sign-in sessions."""
 
-    async def work(url: str) -> list[str]:
+    async def work(url: str) -> revocation.RevokedAll:
         async with await _connect(url) as conn:
             return await revocation.revoke_all_of_user(conn, username, utc_now(), _operator(reason))
 
@@ -151,9 +151,11 @@ def users_revoke_all(username: str, reason: str | None) -> None:
         revoked = _with_database(_settings(), work)
     except (ValueError, LookupError) as exc:
         raise click.ClickException(str(exc)) from None
-    for family_id in revoked:
+    for family_id in revoked.families:
         click.echo(f"family {family_id} revoked")
-    click.echo(f"{len(revoked)} families of {username.strip().lower()} revoked")
+    who = username.strip().lower()
+    click.echo(f"{len(revoked.families)} families of {who} revoked")
+    click.echo(f"{revoked.sessions} sign-in sessions of {who} ended")
 
 
 @main.group()

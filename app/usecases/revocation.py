@@ -8,13 +8,14 @@ for its access tokens from then on.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 import structlog
 
-from app.usecases import handler, presented_tokens
+from app.usecases import handler, presented_tokens, sessions
 from ledger import streams
 from ledger.events import RevocationReason
 from ledger.families import FamilyState, RevokeFamily
@@ -66,10 +67,17 @@ async def revoke_token(
     return family_id
 
 
+@dataclass(frozen=True)
+class RevokedAll:
+    families: list[str]  # the ids of the families this revoked
+    sessions: int  # how many sign-in sessions this ended
+
+
 async def revoke_all_of_user(
     conn: psycopg.AsyncConnection[Any], username: str, now: datetime, metadata: dict[str, Any]
-) -> list[str]:
-    """Every live family of one user, revoked by an operator; the ids revoked.
+) -> RevokedAll:
+    """Every live family of one user revoked, and every sign-in session ended, by an
+    operator (A12: the browser is no longer signed in either).
 
     Each family is its own command (its own locked row and transaction), so a refresh
     racing this takes its turn on each row like any other writer."""
@@ -81,4 +89,5 @@ async def revoke_all_of_user(
         handled = await revoke_family(conn, family_id, "revoked_by_operator", now, metadata)
         if handled.events:
             revoked.append(family_id)
-    return revoked
+    ended = await sessions.end_all(conn, user.user_id, "revoked_by_operator", now, metadata)
+    return RevokedAll(revoked, ended)

@@ -134,7 +134,9 @@ async def test_users_revoke_all(
     )
 
     assert status == 0, err
-    assert out.strip().endswith(f"2 families of {live_user.username} revoked")
+    assert f"2 families of {live_user.username} revoked" in out
+    # Each grant signed in through the pages: those sessions end too (A12).
+    assert out.strip().endswith(f"3 sign-in sessions of {live_user.username} ended")
     for grant in grants:
         assert await refresh_status(live_server, live_client_id, grant["refresh_token"]) == 400
     for family_id in family_ids:
