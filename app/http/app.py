@@ -16,7 +16,7 @@ from litestar.template.config import TemplateConfig
 
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
-from app.http import authorize, discovery, health, token_endpoint
+from app.http import authorize, discovery, health, registration, token_endpoint
 from app.http.context import Context, utc_now
 from app.http.cookies import Signer
 from app.http.errors import http_error_response, internal_error_response, oauth_error_response
@@ -83,6 +83,7 @@ def create_app(
             authorize.authorize_page,
             authorize.authorize_submit,
             token_endpoint.token,
+            *([registration.register] if settings.registration != "off" else []),
         ],
         lifespan=[lifespan],
         middleware=[request_context_middleware],
