@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -71,7 +72,8 @@ CLIENTS = ReadModel(streams.CLIENT, "clients", "client_id")
 USERS = ReadModel(streams.USER, "users", "username")
 CODES = ReadModel(streams.CODE, "authorization_codes", "code_hash")
 FAMILIES = ReadModel(streams.FAMILY, "token_families", "family_id")
-READ_MODELS: tuple[ReadModel[Any], ...] = (CLIENTS, USERS, CODES, FAMILIES)
+SESSIONS = ReadModel(streams.SESSION, "sessions", "session_hash")
+READ_MODELS: tuple[ReadModel[Any], ...] = (CLIENTS, USERS, CODES, FAMILIES, SESSIONS)
 
 REFRESH_TOKENS = SideTable(
     "refresh_tokens", ("token_hash", "family_id", "generation"), _refresh_token_rows
@@ -210,3 +212,15 @@ async def family_by_refresh_token(
     return PresentedRefreshToken(
         generation=row[0], family=FamilyState(**dict(zip(FAMILIES.columns, row[1:], strict=True)))
     )
+
+
+async def live_sessions_of(
+    conn: psycopg.AsyncConnection[Any], user_id: str, now: datetime
+) -> list[str]:
+    """The hashes of a user's live sessions (for ending them all)."""
+    cur = await conn.execute(
+        "select session_hash from sessions"
+        " where user_id = %s and ended_at is null and expires_at > %s",
+        (user_id, now),
+    )
+    return [row[0] for row in await cur.fetchall()]

@@ -82,6 +82,8 @@ def create_app(
             discovery.jwks,
             authorize.authorize_page,
             authorize.authorize_submit,
+            authorize.logout_page,
+            authorize.logout_submit,
             token_endpoint.token,
             *([registration.register] if settings.registration != "off" else []),
         ],

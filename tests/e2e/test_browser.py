@@ -435,3 +435,79 @@ async def test_the_pages_refuse_to_render_in_a_frame_of_another_origin(
     assert not frame.url.startswith(live_server), frame.url  # Chromium's error page instead
     assert await frame.locator("input").count() == 0
     assert "Sign in" not in await frame.content()
+
+
+# -- What a person meets when something is refused (issue 10) -----------------------------
+
+
+async def test_not_you_ends_the_session_even_for_a_copy_of_its_cookie(
+    page: Page,
+    live_server: str,
+    live_client_id: str,
+    live_user: LiveUser,
+    app_listener: Listener,
+) -> None:
+    request = loopback_request(live_server, live_client_id, app_listener)
+    await page.goto(request.url)
+    await sign_in(page, live_user.username, PASSWORD)
+    await page.get_by_role("button", name="Allow").wait_for()
+    copied = [c for c in await page.context.cookies() if c["name"].endswith("tl_session")]
+    assert copied
+
+    await page.get_by_role("button", name="Not you?").click()
+    await page.get_by_label("Password").wait_for()
+    await screenshot(page, "09-not-you")
+
+    await page.context.add_cookies(copied)  # someone kept a copy of the cookie
+    await page.goto(request.url)
+    assert await page.get_by_label("Password").count() == 1
+    assert await page.get_by_role("button", name="Allow").count() == 0
+    assert app_listener.requests == []
+
+
+async def test_the_throttle_says_so_after_too_many_wrong_passwords(
+    page: Page,
+    live_server: str,
+    live_client_id: str,
+    live_user: LiveUser,
+    app_listener: Listener,
+) -> None:
+    request = loopback_request(live_server, live_client_id, app_listener)
+    await page.goto(request.url)
+    for _ in range(10):  # the default per-account limit
+        await sign_in(page, live_user.username, "not the password")
+        await page.get_by_role("alert").wait_for()
+    await sign_in(page, live_user.username, PASSWORD)  # even the right one, for now
+    await page.get_by_role("alert").wait_for()
+    assert (
+        await page.get_by_role("alert").inner_text() == "Too many failed sign-ins. Try again later."
+    )
+    assert await page.get_by_role("button", name="Allow").count() == 0
+    await screenshot(page, "10-throttled")
+
+
+@pytest.mark.parametrize(
+    ("case", "change"),
+    [
+        ("unknown-client", {"client_id": "no-such-client"}),
+        ("unregistered-redirect", {"redirect_uri": "https://evil.example/callback"}),
+    ],
+)
+async def test_a_refused_request_shows_an_error_page_and_goes_nowhere(
+    page: Page,
+    live_server: str,
+    live_client_id: str,
+    app_listener: Listener,
+    case: str,
+    change: dict[str, str],
+) -> None:
+    request = loopback_request(live_server, live_client_id, app_listener)
+    query = {**dict(parse_qsl(urlsplit(request.url).query)), **change}
+    response = await page.goto(f"{live_server}/oauth/authorize?{urlencode(query)}")
+    assert response is not None
+    assert response.status == 400
+    assert urlsplit(page.url).netloc == urlsplit(live_server).netloc
+    await page.get_by_role("alert").wait_for()
+    assert await page.get_by_role("heading").inner_text() == "This request cannot continue"
+    assert await page.locator("form").count() == 0
+    await screenshot(page, f"11-refused-{case}")

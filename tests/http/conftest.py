@@ -81,7 +81,7 @@ def browser_headers(request: httpx.Request, origin: str) -> dict[str, str]:
     so it carries our origin. A test that sets ``Origin`` or ``Sec-Fetch-Site`` itself is
     playing some other page and gets nothing added.
     """
-    if not request.url.path.startswith("/oauth/authorize"):
+    if not request.url.path.startswith(("/oauth/authorize", "/oauth/logout")):
         return {}
     if "origin" in request.headers or "sec-fetch-site" in request.headers:
         return {}
