@@ -82,12 +82,13 @@ async def reserve_registration(
     limit: int,
     window: timedelta,
     now: datetime,
-) -> bool:
-    """Count one registration for ``address``; False when that goes past ``limit`` inside
-    the current window. Counted before the registration is written, in one statement, so
-    that parallel requests cannot all slip under the limit (as A12 for sign-ins)."""
+) -> timedelta | None:
+    """Count one registration for ``address``; when that goes past ``limit`` inside the
+    current window, the time until the window ends, else None. Counted before the
+    registration is written, in one statement, so that parallel requests cannot all slip
+    under the limit (as A12 for sign-ins)."""
     if address is None:
-        return True
+        return None
     expired_before = now - window
     cur = await conn.execute(
         "insert into registration_throttle as t (key, window_start, registrations)"
@@ -97,9 +98,13 @@ async def reserve_registration(
         "                  else t.registrations + 1 end,"
         "  window_start = case when t.window_start <= %s then excluded.window_start"
         "                 else t.window_start end"
-        " returning registrations",
+        " returning registrations, window_start",
         (f"ip:{address}", now, expired_before, expired_before),
     )
     row = await cur.fetchone()
     assert row is not None
-    return int(row[0]) <= limit
+    registrations, window_start = row
+    if int(registrations) <= limit:
+        return None
+    left: timedelta = window_start + window - now
+    return max(left, timedelta(seconds=1))

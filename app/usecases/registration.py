@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -119,8 +120,9 @@ async def register_dynamic_client(
     """RFC 7591 §3: a client with a generated id (and secret, for a confidential one),
     counted against the address's registrations first, so that refused metadata costs the
     caller nothing but accepted registrations are capped even when sent in parallel."""
-    if not await throttle.reserve_registration(conn, address, limit, window, now):
-        raise RegistrationThrottled(int(window.total_seconds()))
+    wait = await throttle.reserve_registration(conn, address, limit, window, now)
+    if wait is not None:
+        raise RegistrationThrottled(math.ceil(wait.total_seconds()))
     return await register_client(
         conn,
         # 128 random bits: ids are not secrets, but must not be guessable in advance.
