@@ -7,7 +7,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import psycopg
@@ -22,6 +22,9 @@ from app.http.context import utc_now
 from app.logging import configure
 from app.settings import Settings, SettingsError, from_env
 from app.usecases import registration
+
+if TYPE_CHECKING:
+    import uvicorn
 
 T = TypeVar("T")
 
@@ -78,14 +81,31 @@ def serve(host: str | None, port: int | None) -> None:
     with database_url(settings) as url:
         asyncio.run(run_migrations(url))
         app = create_app(settings, url)
-        uvicorn.run(
-            app,
-            host=host or settings.host,
-            port=port or settings.port,
-            access_log=False,
-            log_level="warning",
-            proxy_headers=True,
-        )
+        uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
+
+
+def uvicorn_config(
+    app: Any, settings: Settings, *, host: str | None = None, port: int | None = None
+) -> uvicorn.Config:
+    """How ``serve`` runs uvicorn: bounded in connections, idle time, header size and the
+    time to read a request, so that slow or numerous clients cannot hold the server."""
+    import uvicorn
+
+    from app.server import read_timeout_protocol
+
+    return uvicorn.Config(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        access_log=False,
+        log_level="warning",
+        log_config=None,  # uvicorn's records go to the root logger: JSON like ours
+        proxy_headers=True,
+        timeout_keep_alive=settings.http_keep_alive_timeout,
+        limit_concurrency=settings.http_limit_concurrency,
+        h11_max_incomplete_event_size=settings.http_max_header_bytes,
+        http=read_timeout_protocol(settings.http_read_timeout, settings.http_max_header_bytes),
+    )
 
 
 @main.command()

@@ -44,6 +44,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     pool_min_size: int = 2
     pool_max_size: int = 20
     log_json: bool | None = None  # None: JSON unless stderr is a terminal
+    # Against slow and numerous clients: idle keep-alive connections are closed after
+    # this many seconds, and a request not read whole within the read timeout; past this
+    # many open connections and tasks uvicorn answers 503; a request head larger than
+    # this is refused (uvicorn's h11 limit, and app/server.py's for httptools).
+    http_keep_alive_timeout: int = 5
+    http_read_timeout: int = 10  # seconds to read a whole request (app/server.py)
+    http_limit_concurrency: int = 1000
+    http_max_header_bytes: int = 16 * 1024
 
     @property
     def audience(self) -> str:
@@ -67,6 +75,10 @@ _INT_SETTINGS = {
     "TOKENLEDGER_REGISTRATION_WINDOW": "registration_window",
     "TOKENLEDGER_POOL_MIN_SIZE": "pool_min_size",
     "TOKENLEDGER_POOL_MAX_SIZE": "pool_max_size",
+    "TOKENLEDGER_HTTP_KEEP_ALIVE_TIMEOUT": "http_keep_alive_timeout",
+    "TOKENLEDGER_HTTP_READ_TIMEOUT": "http_read_timeout",
+    "TOKENLEDGER_HTTP_LIMIT_CONCURRENCY": "http_limit_concurrency",
+    "TOKENLEDGER_HTTP_MAX_HEADER_BYTES": "http_max_header_bytes",
 }
 
 

@@ -78,8 +78,9 @@ def _client_name(data: dict[str, Any]) -> str | None:
     if len(value) > MAX_CLIENT_NAME:
         raise InvalidClientMetadata(f"client_name must be at most {MAX_CLIENT_NAME} characters")
     # Cc: controls (NUL, newlines, escapes); Cf: format characters such as the bidi
-    # overrides that would make the consent page show a name other than the one stored.
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in value):
+    # overrides that would make the consent page show a name other than the one stored;
+    # Cs: lone surrogates, which no UTF-8 text (nor PostgreSQL) can hold.
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value):
         raise InvalidClientMetadata("client_name must not contain control characters")
     return value
 

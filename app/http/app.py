@@ -16,7 +16,7 @@ from litestar.template.config import TemplateConfig
 
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
-from app.http import authorize, discovery, health, registration, token_endpoint
+from app.http import authorize, discovery, forms, health, registration, token_endpoint
 from app.http.context import Context, utc_now
 from app.http.cookies import Signer
 from app.http.errors import http_error_response, internal_error_response, oauth_error_response
@@ -99,5 +99,10 @@ def create_app(
             directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine
         ),
         openapi_config=None,
+        # Litestar's default config replaces the root logger's handlers with its own plain
+        # text ones; app.logging.configure owns logging (one JSON line per record).
+        logging_config=None,
+        # No form of ours has many fields: refuse a multipart body early (A15).
+        multipart_form_part_limit=forms.MAX_FIELDS,
         debug=False,
     )

@@ -17,9 +17,11 @@ from urllib.parse import urlsplit
 import structlog
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.exceptions import ClientException
 from litestar.response import Redirect, Template
 
 from app.adapters import throttle
+from app.http import forms
 from app.http.context import Context
 from app.http.cookies import Cookies
 from app.http.event_metadata import event_metadata
@@ -51,7 +53,8 @@ def _ctx(request: Request[Any, Any, Any]) -> Context:
 
 
 def _as_lists(multi: Any) -> dict[str, list[str]]:
-    return {key: list(multi.getall(key)) for key in multi}
+    """One pass over the pairs (a ``getall`` per key would be quadratic), capped."""
+    return forms.multi_items(multi.multi_items())
 
 
 async def _validate(
@@ -59,7 +62,8 @@ async def _validate(
 ) -> tuple[AuthorizationRequest, ClientState]:
     client_ids = params.get("client_id") or []
     client = None
-    if len(client_ids) == 1 and client_ids[0]:
+    # A NUL cannot be in any client id (and PostgreSQL text cannot hold one).
+    if len(client_ids) == 1 and client_ids[0] and "\x00" not in client_ids[0]:
         async with ctx.pool.connection() as conn:
             client = await load(conn, CLIENTS, client_ids[0])
     areq = authorization.validate(
@@ -87,7 +91,9 @@ def _redirect_back(ctx: Context, redirect_uri: str, params: dict[str, str]) -> R
     if redirect_uri in OOB_URIS:
         # Legacy out-of-band clients: the user copies the result from the page.
         return Template("oob.html", context={"params": params}, headers=PAGE_HEADERS)
-    return Redirect(redirect_uri_with(redirect_uri, params), status_code=302)
+    # The URL carries a code or an error with state: no cache may keep it (RFC 6749 §10.3,
+    # OAuth 2.1 §7.1).
+    return Redirect(redirect_uri_with(redirect_uri, params), status_code=302, headers=PAGE_HEADERS)
 
 
 def _error_redirect(ctx: Context, exc: RedirectableError) -> Response[Any]:
@@ -179,6 +185,8 @@ async def authorize_page(request: Request[Any, Any, Any]) -> Response[Any]:
     ctx = _ctx(request)
     try:
         areq, client = await _validate(ctx, _as_lists(request.query_params))
+    except forms.BadBody as exc:
+        return _error_page(f"The request is malformed: {exc}.")
     except UnsafeToRedirect as exc:
         return _error_page(exc.description)
     except RedirectableError as exc:
@@ -186,14 +194,42 @@ async def authorize_page(request: Request[Any, Any, Any]) -> Response[Any]:
     return await _page(request, ctx, areq, client, session=await _session(request, ctx))
 
 
+async def _read_form(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
+    """The POSTed fields, capped in number and read in one pass.
+
+    Our own pages post ``application/x-www-form-urlencoded``; that is parsed here from the
+    bytes (strict UTF-8, the field count checked before decoding). Other encodings go
+    through the framework's parser and the same checks.
+    """
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
+        return forms.multi_items(forms.parse_urlencoded(await request.body()))
+    try:
+        return _as_lists(await request.form())
+    except ClientException as exc:  # malformed multipart, or past the app's part limit
+        raise forms.BadBody(str(exc.detail).lower()) from None
+
+
+def _single(form: Mapping[str, Sequence[str]], name: str) -> str | None:
+    """The field's one value, or None when it is missing or repeated."""
+    values = form.get(name) or []
+    return values[0] if len(values) == 1 else None
+
+
 @post("/oauth/authorize", status_code=200, request_max_body_size=64 * 1024)
 async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     ctx = _ctx(request)
-    form = await request.form()
-    fields = _as_lists(form)
-    if not _form_verified(request, ctx, form):
+    try:
+        form = await _read_form(request)
+    except forms.BadBody as exc:
+        return _error_page(f"The form is malformed: {exc}.")
+    # The OAuth parameters are judged by authorization.validate (an error may go back to
+    # the client); a NUL in any of our own fields (username, csrf_token...) ends here.
+    if forms.with_nul({k: v for k, v in form.items() if k not in authorization.PARAMETERS}):
+        return _error_page("The form is malformed: a field contains a NUL character.")
+    if not _form_verified(request, ctx, {"csrf_token": _single(form, "csrf_token")}):
         return _error_page(UNVERIFIED_FORM, 403)
-    params = {k: v for k, v in fields.items() if k in authorization.PARAMETERS}
+    params = {k: v for k, v in form.items() if k in authorization.PARAMETERS}
     try:
         areq, client = await _validate(ctx, params)
     except UnsafeToRedirect as exc:
@@ -201,7 +237,7 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     except RedirectableError as exc:
         return _error_redirect(ctx, exc)
 
-    action = form.get("action")
+    action = _single(form, "action")
     if action == "deny":
         denied = AccessDenied("the user denied the request")
         return _redirect_back(ctx, areq.redirect_uri, {"error": denied.error, "state": areq.state})
@@ -228,12 +264,12 @@ async def _login(
     ctx: Context,
     areq: AuthorizationRequest,
     client: ClientState,
-    form: Any,
+    form: Mapping[str, Sequence[str]],
 ) -> Response[Any]:
     """Check the password, throttled per account and per address (A11); one message for
     every failure, and the same argon2 work whether or not the user exists."""
-    username, password = form.get("username"), form.get("password")
-    if not (isinstance(username, str) and isinstance(password, str) and username and password):
+    username, password = _single(form, "username"), _single(form, "password")
+    if not (username and password):
         return await _page(request, ctx, areq, client, session=None, error=BAD_LOGIN)
     now = ctx.clock()
     address = request.client.host if request.client else None

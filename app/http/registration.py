@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +18,7 @@ import structlog
 from litestar import Request, Response, post
 from litestar.exceptions import HTTPException
 
+from app.http import forms
 from app.http.context import Context
 from app.http.errors import NO_STORE
 from app.http.event_metadata import event_metadata
@@ -47,36 +47,17 @@ class RegistrationResponse(msgspec.Struct, omit_defaults=True, kw_only=True):
     client_secret_expires_at: int | None = None
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    names = [k for k, _ in pairs]
-    if len(set(names)) != len(names):
-        repeated = sorted({k for k in names if names.count(k) > 1})
-        raise InvalidClientMetadata(f"member sent more than once: {', '.join(repeated)}")
-    return dict(pairs)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise InvalidClientMetadata(f"{name} is not JSON")
-
-
 def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
-    """One JSON object (RFC 7591 §3.1). A member sent twice is refused, as a repeated
-    form parameter is at the token endpoint (T16): which of the two would count is
-    exactly the kind of question a parser difference turns into a bypass."""
+    """One JSON object (RFC 7591 §3.1), read as strictly as the token endpoint reads one
+    (T17): a member sent twice at any depth, ``NaN``, an unpaired surrogate or anything
+    but an object is refused, since which duplicate counts is exactly the kind of
+    question a parser difference turns into a bypass."""
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         raise InvalidClientMetadata("the body must be application/json")
     try:
-        data = json.loads(
-            body.decode("utf-8"),
-            object_pairs_hook=_refuse_duplicates,
-            parse_constant=_refuse_constant,
-        )
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        # InvalidClientMetadata is no ValueError: a duplicate member passes through here.
-        raise InvalidClientMetadata("the body is not valid UTF-8 JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidClientMetadata("the body must be a JSON object")
-    return data
+        return forms.strict_json_object(body)
+    except forms.BadBody as exc:
+        raise InvalidClientMetadata(str(exc)) from None
 
 
 def _initial_access_token(request: Request[Any, Any, Any], settings: Settings) -> bool:

@@ -230,6 +230,7 @@ async def test_a_wrong_initial_access_token_is_refused_even_for_a_public_client(
         b"{",
         b'{"redirect_uris": ["http://127.0.0.1/"], "x": NaN}',
         b'{"client_name": "\xff"}',
+        b'{"redirect_uris": ["http://127.0.0.1/"], "client_name": "\\ud800"}',
         b"[" * 7_000 + b"]" * 7_000,
     ],
     ids=[
@@ -243,6 +244,7 @@ async def test_a_wrong_initial_access_token_is_refused_even_for_a_public_client(
         "malformed",
         "nan",
         "not-utf-8",
+        "lone-surrogate",
         "deep",
     ],
 )

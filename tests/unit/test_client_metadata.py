@@ -91,6 +91,7 @@ def test_given_bad_redirect_uris_then_invalid_redirect_uri(uris: Any) -> None:
         {"client_name": "x" * 201},
         {"client_name": "tab\there"},
         {"client_name": "zero\u200bwidth"},
+        {"client_name": "lone \ud800 surrogate"},
         {"client_name": "   "},
         {"scope": "mcp admin"},
         {"scope": "mcp\x00"},
