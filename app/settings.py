@@ -35,6 +35,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     login_failures_per_address: int = 100
     login_window: int = 15 * 60
     key_encryption_secret: str | None = None
+    # RFC 7591 dynamic registration: "open" (public clients without a token; confidential
+    # ones with the initial access token), "token" (every registration needs it), "off".
+    registration: str = "open"
+    registration_access_token: str | None = None
+    registrations_per_address: int = 20
+    registration_window: int = 3600
     pool_min_size: int = 2
     pool_max_size: int = 20
     log_json: bool | None = None  # None: JSON unless stderr is a terminal
@@ -65,6 +71,8 @@ _INT_SETTINGS = {
     "TOKENLEDGER_LOGIN_FAILURES_PER_ACCOUNT": "login_failures_per_account",
     "TOKENLEDGER_LOGIN_FAILURES_PER_ADDRESS": "login_failures_per_address",
     "TOKENLEDGER_LOGIN_WINDOW": "login_window",
+    "TOKENLEDGER_REGISTRATIONS_PER_ADDRESS": "registrations_per_address",
+    "TOKENLEDGER_REGISTRATION_WINDOW": "registration_window",
     "TOKENLEDGER_POOL_MIN_SIZE": "pool_min_size",
     "TOKENLEDGER_POOL_MAX_SIZE": "pool_max_size",
     "TOKENLEDGER_HTTP_KEEP_ALIVE_TIMEOUT": "http_keep_alive_timeout",
@@ -92,6 +100,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "DATABASE_URL": "database_url",
         "TOKENLEDGER_DEFAULT_AUDIENCE": "default_audience",
         "TOKENLEDGER_KEY_ENCRYPTION_SECRET": "key_encryption_secret",
+        "TOKENLEDGER_REGISTRATION": "registration",
+        "TOKENLEDGER_REGISTRATION_ACCESS_TOKEN": "registration_access_token",
     }
     for key, field in plain.items():
         if env.get(key):
@@ -117,6 +127,15 @@ def validate(settings: Settings) -> None:
         raise SettingsError("TOKENLEDGER_ISSUER must be an http(s) URL without query or fragment")
     if issuer.endswith("/"):
         raise SettingsError("TOKENLEDGER_ISSUER must not end with '/'")
+    if settings.registration not in ("open", "token", "off"):
+        raise SettingsError("TOKENLEDGER_REGISTRATION must be open, token or off")
+    token = settings.registration_access_token
+    if token is not None and len(token) < 32:
+        raise SettingsError("TOKENLEDGER_REGISTRATION_ACCESS_TOKEN must be at least 32 characters")
+    if settings.registration == "token" and token is None:
+        raise SettingsError(
+            "TOKENLEDGER_REGISTRATION=token needs TOKENLEDGER_REGISTRATION_ACCESS_TOKEN"
+        )
     unknown = [s for s in settings.default_scope if s not in settings.scopes_supported]
     if unknown:
         raise SettingsError(f"default scope {unknown} is not in TOKENLEDGER_SCOPES")

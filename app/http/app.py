@@ -22,6 +22,7 @@ from app.http import (
     forms,
     health,
     introspection,
+    registration,
     revocation,
     token_endpoint,
 )
@@ -95,6 +96,7 @@ def create_app(
             token_endpoint.token,
             revocation.revoke,
             introspection.introspect,
+            *([registration.register] if settings.registration != "off" else []),
         ],
         lifespan=[lifespan],
         middleware=[request_context_middleware],

@@ -42,10 +42,16 @@ def server_metadata(ctx: Context) -> dict[str, Any]:
             "client_secret_basic",
             "client_secret_post",
         ],
+        # Only what TOKENLEDGER_SCOPES names: not offline_access, which the MCP Python SDK
+        # would then request, adding prompt=consent to every sign-in.
         "scopes_supported": list(ctx.settings.scopes_supported),
         "authorization_response_iss_parameter_supported": True,
         "resource_parameter_supported": True,
-    }
+    } | (
+        {"registration_endpoint": f"{issuer}/oauth/register"}
+        if ctx.settings.registration != "off"
+        else {}
+    )
 
 
 def _metadata_paths(issuer_path: str) -> list[str]:

@@ -9,7 +9,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from ledger.errors import InvalidClient, OAuthError
+from ledger.errors import InvalidClient, InvalidToken, OAuthError
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +30,9 @@ def oauth_error_response(request: Request[Any, Any, Any], exc: OAuthError) -> Re
     if isinstance(exc, InvalidClient) and _used_basic(request):
         # RFC 6749 §5.2: a client that tried Basic gets 401 and the challenge.
         headers["WWW-Authenticate"] = 'Basic realm="tokenledger", charset="UTF-8"'
+    if isinstance(exc, InvalidToken):
+        # RFC 6750 §3: the registration endpoint's initial access token is a bearer token.
+        headers["WWW-Authenticate"] = 'Bearer realm="tokenledger", error="invalid_token"'
     log.info("oauth error", error=exc.error, debug=exc.debug)
     return Response(
         content=msgspec.json.encode(ErrorBody(exc.error, exc.description)),

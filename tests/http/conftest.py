@@ -31,6 +31,7 @@ from tests.conftest import Pool
 
 ISSUER = "http://127.0.0.1:8000"
 PASSWORD = "correct horse battery staple"
+INITIAL_ACCESS_TOKEN = "iat-" + "t" * 40  # RFC 7591 §3: lets confidential clients register
 
 
 @dataclass
@@ -60,8 +61,14 @@ def _reset_clock(clock: Clock) -> None:
 def app(database_url: str, clock: Clock) -> Litestar:
     # Every test request comes from one address: only the throttle tests (with an app of
     # their own) should meet the per-address limit.
+    # Registrations likewise: only the registration throttle test meets that limit.
     settings = from_env(
-        {}, issuer=ISSUER, database_url=database_url, login_failures_per_address=1_000_000
+        {},
+        issuer=ISSUER,
+        database_url=database_url,
+        login_failures_per_address=1_000_000,
+        registrations_per_address=1_000_000,
+        registration_access_token=INITIAL_ACCESS_TOKEN,
     )
     return create_app(settings, database_url, clock=clock)
 
