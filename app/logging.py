@@ -7,7 +7,7 @@ import re
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,27 +15,58 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def configure(json_output: bool | None = None, level: int = logging.INFO) -> None:
+_HANDLER_NAME = "tokenledger"
+
+
+def configure(
+    json_output: bool | None = None, level: int = logging.INFO, stream: TextIO | None = None
+) -> None:
     """JSON lines in production, a console renderer when stderr is a terminal; always to
-    stderr, so that a command's own output on stdout stays clean."""
+    stderr, so that a command's own output on stdout stays clean.
+
+    structlog events and standard-library records (psycopg's pool, uvicorn, anything
+    else) go through one handler and one renderer: every line in the stream is one JSON
+    object, and lines from two threads are never interleaved within a line.
+    """
+    stream = sys.stderr if stream is None else stream
     if json_output is None:
-        json_output = not sys.stderr.isatty()
+        json_output = not stream.isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+    handler = logging.StreamHandler(stream)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            # Records from the standard library: named after their logger, e.g. psycopg.pool.
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 log = structlog.get_logger("tokenledger.http")

@@ -35,6 +35,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     login_failures_per_address: int = 100
     login_window: int = 15 * 60
     key_encryption_secret: str | None = None
+    # RFC 7591 dynamic registration: "open" (public clients without a token; confidential
+    # ones with the initial access token), "token" (every registration needs it), "off".
+    registration: str = "open"
+    registration_access_token: str | None = None
+    registrations_per_address: int = 20
+    registration_window: int = 3600
     pool_min_size: int = 2
     pool_max_size: int = 20
     # Toward the database (issue 10): a request waits at most db_pool_timeout seconds for
@@ -52,6 +58,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     db_keepalives_interval: int = 5
     db_keepalives_count: int = 3
     log_json: bool | None = None  # None: JSON unless stderr is a terminal
+    # Against slow and numerous clients: idle keep-alive connections are closed after
+    # this many seconds, and a request not read whole within the read timeout; past this
+    # many open connections and tasks uvicorn answers 503; a request head larger than
+    # this is refused (uvicorn's h11 limit, and app/server.py's for httptools).
+    http_keep_alive_timeout: int = 5
+    http_read_timeout: int = 10  # seconds to read a whole request (app/server.py)
+    http_limit_concurrency: int = 1000
+    http_max_header_bytes: int = 16 * 1024
 
     @property
     def audience(self) -> str:
@@ -71,6 +85,8 @@ _INT_SETTINGS = {
     "TOKENLEDGER_LOGIN_FAILURES_PER_ACCOUNT": "login_failures_per_account",
     "TOKENLEDGER_LOGIN_FAILURES_PER_ADDRESS": "login_failures_per_address",
     "TOKENLEDGER_LOGIN_WINDOW": "login_window",
+    "TOKENLEDGER_REGISTRATIONS_PER_ADDRESS": "registrations_per_address",
+    "TOKENLEDGER_REGISTRATION_WINDOW": "registration_window",
     "TOKENLEDGER_POOL_MIN_SIZE": "pool_min_size",
     "TOKENLEDGER_POOL_MAX_SIZE": "pool_max_size",
     "TOKENLEDGER_DB_POOL_MAX_WAITING": "db_pool_max_waiting",
@@ -81,6 +97,10 @@ _INT_SETTINGS = {
     "TOKENLEDGER_DB_KEEPALIVES_IDLE": "db_keepalives_idle",
     "TOKENLEDGER_DB_KEEPALIVES_INTERVAL": "db_keepalives_interval",
     "TOKENLEDGER_DB_KEEPALIVES_COUNT": "db_keepalives_count",
+    "TOKENLEDGER_HTTP_KEEP_ALIVE_TIMEOUT": "http_keep_alive_timeout",
+    "TOKENLEDGER_HTTP_READ_TIMEOUT": "http_read_timeout",
+    "TOKENLEDGER_HTTP_LIMIT_CONCURRENCY": "http_limit_concurrency",
+    "TOKENLEDGER_HTTP_MAX_HEADER_BYTES": "http_max_header_bytes",
 }
 _FLOAT_SETTINGS = {
     "TOKENLEDGER_DB_POOL_TIMEOUT": "db_pool_timeout",
@@ -114,6 +134,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "DATABASE_URL": "database_url",
         "TOKENLEDGER_DEFAULT_AUDIENCE": "default_audience",
         "TOKENLEDGER_KEY_ENCRYPTION_SECRET": "key_encryption_secret",
+        "TOKENLEDGER_REGISTRATION": "registration",
+        "TOKENLEDGER_REGISTRATION_ACCESS_TOKEN": "registration_access_token",
     }
     for key, field in plain.items():
         if env.get(key):
@@ -139,6 +161,15 @@ def validate(settings: Settings) -> None:
         raise SettingsError("TOKENLEDGER_ISSUER must be an http(s) URL without query or fragment")
     if issuer.endswith("/"):
         raise SettingsError("TOKENLEDGER_ISSUER must not end with '/'")
+    if settings.registration not in ("open", "token", "off"):
+        raise SettingsError("TOKENLEDGER_REGISTRATION must be open, token or off")
+    token = settings.registration_access_token
+    if token is not None and len(token) < 32:
+        raise SettingsError("TOKENLEDGER_REGISTRATION_ACCESS_TOKEN must be at least 32 characters")
+    if settings.registration == "token" and token is None:
+        raise SettingsError(
+            "TOKENLEDGER_REGISTRATION=token needs TOKENLEDGER_REGISTRATION_ACCESS_TOKEN"
+        )
     unknown = [s for s in settings.default_scope if s not in settings.scopes_supported]
     if unknown:
         raise SettingsError(f"default scope {unknown} is not in TOKENLEDGER_SCOPES")

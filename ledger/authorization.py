@@ -110,6 +110,10 @@ def validate(
     if repeated:
         # RFC 6749 §3.1: request parameters must not be included more than once.
         raise fail(InvalidRequest(f"parameter sent more than once: {', '.join(repeated)}"))
+    with_nul = [name for name in PARAMETERS if any("\x00" in v for v in params.get(name) or [])]
+    if with_nul:
+        # No valid value holds NUL, and PostgreSQL text cannot store one.
+        raise fail(InvalidRequest(f"parameter contains a NUL character: {', '.join(with_nul)}"))
     response_type = _one(params, "response_type")
     if response_type is None:
         raise fail(InvalidRequest("response_type is required"))

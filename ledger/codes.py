@@ -161,8 +161,10 @@ def _redeem(cmd: RedeemCode, code: CodeState) -> Decision:
         )
     if cmd.now >= code.expires_at:
         return refuse(InvalidGrant("authorization code has expired"))
-    if cmd.redirect_uri != code.redirect_uri:
-        # RFC 6749 §4.1.3: identical to the authorization request's redirect_uri.
+    if cmd.redirect_uri is not None and cmd.redirect_uri != code.redirect_uri:
+        # RFC 6749 §4.1.3: when sent, identical to the authorization request's. OAuth 2.1
+        # (draft-ietf-oauth-v2-1 §4.1.3, §10.2) drops the parameter: PKCE already binds
+        # the code to the client that asked for it, so omitting it is no error.
         return refuse(InvalidGrant("redirect_uri does not match the authorization request"))
     try:
         verify_pkce(cmd.code_verifier, code.code_challenge)

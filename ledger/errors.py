@@ -1,4 +1,5 @@
-"""One exception per OAuth error code (RFC 6749 §4.1.2.1, §5.2; RFC 7009; RFC 8707).
+"""One exception per OAuth error code (RFC 6749 §4.1.2.1, §5.2; RFC 7009; RFC 8707;
+RFC 7591; RFC 6750).
 
 Each carries a description for the client and a separate ``debug`` text that is only
 logged. They become HTTP responses in exactly one place (``app.http.errors``).
@@ -54,6 +55,26 @@ class InvalidTarget(OAuthError):
     """RFC 8707 §2: the requested resource is invalid, unknown or malformed."""
 
     error = "invalid_target"
+
+
+class InvalidRedirectUri(OAuthError):
+    """RFC 7591 §3.2.2: a redirect URI of the registration request is not acceptable."""
+
+    error = "invalid_redirect_uri"
+
+
+class InvalidClientMetadata(OAuthError):
+    """RFC 7591 §3.2.2: a client metadata field is invalid."""
+
+    error = "invalid_client_metadata"
+
+
+class InvalidToken(OAuthError):
+    """RFC 6750 §3.1: a missing or wrong bearer token (the initial access token of RFC
+    7591 §3); answered with ``WWW-Authenticate: Bearer``."""
+
+    error = "invalid_token"
+    status_code = 401
 
 
 class AccessDenied(OAuthError):

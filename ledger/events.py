@@ -167,6 +167,28 @@ class TokenFamilyRevoked(Event, frozen=True, kw_only=True, tag="token_family_rev
     revoked_at: datetime
 
 
+# --- browser sessions (stream 'session:<hash>') -------------------------------------
+
+
+class SessionStarted(Event, frozen=True, kw_only=True, tag="session_started"):
+    """A user signed in at the pages; the cookie holds a random value, the log its hash."""
+
+    session_hash: str
+    user_id: str
+    username: str
+    started_at: datetime
+    expires_at: datetime
+
+
+SessionEndReason = Literal["switched_user", "signed_out", "revoked_by_operator"]
+
+
+class SessionEnded(Event, frozen=True, kw_only=True, tag="session_ended"):
+    session_hash: str
+    reason: SessionEndReason
+    ended_at: datetime
+
+
 # --- signing keys (stream 'key:<kid>') -----------------------------------------------
 
 
@@ -192,6 +214,8 @@ AnyEvent = (
     | RefreshTokenReused
     | TokenFamilyRevoked
     | SigningKeyCreated
+    | SessionStarted
+    | SessionEnded
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

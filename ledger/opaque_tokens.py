@@ -15,6 +15,7 @@ import secrets
 CODE_PREFIX = "tlc_"
 REFRESH_PREFIX = "tlr_"
 CLIENT_SECRET_PREFIX = "tls_"
+SESSION_PREFIX = "tlsn_"
 
 
 def new_secret(prefix: str) -> str:

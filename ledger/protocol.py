@@ -89,9 +89,10 @@ def redirect_uri_matches(requested: str, registered: str) -> bool:
     # "#" rather than .fragment: an empty fragment ("/cb#") is still a fragment (§3.1.2).
     if _port_of(req) == "invalid" or "#" in requested or "#" in registered:
         return False
+    # RFC 3986 §6.2.3: an empty http path is "/" (VS Code registers "http://127.0.0.1/").
     return (
         _host_of(req) == _host_of(reg)
-        and req.path == reg.path
+        and (req.path or "/") == (reg.path or "/")
         and req.query == reg.query
         and req.username is None
     )
@@ -106,7 +107,13 @@ def select_redirect_uri(requested: str | None, registered: list[str]) -> str | N
     """
     if requested is None:
         return None
-    return requested if any(redirect_uri_matches(requested, r) for r in registered) else None
+    if not any(redirect_uri_matches(requested, r) for r in registered):
+        return None
+    try:
+        # A registration from before the rules of A14 (a ``javascript:`` URI) is never used.
+        return validate_redirect_uri_registration(requested)
+    except ValueError:
+        return None
 
 
 def redirect_uri_with(uri: str, params: Mapping[str, str]) -> str:
@@ -117,18 +124,57 @@ def redirect_uri_with(uri: str, params: Mapping[str, str]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
+# Schemes a browser runs or reads locally instead of handing to an app: a redirect to one
+# would run the client's code (or an attacker's) with the code in hand (A14).
+_DANGEROUS_SCHEMES = frozenset(
+    {"javascript", "data", "file", "vbscript", "blob", "about", "filesystem", "view-source"}
+)
+_SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*")
+_OOB_URIS = ("urn:ietf:wg:oauth:2.0:oob", "urn:ietf:wg:oauth:2.0:oob:auto")
+MAX_REDIRECT_URI_LENGTH = 2000
+
+
 def validate_redirect_uri_registration(uri: str) -> str:
-    """RFC 6749 §3.1.2 and RFC 8252 §7: absolute, no fragment; https, loopback http, or a
-    private-use scheme for native apps; the OOB URN for legacy clients."""
-    if uri in ("urn:ietf:wg:oauth:2.0:oob", "urn:ietf:wg:oauth:2.0:oob:auto"):
+    """What a client may register (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700 §4.1.3).
+
+    Accepted: https to any host; http only to a loopback host (RFC 8252 §7.3); a
+    private-use scheme for native apps (RFC 8252 §7.1: ``com.example.app:/cb``, and
+    ``cursor://anysphere.cursor-mcp/oauth/callback``, whose scheme has no dot but is no
+    browser's); the legacy OOB URNs. Refused: schemes a browser executes or reads locally
+    (``javascript:``, ``data:``, ``file:``, ``vbscript:`` ...), fragments (even an empty
+    one), userinfo, whitespace and control characters (which browsers strip, so that
+    ``java\tscript:`` would be ``javascript:`` to them).
+    """
+    if uri in _OOB_URIS:
         return uri
-    parts = urlsplit(uri)
-    if not parts.scheme or parts.fragment:
-        raise ValueError(f"redirect URI {uri!r} must be absolute and have no fragment")
-    if parts.scheme == "http" and not _is_loopback(parts):
-        raise ValueError(f"redirect URI {uri!r}: plain http is allowed only for loopback")
-    if parts.scheme in ("http", "https") and not parts.netloc:
+    if not uri or len(uri) > MAX_REDIRECT_URI_LENGTH:
+        raise ValueError(f"redirect URI must be 1 to {MAX_REDIRECT_URI_LENGTH} characters")
+    if any(not ("\x21" <= c <= "\x7e") for c in uri):
+        raise ValueError(
+            f"redirect URI {uri!r} may hold only printable ASCII, without spaces or controls"
+        )
+    scheme, sep, _ = uri.partition(":")
+    scheme = scheme.lower()
+    if not sep or not _SCHEME.fullmatch(scheme):
+        raise ValueError(f"redirect URI {uri!r} must be absolute")
+    if scheme in _DANGEROUS_SCHEMES or scheme == "urn":
+        raise ValueError(f"redirect URI {uri!r}: the scheme {scheme!r} is not allowed")
+    if "#" in uri:
+        raise ValueError(f"redirect URI {uri!r} must have no fragment")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"redirect URI {uri!r} is malformed") from None
+    if "@" in parts.netloc:
+        raise ValueError(f"redirect URI {uri!r} must have no userinfo")
+    if scheme in ("http", "https") and not parts.hostname:
         raise ValueError(f"redirect URI {uri!r} has no host")
+    if scheme == "http" and not _is_loopback(parts):
+        raise ValueError(
+            f"redirect URI {uri!r}: plain http is allowed only for a loopback host"
+            " (127.0.0.1, [::1], localhost)"
+        )
     return uri
 
 

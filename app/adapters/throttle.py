@@ -1,5 +1,6 @@
 """Sign-in throttling per account and per client address, kept in PostgreSQL so that
-every replica counts the same failures (docs/security.md, A11).
+every replica counts the same failures (docs/security.md, A11); and the same fixed
+windows for dynamic client registrations per address (RFC 7591, R9).
 
 A key that reached its limit of failures inside the current window is refused until
 the window ends. Unknown usernames are counted like known ones, so the throttle tells
@@ -7,7 +8,7 @@ nothing about which accounts exist.
 
 An attempt is *reserved* (counted as a failure) before the password is checked, in one
 statement per key that only counts while under the limit, and released if the password
-was right (A12). Reading the count, checking, and recording afterwards let forty
+was right (A18). Reading the count, checking, and recording afterwards let forty
 parallel guesses all be checked against a limit of ten.
 """
 
@@ -92,3 +93,37 @@ async def release_attempt(
                 "update login_throttle set failures = greatest(failures - 1, 0) where key = %s",
                 (wanted["address"],),
             )
+
+
+async def reserve_registration(
+    conn: psycopg.AsyncConnection[Any],
+    address: str | None,
+    limit: int,
+    window: timedelta,
+    now: datetime,
+) -> timedelta | None:
+    """Count one registration for ``address``; when that goes past ``limit`` inside the
+    current window, the time until the window ends, else None. Counted before the
+    registration is written, in one statement, so that parallel requests cannot all slip
+    under the limit (as A18 for sign-ins)."""
+    if address is None:
+        return None
+    expired_before = now - window
+    cur = await conn.execute(
+        "insert into registration_throttle as t (key, window_start, registrations)"
+        " values (%s, %s, 1)"
+        " on conflict (key) do update set"
+        "  registrations = case when t.window_start <= %s then 1"
+        "                  else t.registrations + 1 end,"
+        "  window_start = case when t.window_start <= %s then excluded.window_start"
+        "                 else t.window_start end"
+        " returning registrations, window_start",
+        (f"ip:{address}", now, expired_before, expired_before),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    registrations, window_start = row
+    if int(registrations) <= limit:
+        return None
+    left: timedelta = window_start + window - now
+    return max(left, timedelta(seconds=1))

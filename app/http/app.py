@@ -17,7 +17,16 @@ from litestar.template.config import TemplateConfig
 
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
-from app.http import authorize, discovery, health, token_endpoint
+from app.http import (
+    authorize,
+    discovery,
+    forms,
+    health,
+    introspection,
+    registration,
+    revocation,
+    token_endpoint,
+)
 from app.http.context import Context, utc_now
 from app.http.cookies import Signer
 from app.http.errors import (
@@ -88,7 +97,12 @@ def create_app(
             discovery.jwks,
             authorize.authorize_page,
             authorize.authorize_submit,
+            authorize.logout_page,
+            authorize.logout_submit,
             token_endpoint.token,
+            revocation.revoke,
+            introspection.introspect,
+            *([registration.register] if settings.registration != "off" else []),
         ],
         lifespan=[lifespan],
         middleware=[request_context_middleware],
@@ -103,5 +117,10 @@ def create_app(
             directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine
         ),
         openapi_config=None,
+        # Litestar's default config replaces the root logger's handlers with its own plain
+        # text ones; app.logging.configure owns logging (one JSON line per record).
+        logging_config=None,
+        # No form of ours has many fields: refuse a multipart body early (A15).
+        multipart_form_part_limit=forms.MAX_FIELDS,
         debug=False,
     )

@@ -17,19 +17,25 @@ from urllib.parse import urlsplit
 import structlog
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.exceptions import ClientException
 from litestar.response import Redirect, Template
 
 from app.adapters import throttle
+from app.http import forms
 from app.http.context import Context
-from app.http.cookies import CSRF_COOKIE, SESSION_COOKIE, Session
+from app.http.cookies import Cookies
 from app.http.event_metadata import event_metadata
+from app.http.security import form_post_is_same_origin
 from app.usecases import authorization as authorization_usecase
+from app.usecases import sessions
 from ledger import authorization, users
 from ledger.authorization import AuthorizationRequest, RedirectableError, UnsafeToRedirect
 from ledger.clients import ClientState
 from ledger.errors import AccessDenied
+from ledger.events import SessionEndReason
 from ledger.opaque_tokens import hash_secret, short
 from ledger.protocol import redirect_uri_with
+from ledger.sessions import SessionState
 from projections.read_models import CLIENTS, USERS, load
 
 log = structlog.get_logger(__name__)
@@ -38,6 +44,7 @@ OOB_URIS = ("urn:ietf:wg:oauth:2.0:oob", "urn:ietf:wg:oauth:2.0:oob:auto")
 PAGE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 BAD_LOGIN = "Invalid username or password."
 THROTTLED = "Too many failed sign-ins. Try again later."
+UNVERIFIED_FORM = "This form could not be verified. Go back, reload the page and try again."
 
 
 def _ctx(request: Request[Any, Any, Any]) -> Context:
@@ -46,7 +53,8 @@ def _ctx(request: Request[Any, Any, Any]) -> Context:
 
 
 def _as_lists(multi: Any) -> dict[str, list[str]]:
-    return {key: list(multi.getall(key)) for key in multi}
+    """One pass over the pairs (a ``getall`` per key would be quadratic), capped."""
+    return forms.multi_items(multi.multi_items())
 
 
 async def _validate(
@@ -54,7 +62,8 @@ async def _validate(
 ) -> tuple[AuthorizationRequest, ClientState]:
     client_ids = params.get("client_id") or []
     client = None
-    if len(client_ids) == 1 and client_ids[0]:
+    # A NUL cannot be in any client id (and PostgreSQL text cannot hold one).
+    if len(client_ids) == 1 and client_ids[0] and "\x00" not in client_ids[0]:
         async with ctx.pool.connection() as conn:
             client = await load(conn, CLIENTS, client_ids[0])
     areq = authorization.validate(
@@ -82,7 +91,9 @@ def _redirect_back(ctx: Context, redirect_uri: str, params: dict[str, str]) -> R
     if redirect_uri in OOB_URIS:
         # Legacy out-of-band clients: the user copies the result from the page.
         return Template("oob.html", context={"params": params}, headers=PAGE_HEADERS)
-    return Redirect(redirect_uri_with(redirect_uri, params), status_code=302)
+    # The URL carries a code or an error with state: no cache may keep it (RFC 6749 §10.3,
+    # OAuth 2.1 §7.1).
+    return Redirect(redirect_uri_with(redirect_uri, params), status_code=302, headers=PAGE_HEADERS)
 
 
 def _error_redirect(ctx: Context, exc: RedirectableError) -> Response[Any]:
@@ -92,19 +103,44 @@ def _error_redirect(ctx: Context, exc: RedirectableError) -> Response[Any]:
     return _redirect_back(ctx, exc.redirect_uri, params)
 
 
-def _csrf_nonce(request: Request[Any, Any, Any], ctx: Context) -> tuple[str, Cookie | None]:
-    nonce = request.cookies.get(CSRF_COOKIE)
-    if nonce and 20 <= len(nonce) <= 100:
+def _cookies(ctx: Context) -> Cookies:
+    return Cookies(secure=ctx.settings.secure_cookies)
+
+
+def _csrf_nonce(
+    request: Request[Any, Any, Any], ctx: Context, *, renew: bool = False
+) -> tuple[str, Cookie | None]:
+    cookies = _cookies(ctx)
+    nonce = request.cookies.get(cookies.csrf)
+    if nonce and 20 <= len(nonce) <= 100 and not renew:
         return nonce, None
     nonce = ctx.signer.new_csrf_nonce()
-    return nonce, Cookie(
-        key=CSRF_COOKIE,
-        value=nonce,
-        path="/oauth/authorize",
-        httponly=True,
-        samesite="lax",
-        secure=ctx.settings.secure_cookies,
+    return nonce, cookies.set(cookies.csrf, nonce)
+
+
+def _form_verified(request: Request[Any, Any, Any], ctx: Context, token: str | None) -> bool:
+    """A8: the POST comes from one of our pages (by what the browser says of its origin)
+    and carries the CSRF token that matches this browser's nonce."""
+    same_origin = form_post_is_same_origin(
+        request.headers.get("origin"), request.headers.get("sec-fetch-site"), ctx.settings.issuer
     )
+    if same_origin and ctx.signer.csrf_valid(request.cookies.get(_cookies(ctx).csrf), token):
+        return True
+    log.warning(
+        "form check failed",
+        path=request.url.path,
+        origin=request.headers.get("origin"),
+        fetch_site=request.headers.get("sec-fetch-site"),
+    )
+    return False
+
+
+async def _session(request: Request[Any, Any, Any], ctx: Context) -> SessionState | None:
+    cookie = request.cookies.get(_cookies(ctx).session)
+    if not cookie:
+        return None
+    async with ctx.pool.connection() as conn:
+        return await sessions.current(conn, cookie, ctx.clock())
 
 
 async def _page(
@@ -113,12 +149,13 @@ async def _page(
     areq: AuthorizationRequest,
     client: ClientState,
     *,
-    session: Session | None,
+    session: SessionState | None,
     error: str | None = None,
     status: int = 200,
     cookies: list[Cookie] | None = None,
+    renew_csrf: bool = False,
 ) -> Template:
-    nonce, new_cookie = _csrf_nonce(request, ctx)
+    nonce, new_cookie = _csrf_nonce(request, ctx, renew=renew_csrf)
     cookies = list(cookies or []) + ([new_cookie] if new_cookie else [])
     redirect = urlsplit(areq.redirect_uri)
     context = {
@@ -145,38 +182,51 @@ async def authorize_page(request: Request[Any, Any, Any]) -> Response[Any]:
     ctx = _ctx(request)
     try:
         areq, client = await _validate(ctx, _as_lists(request.query_params))
+    except forms.BadBody as exc:
+        return _error_page(f"The request is malformed: {exc}.")
     except UnsafeToRedirect as exc:
         return _error_page(exc.description)
     except RedirectableError as exc:
         return _error_redirect(ctx, exc)
-    session = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE), ctx.clock().timestamp())
-    return await _page(request, ctx, areq, client, session=session)
+    return await _page(request, ctx, areq, client, session=await _session(request, ctx))
 
 
-def _same_origin(request: Request[Any, Any, Any], issuer: str) -> bool:
-    """A form POST from another site (A8): browsers send Origin on cross-site POSTs."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        # Not every browser sends Origin on a same-origin POST; Fetch Metadata tells the rest.
-        return request.headers.get("sec-fetch-site") in (None, "same-origin", "none")
-    issuer_parts = urlsplit(issuer)
-    return origin == f"{issuer_parts.scheme}://{issuer_parts.netloc}"
+async def _read_form(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
+    """The POSTed fields, capped in number and read in one pass.
+
+    Our own pages post ``application/x-www-form-urlencoded``; that is parsed here from the
+    bytes (strict UTF-8, the field count checked before decoding). Other encodings go
+    through the framework's parser and the same checks.
+    """
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
+        return forms.multi_items(forms.parse_urlencoded(await request.body()))
+    try:
+        return _as_lists(await request.form())
+    except ClientException as exc:  # malformed multipart, or past the app's part limit
+        raise forms.BadBody(str(exc.detail).lower()) from None
+
+
+def _single(form: Mapping[str, Sequence[str]], name: str) -> str | None:
+    """The field's one value, or None when it is missing or repeated."""
+    values = form.get(name) or []
+    return values[0] if len(values) == 1 else None
 
 
 @post("/oauth/authorize", status_code=200, request_max_body_size=64 * 1024)
 async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     ctx = _ctx(request)
-    form = await request.form()
-    fields = _as_lists(form)
-    token = form.get("csrf_token")
-    if not _same_origin(request, ctx.settings.issuer) or not ctx.signer.csrf_valid(
-        request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None
-    ):
-        log.warning("authorize csrf check failed", origin=request.headers.get("origin"))
-        return _error_page(
-            "This form could not be verified. Go back, reload the page and try again.", 403
-        )
-    params = {k: v for k, v in fields.items() if k in authorization.PARAMETERS}
+    try:
+        form = await _read_form(request)
+    except forms.BadBody as exc:
+        return _error_page(f"The form is malformed: {exc}.")
+    # The OAuth parameters are judged by authorization.validate (an error may go back to
+    # the client); a NUL in any of our own fields (username, csrf_token...) ends here.
+    if forms.with_nul({k: v for k, v in form.items() if k not in authorization.PARAMETERS}):
+        return _error_page("The form is malformed: a field contains a NUL character.")
+    if not _form_verified(request, ctx, _single(form, "csrf_token")):
+        return _error_page(UNVERIFIED_FORM, 403)
+    params = {k: v for k, v in form.items() if k in authorization.PARAMETERS}
     try:
         areq, client = await _validate(ctx, params)
     except UnsafeToRedirect as exc:
@@ -184,26 +234,20 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     except RedirectableError as exc:
         return _error_redirect(ctx, exc)
 
-    action = form.get("action")
-    session = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE), ctx.clock().timestamp())
+    action = _single(form, "action")
     if action == "deny":
         denied = AccessDenied("the user denied the request")
         return _redirect_back(ctx, areq.redirect_uri, {"error": denied.error, "state": areq.state})
     if action == "login":
         return await _login(request, ctx, areq, client, form)
     if action == "switch_user":
-        # "Not you?": forget the session and ask who is there, for this same request.
-        forget = Cookie(
-            key=SESSION_COOKIE,
-            value="",
-            path="/oauth/authorize",
-            max_age=0,
-            httponly=True,
-            samesite="lax",
-            secure=ctx.settings.secure_cookies,
-        )
+        # "Not you?": end the session (every copy of its cookie with it) and ask who is
+        # there, for this same request.
+        await _end_session(request, ctx, "switched_user")
+        forget = _cookies(ctx).expire(_cookies(ctx).session)
         return await _page(request, ctx, areq, client, session=None, cookies=[forget])
     if action == "allow":
+        session = await _session(request, ctx)
         if session is None:
             return await _page(
                 request, ctx, areq, client, session=None, error="Please sign in again."
@@ -217,12 +261,12 @@ async def _login(
     ctx: Context,
     areq: AuthorizationRequest,
     client: ClientState,
-    form: Any,
+    form: Mapping[str, Sequence[str]],
 ) -> Response[Any]:
     """Check the password, throttled per account and per address (A11); one message for
     every failure, and the same argon2 work whether or not the user exists."""
-    username, password = form.get("username"), form.get("password")
-    if not (isinstance(username, str) and isinstance(password, str) and username and password):
+    username, password = _single(form, "username"), _single(form, "password")
+    if not (username and password):
         return await _page(request, ctx, areq, client, session=None, error=BAD_LOGIN)
     now = ctx.clock()
     address = request.client.host if request.client else None
@@ -233,7 +277,7 @@ async def _login(
         window=timedelta(seconds=settings.login_window),
     )
     async with ctx.pool.connection() as conn:
-        # Reserve the attempt before checking it (A12): parallel guesses queue on the
+        # Reserve the attempt before checking it (A18): parallel guesses queue on the
         # counter instead of all reading it before any failure is recorded.
         reserved = await throttle.reserve_attempt(conn, username, address, limits, now)
         user = None
@@ -252,28 +296,42 @@ async def _login(
         return await _page(request, ctx, areq, client, session=None, error=BAD_LOGIN)
     async with ctx.pool.connection() as conn:
         await throttle.release_attempt(conn, username, address)
-    started = int(now.timestamp())
-    session = Session(
-        user_id=user.user_id,
-        username=user.username,
-        expires_at=started + settings.session_ttl,
-        auth_time=started,
-    )
-    cookie = Cookie(
-        key=SESSION_COOKIE,
-        value=ctx.signer.dump_session(session),
-        path="/oauth/authorize",
-        max_age=settings.session_ttl,
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-    )
+        value, session = await sessions.start(
+            conn,
+            user_id=user.user_id,
+            username=user.username,
+            now=now,
+            ttl_seconds=settings.session_ttl,
+            metadata=event_metadata(request, f"user:{user.user_id}"),
+        )
+    cookies = _cookies(ctx)
+    cookie = cookies.set(cookies.session, value, max_age=settings.session_ttl)
     log.info("login", user_id=user.user_id, client_id=areq.client_id)
-    return await _page(request, ctx, areq, client, session=session, cookies=[cookie])
+    # A new CSRF nonce for the signed-in session: no token from before sign-in carries over.
+    return await _page(
+        request, ctx, areq, client, session=session, cookies=[cookie], renew_csrf=True
+    )
+
+
+async def _end_session(
+    request: Request[Any, Any, Any], ctx: Context, reason: SessionEndReason
+) -> None:
+    """End the session the browser's cookie names, if it is live; recorded as its user's."""
+    cookie = request.cookies.get(_cookies(ctx).session)
+    if not cookie:
+        return
+    async with ctx.pool.connection() as conn:
+        session = await sessions.current(conn, cookie, ctx.clock())
+        if session is not None:
+            metadata = event_metadata(request, f"user:{session.user_id}")
+            await sessions.end(conn, cookie, reason, ctx.clock(), metadata)
 
 
 async def _issue_code(
-    request: Request[Any, Any, Any], ctx: Context, areq: AuthorizationRequest, session: Session
+    request: Request[Any, Any, Any],
+    ctx: Context,
+    areq: AuthorizationRequest,
+    session: SessionState,
 ) -> Response[Any]:
     async with ctx.pool.connection() as conn:
         code = await authorization_usecase.issue_code(
@@ -286,3 +344,39 @@ async def _issue_code(
         )
     log.info("code issued", client_id=areq.client_id, code=short(hash_secret(code)))
     return _redirect_back(ctx, areq.redirect_uri, {"code": code, "state": areq.state})
+
+
+@get("/oauth/logout")
+async def logout_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Who is signed in, and a button to sign out (a POST, so no link can do it)."""
+    ctx = _ctx(request)
+    nonce, cookie = _csrf_nonce(request, ctx)
+    return Template(
+        "logout.html",
+        context={
+            "session": await _session(request, ctx),
+            "csrf_token": ctx.signer.csrf_token(nonce),
+        },
+        headers=PAGE_HEADERS,
+        cookies=[cookie] if cookie else [],
+    )
+
+
+@post("/oauth/logout", status_code=200, request_max_body_size=4 * 1024)
+async def logout_submit(request: Request[Any, Any, Any]) -> Response[Any]:
+    """End the session server-side, so every copy of its cookie stops working."""
+    ctx = _ctx(request)
+    try:
+        form = await _read_form(request)
+    except forms.BadBody as exc:
+        return _error_page(f"The form is malformed: {exc}.")
+    if not _form_verified(request, ctx, _single(form, "csrf_token")):
+        return _error_page(UNVERIFIED_FORM, 403)
+    await _end_session(request, ctx, "signed_out")
+    cookies = _cookies(ctx)
+    return Template(
+        "logout.html",
+        context={"session": None},
+        headers=PAGE_HEADERS,
+        cookies=[cookies.expire(cookies.session)],
+    )

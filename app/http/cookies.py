@@ -1,8 +1,14 @@
-"""Browser sessions and CSRF tokens: signed cookies, no server-side session table.
+"""The pages' cookies: the session's random value, and the CSRF nonce.
 
-The login session is an HMAC-signed cookie, so any replica can read it. CSRF uses a
+The session cookie names a server-side session (``app.usecases.sessions``), so ending a
+session takes effect on every replica and for every copy of the cookie. CSRF uses a
 random nonce in its own cookie; the form carries an HMAC of that nonce (signed double
-submit), which a cross-site page can neither read nor forge.
+submit), which a cross-site page can neither read nor forge. The nonce is replaced at
+sign-in, so a token seen before it does not carry over into the signed-in session.
+
+With an https issuer both cookies take the ``__Host-`` prefix (Secure, Path=/, no Domain:
+a sibling subdomain cannot set or shadow them); over plain http (development) they are
+scoped to ``/oauth``.
 """
 
 from __future__ import annotations
@@ -11,57 +17,60 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
+from dataclasses import dataclass
 
-import msgspec
-
-SESSION_COOKIE = "tl_session"
-CSRF_COOKIE = "tl_csrf"
-
-
-class Session(msgspec.Struct, frozen=True):
-    user_id: str
-    username: str
-    expires_at: int  # unix seconds
-    auth_time: int
+from litestar.datastructures import Cookie
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+@dataclass(frozen=True)
+class Cookies:
+    """Names and attributes of the pages' cookies, for one issuer."""
+
+    secure: bool
+
+    @property
+    def _prefix(self) -> str:
+        return "__Host-" if self.secure else ""
+
+    @property
+    def path(self) -> str:
+        return "/" if self.secure else "/oauth"
+
+    @property
+    def session(self) -> str:
+        return f"{self._prefix}tl_session"
+
+    @property
+    def csrf(self) -> str:
+        return f"{self._prefix}tl_csrf"
+
+    def set(self, name: str, value: str, max_age: int | None = None) -> Cookie:
+        return Cookie(
+            key=name,
+            value=value,
+            path=self.path,
+            max_age=max_age,
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+        )
+
+    def expire(self, name: str) -> Cookie:
+        return self.set(name, "", max_age=0)
 
 
 class Signer:
+    """HMACs for the CSRF tokens, under the server's session key."""
+
     def __init__(self, key: bytes) -> None:
         self._key = key
 
     def _mac(self, purpose: str, data: bytes) -> bytes:
         return hmac.new(self._key, purpose.encode() + b"\x00" + data, hashlib.sha256).digest()
-
-    def dump_session(self, session: Session) -> str:
-        payload = msgspec.json.encode(session)
-        return f"{_b64(payload)}.{_b64(self._mac('session', payload))}"
-
-    def load_session(self, cookie: str | None, now: float | None = None) -> Session | None:
-        if not cookie or "." not in cookie:
-            return None
-        body, _, mac = cookie.partition(".")
-        try:
-            payload, tag = _unb64(body), _unb64(mac)
-        except ValueError:
-            return None
-        if not hmac.compare_digest(tag, self._mac("session", payload)):
-            return None
-        try:
-            session = msgspec.json.decode(payload, type=Session)
-        except msgspec.ValidationError:
-            return None
-        if session.expires_at <= (time.time() if now is None else now):
-            return None
-        return session
 
     @staticmethod
     def new_csrf_nonce() -> str:

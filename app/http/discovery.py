@@ -29,10 +29,29 @@ def server_metadata(ctx: Context) -> dict[str, Any]:
             "client_secret_basic",
             "client_secret_post",
         ],
+        # RFC 8414 §2: revocation (RFC 7009) authenticates clients as the token endpoint.
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "revocation_endpoint_auth_methods_supported": [
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        # RFC 7662: resource servers authenticate as confidential clients.
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        # Only what TOKENLEDGER_SCOPES names: not offline_access, which the MCP Python SDK
+        # would then request, adding prompt=consent to every sign-in.
         "scopes_supported": list(ctx.settings.scopes_supported),
         "authorization_response_iss_parameter_supported": True,
         "resource_parameter_supported": True,
-    }
+    } | (
+        {"registration_endpoint": f"{issuer}/oauth/register"}
+        if ctx.settings.registration != "off"
+        else {}
+    )
 
 
 def _metadata_paths(issuer_path: str) -> list[str]:

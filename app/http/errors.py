@@ -15,7 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Template
 
-from ledger.errors import InvalidClient, OAuthError
+from ledger.errors import InvalidClient, InvalidToken, OAuthError
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +36,9 @@ def oauth_error_response(request: Request[Any, Any, Any], exc: OAuthError) -> Re
     if isinstance(exc, InvalidClient) and _used_basic(request):
         # RFC 6749 §5.2: a client that tried Basic gets 401 and the challenge.
         headers["WWW-Authenticate"] = 'Basic realm="tokenledger", charset="UTF-8"'
+    if isinstance(exc, InvalidToken):
+        # RFC 6750 §3: the registration endpoint's initial access token is a bearer token.
+        headers["WWW-Authenticate"] = 'Bearer realm="tokenledger", error="invalid_token"'
     log.info("oauth error", error=exc.error, debug=exc.debug)
     return Response(
         content=msgspec.json.encode(ErrorBody(exc.error, exc.description)),
@@ -68,6 +71,7 @@ def internal_error_response(request: Request[Any, Any, Any], exc: Exception) -> 
 
 
 RETRY_AFTER_SECONDS = "2"
+HTML_PAGES = ("/oauth/authorize", "/oauth/logout")  # what a person sees: a page, not JSON
 
 
 def database_unavailable_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -75,7 +79,7 @@ def database_unavailable_response(request: Request[Any, Any, Any], exc: Exceptio
     ``TooManyRequests``, a lost connection, and a statement or lock timeout."""
     log.warning("database unavailable", error=type(exc).__name__, detail=str(exc)[:200])
     headers = dict(NO_STORE) | {"Retry-After": RETRY_AFTER_SECONDS}
-    if request.url.path.startswith("/oauth/authorize"):
+    if request.url.path.startswith(HTML_PAGES):
         return Template("unavailable.html", status_code=503, headers=headers)
     return Response(
         content=msgspec.json.encode(

@@ -1,6 +1,9 @@
-"""Headers every response carries: no framing (RFC 9700 §4.16), no sniffing, no referrer."""
+"""Headers every response carries (no framing, RFC 9700 §4.16; no sniffing; no referrer
+to other origins), and the browser-origin check for the pages' form posts."""
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from litestar.types import Message, Scope
 
@@ -12,9 +15,34 @@ HEADERS: tuple[tuple[bytes, bytes], ...] = (
         b"frame-ancestors 'none'; base-uri 'none'",
     ),
     (b"x-content-type-options", b"nosniff"),
-    # Keeps the code in the redirect URL out of any Referer the client's page sends on.
-    (b"referrer-policy", b"no-referrer"),
+    # `same-origin`, not `no-referrer`: other origins (the client the browser is redirected
+    # to, anything it links to) still get no Referer, so neither the authorization request
+    # nor a code leaks through one; but the browser keeps sending our own origin in `Origin`
+    # on our forms' POSTs. Under `no-referrer` Chromium sends `Origin: null` even for a
+    # same-origin form, and the origin check below could not tell it from a forged one.
+    (b"referrer-policy", b"same-origin"),
 )
+
+
+def form_post_is_same_origin(origin: str | None, fetch_site: str | None, issuer: str) -> bool:
+    """Whether a browser says this form POST came from one of our own pages (A8).
+
+    The ``Origin`` header decides when it names an origin: ours, or refused. Two answers
+    carry no origin and lean on Fetch Metadata (``Sec-Fetch-Site``), which a page cannot
+    set: ``Origin: null``, which browsers send for a privacy-sensitive referrer policy
+    (a page cached from before the policy changed) or a redirect chain; and no ``Origin``
+    at all, as older browsers send on a same-origin POST. Either is accepted only when the
+    browser says the request is same-origin (or user-initiated, ``none``), or sends no
+    Fetch Metadata at all, which no cross-site form can arrange: every browser that omits
+    ``Origin`` on a cross-site POST predates Fetch Metadata and is refused by the CSRF
+    token, which is required in every case.
+    """
+    if origin is not None and origin != "null":
+        parts = urlsplit(issuer)
+        return origin == f"{parts.scheme}://{parts.netloc}"
+    if origin == "null":
+        return fetch_site == "same-origin"
+    return fetch_site in (None, "same-origin", "none")
 
 
 async def security_headers(message: Message, scope: Scope) -> None:
@@ -28,9 +56,16 @@ async def security_headers(message: Message, scope: Scope) -> None:
 
 
 # Browser-based OAuth clients (the MCP Inspector, single-page apps) read discovery and
-# call the token endpoint cross-origin. Those answers carry no cookie-bound state, so any
-# origin may read them; the pages under /oauth/authorize never get CORS headers.
-CORS_PREFIXES = ("/oauth/token", "/.well-known/")
+# call the token, registration, revocation and introspection endpoints cross-origin.
+# Those answers carry no cookie-bound state, so any origin may read them; the pages under
+# /oauth/authorize never get CORS headers.
+CORS_PREFIXES = (
+    "/oauth/token",
+    "/oauth/register",
+    "/oauth/revoke",
+    "/oauth/introspect",
+    "/.well-known/",
+)
 CORS_PREFLIGHT: tuple[tuple[bytes, bytes], ...] = (
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
     (b"access-control-allow-headers", b"Authorization, Content-Type, X-Request-ID"),

@@ -1,16 +1,21 @@
-"""Registering clients and users (the operator commands today, RFC 7591 next)."""
+"""Registering clients and users: the operator commands, and dynamic client registration
+(RFC 7591) through the same client stream."""
 
 from __future__ import annotations
 
+import math
+import secrets
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
 import psycopg
 
+from app.adapters import throttle
 from app.usecases import handler
 from ledger import streams, users
+from ledger.client_metadata import ClientMetadata
 from ledger.clients import ClientState, RegisterClient
 from ledger.errors import AlreadyExists, Rejected
 from ledger.opaque_tokens import CLIENT_SECRET_PREFIX, hash_secret, new_secret
@@ -18,7 +23,15 @@ from ledger.store import ConcurrencyConflict
 from ledger.streams import StreamKind
 from ledger.users import RegisterUser, UserState
 
-__all__ = ["AlreadyExists", "RegisteredClient", "Rejected", "register_client", "register_user"]
+__all__ = [
+    "AlreadyExists",
+    "RegisteredClient",
+    "RegistrationThrottled",
+    "Rejected",
+    "register_client",
+    "register_dynamic_client",
+    "register_user",
+]
 
 _OPERATOR = {"actor": "cli"}
 
@@ -81,6 +94,46 @@ async def register_client(
     )
     client = await _create(conn, streams.CLIENT, client_id, command, metadata or _OPERATOR)
     return RegisteredClient(client=client, secret=secret)
+
+
+class RegistrationThrottled(Exception):
+    """This address registered as many clients as a window allows (RFC 7591, R9)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many registrations; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+DYNAMIC_CLIENT_PREFIX = "dyn_"
+
+
+async def register_dynamic_client(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    client: ClientMetadata,
+    address: str | None,
+    limit: int,
+    window: timedelta,
+    now: datetime,
+    metadata: dict[str, Any],
+) -> RegisteredClient:
+    """RFC 7591 §3: a client with a generated id (and secret, for a confidential one),
+    counted against the address's registrations first, so that refused metadata costs the
+    caller nothing but accepted registrations are capped even when sent in parallel."""
+    wait = await throttle.reserve_registration(conn, address, limit, window, now)
+    if wait is not None:
+        raise RegistrationThrottled(math.ceil(wait.total_seconds()))
+    return await register_client(
+        conn,
+        # 128 random bits: ids are not secrets, but must not be guessable in advance.
+        client_id=DYNAMIC_CLIENT_PREFIX + secrets.token_urlsafe(16),
+        redirect_uris=client.redirect_uris,
+        client_type="public" if client.is_public else "confidential",
+        scopes=client.scopes,
+        now=now,
+        name=client.client_name,
+        metadata=metadata,
+    )
 
 
 async def register_user(

@@ -38,9 +38,15 @@ async def submit(
     browser: httpx.AsyncClient, page: httpx.Response, origin: str, **fields: str
 ) -> httpx.Response:
     """Submit the page's form as a browser would: hidden fields, the user's input, and
-    the Origin header that browsers send with a POST."""
+    the Origin and Fetch Metadata headers that browsers send with a form POST."""
     action, hidden = only_form(page)
-    return await browser.post(action, data={**hidden, **fields}, headers={"Origin": origin})
+    headers = {
+        "Origin": origin,
+        "Sec-Fetch-Site": "same-origin",
+        "Sec-Fetch-Mode": "navigate",
+        "Sec-Fetch-Dest": "document",
+    }
+    return await browser.post(action, data={**hidden, **fields}, headers=headers)
 
 
 async def sign_in_and_allow(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -61,3 +62,6 @@ async def test_serve_migrates_and_answers_ready(empty_database_url: str) -> None
     assert process.returncode in (0, -15), err.decode()
     assert b"Traceback" not in err
     assert b'"event": "ready"' in err
+    # One JSON object per line, uvicorn's and psycopg's records included (issue 10).
+    for line in err.decode().splitlines():
+        assert isinstance(json.loads(line), dict), line

@@ -12,11 +12,13 @@ import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -29,6 +31,7 @@ from tests.conftest import Pool
 
 ISSUER = "http://127.0.0.1:8000"
 PASSWORD = "correct horse battery staple"
+INITIAL_ACCESS_TOKEN = "iat-" + "t" * 40  # RFC 7591 §3: lets confidential clients register
 
 
 @dataclass
@@ -58,16 +61,56 @@ def _reset_clock(clock: Clock) -> None:
 def app(database_url: str, clock: Clock) -> Litestar:
     # Every test request comes from one address: only the throttle tests (with an app of
     # their own) should meet the per-address limit.
+    # Registrations likewise: only the registration throttle test meets that limit.
     settings = from_env(
-        {}, issuer=ISSUER, database_url=database_url, login_failures_per_address=1_000_000
+        {},
+        issuer=ISSUER,
+        database_url=database_url,
+        login_failures_per_address=1_000_000,
+        registrations_per_address=1_000_000,
+        registration_access_token=INITIAL_ACCESS_TOKEN,
     )
     return create_app(settings, database_url, clock=clock)
 
 
+def browser_headers(request: httpx.Request, origin: str) -> dict[str, str]:
+    """What a browser adds to a navigation to the authorization pages.
+
+    A GET is a top-level navigation the user started (a link from the client's app counts
+    as cross-site, but the pages do not look at that); a POST is a form on our own page,
+    so it carries our origin. A test that sets ``Origin`` or ``Sec-Fetch-Site`` itself is
+    playing some other page and gets nothing added.
+    """
+    if not request.url.path.startswith(("/oauth/authorize", "/oauth/logout")):
+        return {}
+    if "origin" in request.headers or "sec-fetch-site" in request.headers:
+        return {}
+    navigation = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    if request.method == "POST":
+        return {"Origin": origin, "Sec-Fetch-Site": "same-origin", **navigation}
+    return {"Sec-Fetch-Site": "none", "Sec-Fetch-User": "?1", **navigation}
+
+
+@asynccontextmanager
+async def browser_client(app: Litestar, base_url: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """The app's test client, sending what a browser sends on the authorization pages.
+
+    Without these headers the tests once passed a login form that no browser could submit
+    (Chromium sent ``Origin: null``); with them, every HTTP test meets the origin check.
+    """
+
+    async def add_browser_headers(request: httpx.Request) -> None:
+        request.headers.update(browser_headers(request, base_url))
+
+    async with AsyncTestClient(app=app, base_url=base_url) as client:
+        client.event_hooks["request"].append(add_browser_headers)
+        client.follow_redirects = False  # the redirects go to the OAuth client, not to us
+        yield client
+
+
 @pytest.fixture(scope="session")
 async def _session_client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(app=app, base_url=ISSUER) as client:
-        client.follow_redirects = False  # the redirects go to the OAuth client, not to us
+    async with browser_client(app, ISSUER) as client:
         yield client
 
 

@@ -31,6 +31,7 @@ from tests.http.conftest import (
     Registered,
     authorize,
     authorize_params,
+    browser_client,
     csrf_token_of,
     log_in,
     pkce_pair,
@@ -102,7 +103,7 @@ async def test_session_and_csrf_cookies_are_httponly_lax_and_not_secure_over_htt
         },
     )
     session = cookie_attributes(set_cookie(consent, "tl_session"))
-    assert {"httponly", "samesite=lax", "path=/oauth/authorize"} <= session
+    assert {"httponly", "samesite=lax", "path=/oauth"} <= session
     assert "secure" not in session
 
 
@@ -113,11 +114,13 @@ async def test_cookies_are_secure_with_an_https_issuer(
     app = create_app(
         from_env({}, issuer=issuer, database_url=database_url), database_url, clock=clock
     )
-    async with AsyncTestClient(app=app, base_url=issuer) as http:
-        http.follow_redirects = False
+    async with browser_client(app, issuer) as http:
         params = params_for(public_client)
         login = await login_page(http, params)
-        assert "secure" in cookie_attributes(set_cookie(login, "tl_csrf"))
+        # __Host-: Secure, Path=/ and no Domain, so no sibling subdomain can plant one.
+        csrf = cookie_attributes(set_cookie(login, "__Host-tl_csrf"))
+        assert {"secure", "path=/"} <= csrf
+        assert not any(a.startswith("domain=") for a in csrf)
         consent = await http.post(
             "/oauth/authorize",
             data={
@@ -130,8 +133,8 @@ async def test_cookies_are_secure_with_an_https_issuer(
             headers={"Origin": issuer},
         )
         assert 'value="allow"' in consent.text
-        session = cookie_attributes(set_cookie(consent, "tl_session"))
-        assert {"secure", "httponly", "samesite=lax"} <= session
+        session = cookie_attributes(set_cookie(consent, "__Host-tl_session"))
+        assert {"secure", "httponly", "samesite=lax", "path=/"} <= session
         answer = await http.post(
             "/oauth/authorize",
             data={**params, "csrf_token": csrf_token_of(consent.text), "action": "allow"},
@@ -256,10 +259,12 @@ async def test_error_page_does_not_echo_the_rejected_redirect_uri(
 
 
 async def test_not_you_forgets_the_session_and_asks_who_is_there(
-    client: AsyncTestClient[Litestar], public_client: Registered, user: str
+    client: AsyncTestClient[Litestar], public_client: Registered, user: str, pool: Pool
 ) -> None:
     params = authorize_params(public_client, pkce_pair()[1])
     token = await log_in(client, params, user)
+    copied = client.cookies.get("tl_session")  # what someone with the cookie could keep
+    assert copied
     switched = await client.post(
         "/oauth/authorize", data={**params, "csrf_token": token, "action": "switch_user"}
     )
@@ -269,10 +274,54 @@ async def test_not_you_forgets_the_session_and_asks_who_is_there(
     cleared = [c for c in switched.headers.get_list("set-cookie") if c.startswith("tl_session=")]
     assert cleared
     assert "Max-Age=0" in cleared[0]
-    # Allow without signing in again is refused: no code.
-    client.cookies.delete("tl_session")
+    # The session itself is over, not just the browser's cookie: a copy of the cookie
+    # shows the login page and Allow with it issues no code.
+    before = await codes_issued(pool, public_client.client_id)
+    client.cookies.set("tl_session", copied, path="/oauth")
+    page = await client.get("/oauth/authorize", params=params)
+    assert 'name="password"' in page.text
+    assert 'value="allow"' not in page.text
     again = await client.post(
         "/oauth/authorize", data={**params, "csrf_token": token, "action": "allow"}
     )
     assert again.status_code == 200
     assert "location" not in again.headers
+    assert await codes_issued(pool, public_client.client_id) == before
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "select data->>'reason' from events where stream_id = %s and type = 'session_ended'",
+            (f"session:{hash_secret(copied)}",),
+        )
+        assert await cur.fetchall() == [("switched_user",)]
+
+
+async def test_sign_in_renews_the_csrf_nonce(
+    client: AsyncTestClient[Litestar], public_client: Registered, user: str
+) -> None:
+    """A CSRF token seen before sign-in (on the login page) is no good after it."""
+    params = params_for(public_client)
+    login = await login_page(client, params)
+    before = csrf_token_of(login.text)
+    nonce = client.cookies.get("tl_csrf")
+    consent = await client.post(
+        "/oauth/authorize",
+        data={
+            **params,
+            "csrf_token": before,
+            "action": "login",
+            "username": user,
+            "password": PASSWORD,
+        },
+    )
+    assert 'value="allow"' in consent.text
+    assert client.cookies.get("tl_csrf") != nonce
+    assert csrf_token_of(consent.text) != before
+    stale = await client.post(
+        "/oauth/authorize", data={**params, "csrf_token": before, "action": "allow"}
+    )
+    assert_error_page(stale, 403)
+    fresh = await client.post(
+        "/oauth/authorize",
+        data={**params, "csrf_token": csrf_token_of(consent.text), "action": "allow"},
+    )
+    assert fresh.status_code == 302

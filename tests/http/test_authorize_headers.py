@@ -25,6 +25,10 @@ def assert_page_headers(response: httpx.Response) -> None:
     assert response.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert "no-store" in response.headers["cache-control"]
+    # Other origins get no Referer; our own forms keep a real Origin (not "null").
+    assert response.headers["referrer-policy"] == "same-origin"
+    if response.headers["content-type"].startswith("text/html"):
+        assert '<meta name="referrer" content="same-origin">' in response.text
 
 
 async def test_every_page_forbids_framing_and_caching(
@@ -81,6 +85,46 @@ async def test_every_page_forbids_framing_and_caching(
     assert oob.status_code == 200
     assert 'id="code"' in oob.text
     assert_page_headers(oob)
+
+
+def assert_redirect_not_cached(response: httpx.Response) -> None:
+    """A 302 to the client: a code (or an error with state) in a URL no cache may keep."""
+    assert response.status_code == 302, response.text
+    assert response.headers.get("cache-control") == "no-store", response.headers
+    assert response.headers.get("pragma") == "no-cache", response.headers
+
+
+async def test_every_redirect_to_the_client_forbids_caching(
+    client: Http, public_client: Registered, user: str
+) -> None:
+    params = params_for(public_client)
+    login = await login_page(client, params)
+    consent = await client.post(
+        "/oauth/authorize",
+        data={
+            **params,
+            "csrf_token": csrf_token_of(login.text),
+            "action": "login",
+            "username": user,
+            "password": PASSWORD,
+        },
+    )
+    token = csrf_token_of(consent.text)
+    allowed = await client.post(
+        "/oauth/authorize", data={**params, "csrf_token": token, "action": "allow"}
+    )
+    assert "code=" in allowed.headers["location"]
+    assert_redirect_not_cached(allowed)
+
+    denied = await client.post(
+        "/oauth/authorize", data={**params, "csrf_token": token, "action": "deny"}
+    )
+    assert "error=access_denied" in denied.headers["location"]
+    assert_redirect_not_cached(denied)
+
+    invalid = await client.get("/oauth/authorize", params={**params, "response_type": "token"})
+    assert "error=unsupported_response_type" in invalid.headers["location"]
+    assert_redirect_not_cached(invalid)
 
 
 # -- A10: the user says no -----------------------------------------------------------------

@@ -20,6 +20,7 @@ from tests.http.conftest import (
     Clock,
     Registered,
     authorize_params,
+    browser_client,
     csrf_token_of,
     pkce_pair,
 )
@@ -106,8 +107,7 @@ async def test_one_address_is_throttled_across_accounts(
     # Every test shares the test client's one address: move past the failures the other
     # tests left there, so this test counts from zero.
     clock.advance(24 * 3600)
-    async with AsyncTestClient(app=app, base_url=ISSUER) as http:
-        http.follow_redirects = False
+    async with browser_client(app, ISSUER) as http:
         params = authorize_params(public_client, pkce_pair()[1])
         for i in range(3):
             status, text = await _sign_in(http, params, f"someone-{i}-{uuid.uuid4().hex}", "x")
@@ -127,7 +127,7 @@ async def test_parallel_guesses_are_checked_at_most_the_limit(
     clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A12: the attempt is reserved before the password is checked, so forty guesses sent
+    """A18: the attempt is reserved before the password is checked, so forty guesses sent
     at once (the right one last) meet the same limit of ten as forty in a row."""
     # A generous pool wait: forty requests at once on a cold pool is not what this tests.
     settings = from_env(

@@ -12,7 +12,15 @@ from litestar.testing import AsyncTestClient
 
 from app.http.app import create_app
 from app.settings import from_env
-from tests.http.conftest import ISSUER, Clock, Registered, authorize, exchange, refresh
+from tests.http.conftest import (
+    ISSUER,
+    Clock,
+    Registered,
+    authorize,
+    browser_client,
+    exchange,
+    refresh,
+)
 from tests.support.wire import RoundTrips, counting_proxy
 
 MAX_ROUND_TRIPS = 6
@@ -25,8 +33,7 @@ async def counted(
     with counting_proxy(database_url) as (url, trips):
         settings = from_env({}, issuer=ISSUER, database_url=url, pool_min_size=1)
         app = create_app(settings, url, clock=clock)
-        async with AsyncTestClient(app=app, base_url=ISSUER) as http:
-            http.follow_redirects = False
+        async with browser_client(app, ISSUER) as http:
             yield http, trips
 
 

@@ -9,7 +9,14 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from psycopg import sql
 
-from tests.http.conftest import PASSWORD, Registered, authorize, exchange, refresh
+from tests.http.conftest import (
+    INITIAL_ACCESS_TOKEN,
+    PASSWORD,
+    Registered,
+    authorize,
+    exchange,
+    refresh,
+)
 
 
 async def _everything_stored(conn: psycopg.AsyncConnection[Any]) -> str:
@@ -57,3 +64,22 @@ async def test_a_dump_holds_no_secret(
         # Nor the access token's signature, which is the part that cannot be forged.
         if name.endswith("access token"):
             assert value.rsplit(".", 1)[1] not in dump
+
+
+async def test_a_dump_holds_no_dynamically_registered_secret(
+    client: AsyncTestClient[Litestar], conn: psycopg.AsyncConnection[Any]
+) -> None:
+    """R4: the secret of a client registered through RFC 7591 is answered, never stored."""
+    answer = await client.post(
+        "/oauth/register",
+        json={
+            "redirect_uris": ["https://app.example.com/cb"],
+            "token_endpoint_auth_method": "client_secret_post",
+        },
+        headers={"Authorization": f"Bearer {INITIAL_ACCESS_TOKEN}"},
+    )
+    assert answer.status_code == 201, answer.text
+    registered = answer.json()
+    dump = await _everything_stored(conn)
+    assert registered["client_id"] in dump
+    assert registered["client_secret"] not in dump

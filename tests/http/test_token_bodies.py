@@ -131,6 +131,26 @@ async def test_t14_repeated_parameter(
     assert_tokens(await refresh(client, public_client, body["refresh_token"]))
 
 
+@pytest.mark.parametrize("repeated", ["grant_type", "refresh_token", "client_id"])
+async def test_t14_duplicate_json_key(
+    client: Http, public_client: Registered, user: str, repeated: str
+) -> None:
+    """As for a repeated form parameter: JSON parsers disagree on which duplicate wins."""
+    body = await tokens(client, public_client, user)
+    fields = {
+        "grant_type": "refresh_token",
+        "refresh_token": body["refresh_token"],
+        "client_id": public_client.client_id,
+    }
+    pairs = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in fields.items()]
+    pairs.append(f"{json.dumps(repeated)}: {json.dumps(fields[repeated])}")
+    content = ("{" + ", ".join(pairs) + "}").encode()
+    response = await post_raw(client, content, "application/json")
+    assert_error(response, 400, "invalid_request")
+    assert "duplicate" in response.json()["error_description"]
+    assert_tokens(await refresh(client, public_client, body["refresh_token"]))
+
+
 @pytest.mark.parametrize(
     "data",
     [

@@ -64,7 +64,6 @@ async def test_t4_code_redeemed_by_another_authenticated_confidential_client(
 @pytest.mark.parametrize(
     "redirect_uri",
     [
-        None,
         "http://127.0.0.1:51001/callback",  # another port than the authorize request's
         "http://127.0.0.1/callback",  # the registered form, without the port
         "http://127.0.0.1:51000/callback/",
@@ -74,7 +73,7 @@ async def test_t4_code_redeemed_by_another_authenticated_confidential_client(
     ],
 )
 async def test_t5_redirect_uri_differs(
-    client: Http, public_client: Registered, user: str, redirect_uri: str | None
+    client: Http, public_client: Registered, user: str, redirect_uri: str
 ) -> None:
     code, verifier, _ = await authorize(client, public_client, user)
     data = {
@@ -82,10 +81,29 @@ async def test_t5_redirect_uri_differs(
         "code": code,
         "code_verifier": verifier,
         "client_id": public_client.client_id,
+        "redirect_uri": redirect_uri,
     }
-    if redirect_uri is not None:
-        data["redirect_uri"] = redirect_uri
     assert_error(await client.post(TOKEN, data=data), 400, "invalid_grant")
+
+
+@pytest.mark.parametrize("sent", [None, ""], ids=["omitted", "empty"])
+async def test_given_a_code_when_exchanged_without_redirect_uri_then_tokens_are_issued(
+    client: Http, public_client: Registered, user: str, sent: str | None
+) -> None:
+    """OAuth 2.1 §4.1.3 (draft-ietf-oauth-v2-1 §10.2): the parameter is optional; an empty
+    value counts as omitted (RFC 6749 §3.1). When sent, T5 above holds."""
+    code, verifier, _ = await authorize(client, public_client, user)
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "client_id": public_client.client_id,
+    }
+    if sent is not None:
+        data["redirect_uri"] = sent
+    response = await client.post(TOKEN, data=data)
+    assert response.status_code == 200, response.text
+    assert response.json()["refresh_token"]
 
 
 def _unreserved(n: int) -> str:

@@ -7,9 +7,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ledger.clients import ClientCredentials, ClientState, authenticate, merge_credentials
-from ledger.errors import InvalidClient, InvalidRequest
+from ledger.clients import (
+    ClientCredentials,
+    ClientState,
+    RegisterClient,
+    authenticate,
+    merge_credentials,
+)
+from ledger.errors import InvalidClient, InvalidRequest, Rejected
+from ledger.events import ClientRegistered
 from ledger.opaque_tokens import hash_secret
+from tests.unit import given_when_then
 
 SECRET = "tls_" + "s" * 43
 
@@ -113,3 +121,55 @@ def test_a_public_client_needs_no_secret_and_must_not_send_one() -> None:
         authenticate(
             public, ClientCredentials(client_id="app", secret=SECRET, method="client_secret_post")
         )
+
+
+# --- registration (the decider the CLI and RFC 7591 both go through) -------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def register(*redirect_uris: str) -> RegisterClient:
+    return RegisterClient(
+        client_id="app",
+        name=None,
+        client_type="public",
+        secret_hash=None,
+        redirect_uris=list(redirect_uris),
+        scopes=["mcp"],
+        now=T0,
+    )
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "file:///etc/passwd",
+        "vbscript:msgbox(1)",
+        "https://app.example.com/cb#",
+        "https://user@app.example.com/cb",
+        "http://app.example.com/cb",
+    ],
+)
+def test_given_no_client_when_registered_with_a_dangerous_redirect_uri_then_refused(
+    uri: str,
+) -> None:
+    given_when_then.client.given().when(register("https://app.example.com/ok", uri)).then_error(
+        Rejected
+    )
+
+
+def test_given_no_client_when_registered_with_a_private_use_uri_then_registered() -> None:
+    uri = "cursor://anysphere.cursor-mcp/oauth/callback"
+    given_when_then.client.given().when(register(uri)).then(
+        ClientRegistered(
+            client_id="app",
+            name="app",
+            client_type="public",
+            secret_hash=None,
+            redirect_uris=[uri],
+            scopes=["mcp"],
+            registered_at=T0,
+        )
+    )

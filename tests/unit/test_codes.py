@@ -126,13 +126,22 @@ def test_a_code_is_still_good_just_before_it_expires() -> None:
 
 @pytest.mark.parametrize(
     "redirect_uri",
-    [None, "http://127.0.0.1:53683/cb", "http://127.0.0.1:53682/cb/", "http://localhost:53682/cb"],
+    ["http://127.0.0.1:53683/cb", "http://127.0.0.1:53682/cb/", "http://localhost:53682/cb"],
 )
 def test_a_redirect_uri_other_than_the_authorization_requests_is_refused(
-    redirect_uri: str | None,
+    redirect_uri: str,
 ) -> None:
     """RFC 6749 §4.1.3: identical, not merely loopback-equivalent."""
     code.given(ISSUED).when(redeem(redirect_uri=redirect_uri)).then_error(InvalidGrant)
+
+
+def test_given_an_issued_code_when_redeemed_without_redirect_uri_then_it_is_redeemed() -> None:
+    """OAuth 2.1 §4.1.3 / §10.2: the token request need not repeat the redirect URI."""
+    code.given(ISSUED).when(redeem(redirect_uri=None)).then(
+        AuthorizationCodeRedeemed(
+            code_hash=CODE_HASH, family_id="fam-2", redeemed_at=T0 + timedelta(seconds=10)
+        )
+    )
 
 
 @pytest.mark.parametrize(

@@ -165,14 +165,41 @@ def test_select_redirect_uri_returns_the_requested_one_if_registered() -> None:
     assert select_redirect_uri("https://evil.example/cb", registered) is None
 
 
+# What real MCP clients register and then send (issue 9): VS Code, Claude Code, Cursor,
+# claude.ai. Each must register, and its authorize redirect must match.
+REAL_CLIENTS = [
+    ("http://127.0.0.1/", "http://127.0.0.1:33418/"),  # VS Code
+    ("http://127.0.0.1:33418/", "http://127.0.0.1:33418/"),  # VS Code, port registered
+    ("http://127.0.0.1/", "http://127.0.0.1:33418"),  # an empty http path is "/"
+    ("http://localhost:53123/callback", "http://localhost:61234/callback"),  # Claude Code
+    (
+        "cursor://anysphere.cursor-mcp/oauth/callback",
+        "cursor://anysphere.cursor-mcp/oauth/callback",
+    ),
+    ("https://claude.ai/api/mcp/auth_callback", "https://claude.ai/api/mcp/auth_callback"),
+]
+
+
+@pytest.mark.parametrize(("registered", "requested"), REAL_CLIENTS)
+def test_given_a_real_mcp_clients_registration_when_it_authorizes_then_its_redirect_matches(
+    registered: str, requested: str
+) -> None:
+    assert validate_redirect_uri_registration(registered) == registered
+    assert select_redirect_uri(requested, [registered]) == requested
+
+
 @pytest.mark.parametrize(
     "uri",
     [
         "https://app.example.com/cb",
+        "https://app.example.com/cb?tenant=1",
         "http://127.0.0.1/cb",
         "http://[::1]:8080/cb",
         "http://localhost/cb",
+        "http://LOCALHOST:3000/cb",
         "com.example.app:/oauth2redirect",
+        "com.example.app://oauth2redirect",
+        "cursor://anysphere.cursor-mcp/oauth/callback",
         "urn:ietf:wg:oauth:2.0:oob:auto",
     ],
 )
@@ -181,11 +208,55 @@ def test_redirect_uri_registration_accepted(uri: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["http://app.example.com/cb", "https://app.example.com/cb#frag", "/cb", "https:///cb"]
+    "uri",
+    [
+        # plain http to a host that is not loopback, or only looks like one
+        "http://app.example.com/cb",
+        "http://127.0.0.1.evil.com/cb",
+        "http://localhost.evil.com/cb",
+        "http://[::1]evil.com/cb",
+        # schemes a browser runs or reads itself (A14), in any case
+        "javascript:alert(document.domain)//",
+        "JavaScript:alert(1)",
+        "javascript://example.com/%0aalert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd",
+        "vbscript:msgbox(1)",
+        "blob:https://app.example.com/uuid",
+        "about:blank",
+        # whitespace and controls: browsers strip them ("java\tscript:" runs as javascript:)
+        "java\tscript:alert(1)",
+        " https://app.example.com/cb",
+        "https://app.example.com/c b",
+        "https://app.example.com/cb\n",
+        "https://app.example.com/\x00",
+        # fragments, even empty; userinfo
+        "https://app.example.com/cb#frag",
+        "https://app.example.com/cb#",
+        "com.example.app:/cb#x",
+        "https://user@app.example.com/cb",
+        "https://app.example.com:1@evil.com/cb",
+        "http://127.0.0.1:1@evil.com/cb",
+        "cursor://user@anysphere.cursor-mcp/cb",
+        # not absolute; no host; a port that is not a number; other URNs
+        "/cb",
+        "cb",
+        "",
+        "https:///cb",
+        "https://app.example.com:port/cb",
+        "urn:example:cb",
+        "https://app.example.com/" + "a" * 2000,
+    ],
 )
 def test_redirect_uri_registration_refused(uri: str) -> None:
     with pytest.raises(ValueError, match="redirect URI"):
         validate_redirect_uri_registration(uri)
+
+
+def test_given_a_javascript_uri_registered_before_the_rules_then_it_is_never_selected() -> None:
+    """A client stored before A14 was enforced keeps its events; its URI is never used."""
+    registered = ["javascript:alert(1)"]
+    assert select_redirect_uri("javascript:alert(1)", registered) is None
 
 
 # --- scopes ----------------------------------------------------------------------------
