@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +14,7 @@ import psycopg
 import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
 from app.settings import Settings
@@ -98,6 +100,31 @@ class Pool(AsyncConnectionPool[psycopg.AsyncConnection[Any]]):
             attempt = _CappedBackoff(timeout=self.reconnect_timeout)
         await super()._add_connection(attempt, growing=growing)
 
+    async def _getconn_with_check_loop(self, deadline: float) -> psycopg.AsyncConnection[Any]:
+        """psycopg_pool's loop, with the capped backoff between failed checks: its own
+        waits a second after the second dead connection, which spends the whole
+        ``db_pool_timeout`` of a request arriving just after a restart."""
+        attempt: AttemptWithBackoff | None = None
+        while True:
+            conn = await self._getconn_unchecked(deadline - time.monotonic())
+            try:
+                await self._check_connection(conn)
+            except Exception:
+                await self._putconn(conn, from_getconn=True)
+            except BaseException:
+                await self._putconn(conn, from_getconn=True)
+                raise
+            else:
+                return conn
+            now = time.monotonic()
+            if attempt is None:
+                attempt = _CappedBackoff(timeout=deadline - now)
+            else:
+                attempt.update_delay(now)
+            if attempt.time_to_give_up(now):
+                raise PoolTimeout()
+            await asyncio.sleep(attempt.delay)
+
 
 def connection_options(settings: Settings) -> dict[str, Any]:
     """libpq parameters for every connection the server makes: a bounded connection
@@ -153,6 +180,22 @@ async def probe(url: str, settings: Settings) -> None:
             await conn.close()
 
 
+async def check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check on each checkout, without a round trip for a healthy connection.
+
+    An idle connection has nothing to read; a server that stopped or ended the session
+    left an error message or end-of-file on the socket. Only then is the connection
+    asked (an empty query), which raises for a dead one, so the pool replaces it instead
+    of handing it to a request. (``AsyncConnectionPool.check_connection`` would add a
+    round trip to every request.)
+    """
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        await conn.execute("")
+
+
 def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:
     """The pool, failing fast when the database is away (issue 10).
 
@@ -173,5 +216,5 @@ def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:
         timeout=settings.db_pool_timeout,
         max_waiting=settings.db_pool_max_waiting,
         reconnect_timeout=settings.db_reconnect_timeout,
-        check=AsyncConnectionPool.check_connection,
+        check=check_connection,
     )

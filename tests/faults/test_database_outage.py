@@ -96,3 +96,19 @@ async def test_after_a_long_outage_the_first_200_comes_within_two_seconds(
             assert answer.status_code == 503, answer.text
             assert time.monotonic() - back < 2.0, "no 200 within 2 s of the database's return"
         assert time.monotonic() - back < 2.0
+
+
+async def test_connections_that_died_while_idle_are_not_handed_to_requests(
+    cluster: Cluster, settings: Settings, client_id: str
+) -> None:
+    """A restart while no request ran leaves dead connections in the pool: the checkout
+    check replaces them, so the first request afterwards succeeds."""
+    app = create_app(settings, cluster.url)
+    query = _authorize_query(client_id)
+    async with AsyncTestClient(app=app, base_url=ISSUER) as http:
+        assert (await http.get("/oauth/authorize", params=query)).status_code == 200
+        cluster.stop()
+        cluster.start()
+        for _ in range(settings.pool_min_size + 1):
+            answer = await http.get("/oauth/authorize", params=query)
+            assert answer.status_code == 200, answer.text
