@@ -7,10 +7,12 @@ hang), ``/readyz`` failing fast, and the first 200 soon after the database is ba
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 from litestar.testing import AsyncTestClient
 
@@ -112,3 +114,32 @@ async def test_connections_that_died_while_idle_are_not_handed_to_requests(
         for _ in range(settings.pool_min_size + 1):
             answer = await http.get("/oauth/authorize", params=query)
             assert answer.status_code == 200, answer.text
+
+
+async def test_past_the_waiting_limit_requests_are_refused_at_once(
+    cluster: Cluster, settings: Settings, client_id: str
+) -> None:
+    """A pool at its limit queues db_pool_max_waiting requests; the rest get 503 at once
+    (TooManyRequests) instead of joining a queue that cannot drain in time."""
+    settings = msgspec.structs.replace(
+        settings, pool_min_size=1, pool_max_size=1, db_pool_max_waiting=1
+    )
+    app = create_app(settings, cluster.url)
+    query = _authorize_query(client_id)
+    # ASGITransport: the requests must really overlap (the test client serializes them).
+    async with (
+        app.lifespan(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http,
+    ):
+        pool = app.state.ctx.pool
+        held = await pool.getconn()
+        try:
+            timed = await asyncio.gather(
+                *(_timed(http.get("/oauth/authorize", params=query)) for _ in range(4))
+            )
+        finally:
+            await pool.putconn(held)
+        assert (await http.get("/oauth/authorize", params=query)).status_code == 200
+    assert [answer.status_code for answer, _ in timed] == [503] * 4
+    assert all("retry-after" in answer.headers for answer, _ in timed)
+    assert sorted(took for _, took in timed)[2] < 0.5  # refused, not queued
