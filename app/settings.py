@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     db_reconnect_timeout: float = 300.0
     db_connect_timeout: int = 2
     db_statement_timeout_ms: int = 5000
+    # Seconds beyond statement_timeout to wait for a server that answers nothing at all
+    # (frozen), before the connection is dropped and the request answered 503.
+    db_reply_margin: float = 1.0
     db_lock_timeout_ms: int = 2000
     db_idle_in_transaction_timeout_ms: int = 10000
     db_keepalives_idle: int = 10
@@ -105,6 +108,7 @@ _INT_SETTINGS = {
 _FLOAT_SETTINGS = {
     "TOKENLEDGER_DB_POOL_TIMEOUT": "db_pool_timeout",
     "TOKENLEDGER_DB_RECONNECT_TIMEOUT": "db_reconnect_timeout",
+    "TOKENLEDGER_DB_REPLY_MARGIN": "db_reply_margin",
 }
 
 

@@ -90,6 +90,34 @@ class _CappedBackoff(AttemptWithBackoff):
         self.delay = min(self.delay, self.RECONNECT_MAX_DELAY)
 
 
+def _bounded_connection_class(deadline: float) -> type[psycopg.AsyncConnection[Any]]:
+    """Connections that give up on a server that does not answer at all.
+
+    ``statement_timeout`` bounds a query the server is running; a server that is frozen
+    (SIGSTOP, a paused VM, stalled storage) answers nothing, and TCP keepalives do not
+    notice (the kernel still acknowledges). Past ``deadline`` the connection is closed
+    and the request gets ``OperationalError`` (503); the pool replaces the connection.
+    psycopg's own interruption path would first try a server-side cancel for 10 s.
+    """
+
+    class BoundedConnection(psycopg.AsyncConnection[Any]):
+        async def wait(
+            self,
+            gen: Any,
+            interval: float = 0.1,
+            timeout: float | None = None,  # noqa: ASYNC109 (psycopg's own signature)
+        ) -> Any:
+            try:
+                return await super().wait(gen, interval, deadline if timeout is None else timeout)
+            except psycopg.errors._WaitTimeout:
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"no answer from the database within {deadline} s"
+                ) from None
+
+    return BoundedConnection
+
+
 class Pool(AsyncConnectionPool[psycopg.AsyncConnection[Any]]):
     """The application's pool: reconnects at most half a second apart (see _CappedBackoff)."""
 
@@ -217,4 +245,7 @@ def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:
         max_waiting=settings.db_pool_max_waiting,
         reconnect_timeout=settings.db_reconnect_timeout,
         check=check_connection,
+        connection_class=_bounded_connection_class(
+            settings.db_statement_timeout_ms / 1000 + settings.db_reply_margin
+        ),
     )

@@ -8,6 +8,7 @@ hang), ``/readyz`` failing fast, and the first 200 soon after the database is ba
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -143,3 +144,34 @@ async def test_past_the_waiting_limit_requests_are_refused_at_once(
     assert [answer.status_code for answer, _ in timed] == [503] * 4
     assert all("retry-after" in answer.headers for answer, _ in timed)
     assert sorted(took for _, took in timed)[2] < 0.5  # refused, not queued
+
+
+async def test_a_frozen_database_answers_503_not_a_hang(
+    cluster: Cluster, settings: Settings, client_id: str
+) -> None:
+    """SIGSTOP: connections stay open and nothing answers. A request gives up after
+    statement_timeout plus a margin (here 0.5 + 0.5 s), and the server recovers after."""
+    settings = msgspec.structs.replace(settings, db_statement_timeout_ms=500, db_reply_margin=0.5)
+    app = create_app(settings, cluster.url)
+    query = _authorize_query(client_id)
+    async with AsyncTestClient(app=app, base_url=ISSUER) as http:
+        assert (await http.get("/oauth/authorize", params=query)).status_code == 200
+        cluster.freeze()
+        # A safety valve from another thread (the test client blocks this event loop):
+        # without a client-side deadline the request would hang until the thaw.
+        thawer = threading.Timer(10, cluster.thaw)
+        thawer.start()
+        try:
+            for _ in range(3):
+                answer, took = await _timed(http.get("/oauth/authorize", params=query))
+                assert answer.status_code == 503, answer.text
+                assert took < 1.5
+                assert int(answer.headers["retry-after"]) > 0
+        finally:
+            thawer.cancel()
+            thawer.join()
+            cluster.thaw()
+        back = time.monotonic()
+        while (answer := await http.get("/oauth/authorize", params=query)).status_code != 200:
+            assert answer.status_code == 503, answer.text
+            assert time.monotonic() - back < 3.0, "no 200 within 3 s of the thaw"
