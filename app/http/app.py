@@ -16,7 +16,7 @@ from litestar.template.config import TemplateConfig
 
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
-from app.http import authorize, discovery, forms, health, token_endpoint
+from app.http import audit, authorize, discovery, forms, health, token_endpoint
 from app.http.context import Context, utc_now
 from app.http.cookies import Signer
 from app.http.errors import http_error_response, internal_error_response, oauth_error_response
@@ -85,7 +85,9 @@ def create_app(
             authorize.logout_page,
             authorize.logout_submit,
             token_endpoint.token,
+            audit.router,
         ],
+        before_request=audit.refuse_auditor_tokens,
         lifespan=[lifespan],
         middleware=[request_context_middleware],
         before_send=[request_id_header, security_headers, cors_headers],
