@@ -356,3 +356,230 @@ def audit_verify(stream: str | None) -> None:
     if breaks:
         sys.exit(1)
     click.echo("every hash chain verifies")
+
+
+# --- auditors and their queries (issue 8) ------------------------------------------------
+
+
+@main.group()
+def auditors() -> None:
+    """Auditors: credentials for /audit, separate from OAuth."""
+
+
+def _operator_metadata() -> dict[str, Any]:
+    return {"actor": "operator", "client_ip": None, "request_id": None, "user_agent": "cli"}
+
+
+@auditors.command("add")
+@click.argument("name")
+def auditors_add(name: str) -> None:
+    """Add an auditor; the token is printed once (only its hash is kept)."""
+    from app.usecases import audit as audit_cases
+
+    async def work(url: str) -> str:
+        async with await _connect(url) as conn:
+            return await audit_cases.add_auditor(conn, name, utc_now(), _operator_metadata())
+
+    try:
+        token = _with_database(_settings(), work)
+    except (ValueError, registration.Rejected) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"auditor {name} added")
+    click.echo(f"token: {token}")
+    click.echo("Store it now: only its hash is kept.", err=True)
+
+
+@auditors.command("list")
+def auditors_list() -> None:
+    """Every auditor, active or revoked, with how many queries each made."""
+    from app.usecases import audit as audit_cases
+
+    async def work(url: str) -> list[Any]:
+        async with await _connect(url) as conn:
+            return await audit_cases.list_auditors(conn)
+
+    for a in _with_database(_settings(), work):
+        state = f"revoked {a.revoked_at.isoformat()}" if a.revoked_at else "active"
+        last = a.last_query_at.isoformat() if a.last_query_at else "never"
+        click.echo(
+            f"{a.name}\t{state}\tadded {a.added_at.isoformat()}\t{a.queries} queries\tlast {last}"
+        )
+
+
+@auditors.command("revoke")
+@click.argument("name")
+def auditors_revoke(name: str) -> None:
+    """Revoke an auditor: their token is refused from the next request on."""
+    from app.usecases import audit as audit_cases
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await audit_cases.revoke_auditor(conn, name, utc_now(), _operator_metadata())
+
+    try:
+        _with_database(_settings(), work)
+    except audit_cases.AuditorRefused as exc:
+        raise click.ClickException(f"{name}: {exc}") from None
+    click.echo(f"auditor {name} revoked")
+
+
+def _event_filter(
+    stream: str | None,
+    types: tuple[str, ...],
+    client_id: str | None,
+    subject: str | None,
+    family_id: str | None,
+    since: Any,
+    until: Any,
+    after: int | None,
+) -> Any:
+    from datetime import UTC
+
+    from ledger.store import EventFilter
+
+    def aware(t: Any) -> Any:
+        return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+    return EventFilter(
+        stream=stream,
+        types=types,
+        client_id=client_id,
+        subject=subject,
+        family_id=family_id,
+        since=aware(since),
+        until=aware(until),
+        after_position=after,
+    )
+
+
+def _filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    time = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
+    for option in reversed(
+        [
+            click.option("--stream", default=None, help="One stream id (family:<uuid>, ...)."),
+            click.option("--type", "types", multiple=True, help="An event type; repeatable."),
+            click.option("--client-id", default=None, help="A client's streams."),
+            click.option("--subject", default=None, help="A subject's streams."),
+            click.option("--family-id", default=None, help="A family and its code."),
+            click.option("--since", type=time, default=None, help="Recorded at or after (UTC)."),
+            click.option("--until", type=time, default=None, help="Recorded before (UTC)."),
+            click.option("--after", type=int, default=None, help="Positions above this."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+@audit.command("events")
+@_filter_options
+@click.option("--ndjson", is_flag=True, help="Every matching event, one JSON per line.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, help="Events per page.")
+@click.option("--cursor", default=None, help="Resume after this cursor.")
+def audit_events(
+    stream: str | None,
+    types: tuple[str, ...],
+    client_id: str | None,
+    subject: str | None,
+    family_id: str | None,
+    since: Any,
+    until: Any,
+    after: int | None,
+    ndjson: bool,
+    limit: int,
+    cursor: str | None,
+) -> None:
+    """The log, filtered, in commit-safe order: one JSON page, or all as NDJSON."""
+    import msgspec
+
+    from app.usecases import audit as audit_cases
+    from ledger.store import Checkpoint, parse_cursor
+
+    where = _event_filter(stream, types, client_id, subject, family_id, since, until, after)
+    try:
+        start = parse_cursor(cursor) if cursor else Checkpoint()
+    except ValueError:
+        raise click.BadParameter("malformed cursor", param_hint="--cursor") from None
+    out = sys.stdout.buffer
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            if ndjson:
+                async for event in audit_cases.stream_events(conn, where, start):
+                    out.write(msgspec.json.encode(event) + b"\n")
+            else:
+                page = await audit_cases.events_page(conn, where, start, limit)
+                out.write(msgspec.json.format(msgspec.json.encode(page)) + b"\n")
+
+    _with_database(_settings(), work, read_only=True)
+    out.flush()
+
+
+@audit.command("family")
+@click.argument("family_id")
+def audit_family(family_id: str) -> None:
+    """One family's whole life as JSON: code, rotations, reuse, revocation."""
+    import msgspec
+
+    from app.usecases import audit as audit_cases
+
+    async def work(url: str) -> Any:
+        async with await _connect(url) as conn:
+            return await audit_cases.family_timeline(conn, family_id)
+
+    timeline = _with_database(_settings(), work, read_only=True)
+    if timeline is None:
+        raise click.ClickException(f"no family {family_id}")
+    click.echo(msgspec.json.format(msgspec.json.encode(timeline)).decode())
+
+
+@audit.command("export")
+@_filter_options
+def audit_export(
+    stream: str | None,
+    types: tuple[str, ...],
+    client_id: str | None,
+    subject: str | None,
+    family_id: str | None,
+    since: Any,
+    until: Any,
+    after: int | None,
+) -> None:
+    """Every matching event as NDJSON on standard output, a progress bar on stderr."""
+    import msgspec
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from app.usecases import audit as audit_cases
+    from ledger.store import Checkpoint, count_logged
+
+    where = _event_filter(stream, types, client_id, subject, family_id, since, until, after)
+    out = sys.stdout.buffer
+
+    async def work(url: str) -> int:
+        done = 0
+        async with await _connect(url) as conn:
+            total = await count_logged(conn, where)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=not sys.stderr.isatty(),
+            ) as progress:
+                task = progress.add_task("exporting events", total=total)
+                buffer = bytearray()
+                async for event in audit_cases.stream_events(conn, where, Checkpoint()):
+                    buffer += msgspec.json.encode(event) + b"\n"
+                    done += 1
+                    if len(buffer) >= 65536:
+                        out.write(buffer)
+                        buffer.clear()
+                        progress.update(task, completed=done)
+                out.write(buffer)
+                progress.update(task, completed=done)
+        return done
+
+    count = _with_database(_settings(), work, read_only=True)
+    out.flush()
+    click.echo(f"{count} events exported", err=True)

@@ -201,6 +201,32 @@ class SigningKeyCreated(Event, frozen=True, kw_only=True, tag="signing_key_creat
     created_at: datetime
 
 
+# --- auditors (stream 'auditor:<name>') ---------------------------------------------
+
+
+class AuditorAdded(Event, frozen=True, kw_only=True, tag="auditor_added"):
+    """An auditor's credential: only the SHA-256 of the token shown once."""
+
+    name: str
+    token_hash: str
+    added_at: datetime
+
+
+class AuditorRevoked(Event, frozen=True, kw_only=True, tag="auditor_revoked"):
+    name: str
+    revoked_at: datetime
+
+
+class AuditQueryRecorded(Event, frozen=True, kw_only=True, tag="audit_query_recorded"):
+    """An auditor asked ``method path?query``: recorded before it is answered."""
+
+    name: str
+    method: str
+    path: str
+    query: str
+    queried_at: datetime
+
+
 AnyEvent = (
     ClientRegistered
     | UserRegistered
@@ -216,6 +242,9 @@ AnyEvent = (
     | SigningKeyCreated
     | SessionStarted
     | SessionEnded
+    | AuditorAdded
+    | AuditorRevoked
+    | AuditQueryRecorded
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

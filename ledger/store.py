@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
@@ -166,16 +167,188 @@ async def read_all(
     not committed yet holds the horizon back, so its events are read later, never
     skipped (the approach of the Emmett event store).
     """
-    after = after or Checkpoint()
+    query, params = _below_horizon(_COLUMNS, after or Checkpoint(), None, limit)
     async with conn.cursor(row_factory=class_row(_Row)) as cur:
-        await cur.execute(
-            f"select {_COLUMNS} from events "  # noqa: S608
-            "where (tx, position) > (%s::text::xid8, %s) "
-            "and tx < pg_snapshot_xmin(pg_current_snapshot()) "
-            "order by tx, position limit %s",
-            (str(after.tx), after.position, limit),
-        )
+        await cur.execute(query, params)
         return [_recorded(r) for r in await cur.fetchall()]
+
+
+# The one statement every catch-up reader runs: rows after a (tx, position) checkpoint,
+# written by transactions older than every transaction still running, in (tx, position)
+# order. A writer that took a lower position but has not committed holds the horizon
+# back, so its rows are read later, never skipped.
+_BELOW_HORIZON = (
+    "(tx, position) > (%s::text::xid8, %s) and tx < pg_snapshot_xmin(pg_current_snapshot())"
+)
+
+
+def _below_horizon(
+    columns: str, after: Checkpoint, where: EventFilter | None, limit: int | None
+) -> tuple[bytes, list[Any]]:
+    conditions, params = (where or EventFilter()).conditions()
+    query = sql.SQL("select {cols} from events where {horizon}{extra} order by tx, position{lim}")
+    composed = query.format(
+        cols=sql.SQL(columns),  # a constant of this module, never user input
+        horizon=sql.SQL(_BELOW_HORIZON),
+        extra=sql.SQL("").join(sql.SQL(" and ") + c for c in conditions),
+        lim=sql.SQL(" limit %s" if limit is not None else ""),
+    )
+    all_params: list[Any] = [str(after.tx), after.position, *params]
+    if limit is not None:
+        all_params.append(limit)
+    return composed.as_bytes(None), all_params
+
+
+class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """What an auditor asks of the log; every field narrows (they combine with AND).
+
+    ``client_id``, ``subject`` and ``family_id`` select whole streams: the client's own
+    stream, its codes and its families; a subject's user and session streams, codes and
+    families; a family's stream and the code it was started from. A time range is on
+    ``recorded_at``, a position range on ``position`` (both bounds: after is exclusive,
+    until inclusive).
+    """
+
+    stream: str | None = None
+    types: tuple[str, ...] = ()
+    client_id: str | None = None
+    subject: str | None = None
+    family_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_position: int | None = None
+    until_position: int | None = None
+
+    def conditions(self) -> tuple[list[sql.Composable], list[Any]]:
+        conds: list[sql.Composable] = []
+        params: list[Any] = []
+        if self.stream is not None:
+            conds.append(sql.SQL("stream_id = %s"))
+            params.append(self.stream)
+        if self.types:
+            conds.append(sql.SQL("type = any(%s)"))
+            params.append(list(self.types))
+        if self.client_id is not None:
+            conds.append(
+                sql.SQL(
+                    "(stream_id = 'client:' || %s"
+                    " or stream_id in (select 'family:' || family_id from token_families"
+                    " where client_id = %s)"
+                    " or stream_id in (select 'code:' || code_hash from authorization_codes"
+                    " where client_id = %s))"
+                )
+            )
+            params += [self.client_id] * 3
+        if self.subject is not None:
+            conds.append(
+                sql.SQL(
+                    "(stream_id in (select 'user:' || username from users where user_id = %s)"
+                    " or stream_id in (select 'session:' || session_hash from sessions"
+                    " where user_id = %s)"
+                    " or stream_id in (select 'family:' || family_id from token_families"
+                    " where subject = %s)"
+                    " or stream_id in (select 'code:' || code_hash from authorization_codes"
+                    " where subject = %s))"
+                )
+            )
+            params += [self.subject] * 4
+        if self.family_id is not None:
+            conds.append(
+                sql.SQL(
+                    "(stream_id = 'family:' || %s"
+                    " or stream_id in (select 'code:' || code_hash from token_families"
+                    " where family_id = %s))"
+                )
+            )
+            params += [self.family_id] * 2
+        for column, op, value in (
+            ("recorded_at", ">=", self.since),
+            ("recorded_at", "<", self.until),
+            ("position", ">", self.after_position),
+            ("position", "<=", self.until_position),
+        ):
+            if value is not None:
+                conds.append(sql.SQL(f"{column} {op} %s"))
+                params.append(value)
+        return conds, params
+
+
+class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as an auditor sees it: the row as stored, ``data`` and ``metadata`` as
+    their JSON text (no decoding, so any event of any schema version passes through),
+    and ``cursor``, the checkpoint to resume after it."""
+
+    cursor: str
+    position: int
+    tx: int
+    stream_id: str
+    version: int
+    type: str
+    schema_version: int
+    recorded_at: datetime
+    data: msgspec.Raw
+    metadata: msgspec.Raw
+    hash: str
+
+
+_LOGGED_COLUMNS = (
+    "position, tx::text::bigint, stream_id, version, type, schema_version, recorded_at,"
+    " data::text, metadata::text, encode(hash, 'hex')"
+)
+
+
+def format_cursor(checkpoint: Checkpoint) -> str:
+    return f"{checkpoint.tx}-{checkpoint.position}"
+
+
+def parse_cursor(value: str) -> Checkpoint:
+    """The inverse of :func:`format_cursor`; ValueError for anything else."""
+    tx, sep, position = value.partition("-")
+    if not sep or not tx.isdigit() or not position.isdigit() or len(value) > 41:
+        raise ValueError("malformed cursor")
+    return Checkpoint(tx=int(tx), position=int(position))
+
+
+def _logged(row: tuple[Any, ...]) -> LoggedEvent:
+    position, tx, stream_id, version, type_, schema_version, recorded_at, data, meta, h = row
+    return LoggedEvent(
+        cursor=f"{tx}-{position}",
+        position=position,
+        tx=tx,
+        stream_id=stream_id,
+        version=version,
+        type=type_,
+        schema_version=schema_version,
+        recorded_at=recorded_at,
+        data=msgspec.Raw(data.encode()),
+        metadata=msgspec.Raw(meta.encode()),
+        hash=h,
+    )
+
+
+async def read_logged(
+    conn: psycopg.AsyncConnection[Any], after: Checkpoint, where: EventFilter, limit: int
+) -> list[LoggedEvent]:
+    """One page of :func:`read_all`'s order, filtered: at most ``limit`` events after
+    ``after``. Resuming after the last one's cursor never skips nor repeats an event."""
+    query, params = _below_horizon(_LOGGED_COLUMNS, after, where, limit)
+    async with conn.cursor() as cur:
+        await cur.execute(query, params)
+        return [_logged(r) for r in await cur.fetchall()]
+
+
+async def stream_logged(
+    conn: psycopg.AsyncConnection[Any], after: Checkpoint, where: EventFilter, batch: int = 2000
+) -> AsyncIterator[LoggedEvent]:
+    """Every event after ``after`` that ``where`` selects, in :func:`read_all`'s order,
+    through a server-side cursor: ``batch`` rows in memory at a time, however long the
+    log. Opens (and ends) a transaction on ``conn``, which must not be in one."""
+    query, params = _below_horizon(_LOGGED_COLUMNS, after, where, None)
+    async with conn.transaction(), conn.cursor(name="tokenledger_audit_stream") as cur:
+        cur.itersize = batch
+        await cur.execute(query, params)
+        async for row in cur:
+            yield _logged(row)
 
 
 def checkpoint_of(event: RecordedEvent) -> Checkpoint:
@@ -216,3 +389,14 @@ async def verify_chains(
             elif not sequence_ok:
                 breaks.append(ChainBreak(stream_id=sid, version=version, reason="version gap"))
     return breaks
+
+
+async def count_logged(conn: psycopg.AsyncConnection[Any], where: EventFilter) -> int:
+    """How many events ``where`` selects below the horizon now (for a progress bar)."""
+    query, params = _below_horizon("count(*)", Checkpoint(), where, None)
+    # count(*) takes no order: drop the clause rather than build a second statement.
+    query = query.replace(b" order by tx, position", b"")
+    async with conn.cursor() as cur:
+        await cur.execute(query, params)
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0

@@ -1,7 +1,8 @@
 """The kinds of stream in the log, each with its id prefix and its decider: defined once.
 
 A stream id is ``<prefix><key>``: ``family:<uuid>``, ``code:<hash>``, ``client:<id>``,
-``user:<username>``, ``key:<kid>``, ``session:<hash>``. Everything that names a stream
+``user:<username>``, ``key:<kid>``, ``session:<hash>``,
+``auditor:<name>``. Everything that names a stream
 goes through here.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ledger import clients, codes, families, keys, sessions, users
+from ledger import auditors, clients, codes, families, keys, sessions, users
 from ledger.decider import Decider
 
 C = TypeVar("C")
@@ -35,8 +36,17 @@ CODE = StreamKind("code:", codes.DECIDER)
 FAMILY = StreamKind("family:", families.DECIDER)
 SIGNING_KEY = StreamKind("key:", keys.DECIDER)
 SESSION = StreamKind("session:", sessions.DECIDER)
+AUDITOR = StreamKind("auditor:", auditors.DECIDER)
 
-KINDS: tuple[StreamKind[Any, Any], ...] = (CLIENT, USER, CODE, FAMILY, SIGNING_KEY, SESSION)
+KINDS: tuple[StreamKind[Any, Any], ...] = (
+    CLIENT,
+    USER,
+    CODE,
+    FAMILY,
+    SIGNING_KEY,
+    SESSION,
+    AUDITOR,
+)
 
 
 def kind_of(stream_id: str) -> StreamKind[Any, Any] | None:

@@ -17,6 +17,7 @@ from litestar.template.config import TemplateConfig
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
 from app.http import (
+    audit,
     authorize,
     discovery,
     forms,
@@ -97,7 +98,9 @@ def create_app(
             revocation.revoke,
             introspection.introspect,
             *([registration.register] if settings.registration != "off" else []),
+            audit.router,
         ],
+        before_request=audit.refuse_auditor_tokens,
         lifespan=[lifespan],
         middleware=[request_context_middleware],
         before_send=[request_id_header, security_headers, cors_headers],
