@@ -133,6 +133,6 @@ async def _final_seal(pool: Any, key: audit_seals.SealKey, clock: Callable[[], d
     """On shutdown, seal what the last requests wrote (best effort: never block the exit)."""
     try:
         async with pool.connection(timeout=5) as conn:
-            await audit_seals.seal_now(conn, key, clock())
+            await audit_seals.seal_now(conn, key, clock(), patience=2.0)
     except Exception:
         log.exception("the shutdown seal failed")

@@ -96,45 +96,66 @@ async def _newest(conn: psycopg.AsyncConnection[Any]) -> seals.SealState:
     return seals.evolve(seals.SealState(version=last.version - 1), last.event)
 
 
+class _HeldBack(Exception):
+    """Events wait beyond the horizon: an older transaction somewhere is still open."""
+
+
 async def seal_now(
-    conn: psycopg.AsyncConnection[Any], key: SealKey, now: datetime
+    conn: psycopg.AsyncConnection[Any], key: SealKey, now: datetime, *, patience: float = 0.0
 ) -> LedgerSealed | None:
     """Seal every event below the horizon, if any but seals were written since the last
-    seal and no other sealer is at work; the new seal, or None."""
+    seal and no other sealer is at work; the new seal, or None.
 
-    async def work(tx: handler.Transaction) -> LedgerSealed | None:
-        if not await store.try_xact_lock(tx.conn, _SEAL_LOCK):
-            return None
-        state = await _newest(tx.conn)
-        if state.public_key and state.public_key != key.public:
-            log.warning("the seal key changed since the last seal", seal=state.version)
-        head = await store.horizon_head(tx.conn)
-        after = store.Checkpoint(tx=state.tx, position=state.position)
-        if head is None or (head.tx, head.position) <= (after.tx, after.position):
-            return None
-        if not await store.written_between(tx.conn, after, head, besides=SEAL_STREAM):
-            return None
-        tree = state.tree()
-        written: dict[str, tuple[int, str]] = {}
-        async for leaf in store.leaves(tx.conn, after, head):
-            tree.append(leaf.digest)
-            written[leaf.stream_id] = (leaf.version, leaf.digest.hex())
-        seal = seals.new_seal(
-            state,
-            tree,
-            tx=head.tx,
-            position=head.position,
-            streams=written,
-            key=key.private,
-            now=now,
-        )
-        handled = await tx.handle(
-            SEALS, seals.STREAM_KEY, seals.RecordSeal(seal=seal), loaded=state
-        )
-        handled.or_raise()
-        return seal
+    The xid8 horizon is the whole server's: any open transaction (of any database) holds
+    it back. With ``patience``, wait up to that many seconds for it to pass events that
+    are written but not yet below it (the shutdown seal, and tests)."""
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        try:
+            return await handler.run(
+                conn, {"actor": "system"}, lambda tx: _seal(tx, key, now, patience > 0)
+            )
+        except _HeldBack:
+            if asyncio.get_running_loop().time() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
 
-    return await handler.run(conn, {"actor": "system"}, work)
+
+async def _seal(
+    tx: handler.Transaction, key: SealKey, now: datetime, report_held_back: bool
+) -> LedgerSealed | None:
+    if not await store.try_xact_lock(tx.conn, _SEAL_LOCK):
+        return None
+    state = await _newest(tx.conn)
+    if state.public_key and state.public_key != key.public:
+        log.warning("the seal key changed since the last seal", seal=state.version)
+    after = store.Checkpoint(tx=state.tx, position=state.position)
+    head = await store.horizon_head(tx.conn)
+    if (
+        head is None
+        or (head.tx, head.position) <= (after.tx, after.position)
+        or not await store.written_between(tx.conn, after, head, besides=SEAL_STREAM)
+    ):
+        head = None
+    if head is None:
+        if report_held_back:
+            end = await store.log_end(tx.conn)
+            if end is not None and await store.written_between(
+                tx.conn, after, end, besides=SEAL_STREAM
+            ):
+                raise _HeldBack
+        return None
+    tree = state.tree()
+    written: dict[str, tuple[int, str]] = {}
+    async for leaf in store.leaves(tx.conn, after, head):
+        tree.append(leaf.digest)
+        written[leaf.stream_id] = (leaf.version, leaf.digest.hex())
+    seal = seals.new_seal(
+        state, tree, tx=head.tx, position=head.position, streams=written, key=key.private, now=now
+    )
+    handled = await tx.handle(SEALS, seals.STREAM_KEY, seals.RecordSeal(seal=seal), loaded=state)
+    handled.or_raise()
+    return seal
 
 
 async def list_seals(conn: psycopg.AsyncConnection[Any], after: int = 0) -> list[LedgerSealed]:

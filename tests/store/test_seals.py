@@ -7,7 +7,6 @@ against the seals an auditor kept.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -57,12 +56,9 @@ async def fill(conn: Conn, versions: int = 3, offset: int = 0) -> None:
 async def seal(conn: Conn, key: SealKey) -> LedgerSealed:
     """A seal over what this test wrote. The xid8 horizon is the whole server's: another
     database's open transaction holds it back until it ends, so this waits for that."""
-    for _ in range(200):
-        sealed = await seal_now(conn, key, NOW)
-        if sealed is not None:
-            return sealed
-        await asyncio.sleep(0.05)
-    raise AssertionError("the horizon never passed this test's events")
+    sealed = await seal_now(conn, key, NOW, patience=30)
+    assert sealed is not None
+    return sealed
 
 
 async def sealed_log(conn: Conn, key: SealKey) -> list[Any]:
