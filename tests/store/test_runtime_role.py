@@ -10,12 +10,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from litestar.testing import AsyncTestClient
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from app.adapters.roles import create_runtime_role
-from app.settings import Settings
+from app.http.app import create_app
+from app.settings import Settings, from_env
+from app.usecases import registration
 from app.usecases.audit_seals import load_seal_key, seal_now, verify_against
 from ledger.store import append, read_stream
 from migrations import migrate
@@ -82,3 +85,22 @@ async def test_the_runtime_role_appends_and_seals(runtime: tuple[Conn, Conn]) ->
     seal = await seal_now(app, key, now, patience=30)
     assert seal is not None
     assert await verify_against(app, [seal]) == []
+
+
+async def test_the_app_starts_and_registers_as_the_runtime_role(
+    runtime: tuple[Conn, Conn],
+) -> None:
+    """Its lifespan creates the signing key, secrets and seal key; its writes project."""
+    _owner, app_conn = runtime
+    url = _as_url(conninfo_to_dict(app_conn.info.dsn) | {"password": app_conn.info.password})
+    settings = from_env({"TOKENLEDGER_SEAL_INTERVAL": "0"}, database_url=url)
+    async with AsyncTestClient(create_app(settings, url)) as client:
+        assert (await client.get("/.well-known/jwks.json")).status_code == 200
+        await registration.register_client(
+            app_conn,
+            client_id="runtime-client",
+            redirect_uris=["http://127.0.0.1/cb"],
+            client_type="public",
+            scopes=["mcp"],
+            now=datetime(2026, 12, 1, tzinfo=UTC),
+        )
