@@ -23,7 +23,7 @@ from app.adapters.database import (
 from app.http.context import utc_now
 from app.logging import configure
 from app.settings import Settings, SettingsError, from_env
-from app.usecases import registration
+from app.usecases import registration, revocation
 
 if TYPE_CHECKING:
     import uvicorn
@@ -160,6 +160,57 @@ def users_add(username: str) -> None:
     except (ValueError, registration.Rejected) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"user {username.strip().lower()} added (subject {user_id})")
+
+
+def _operator(reason: str | None) -> dict[str, Any]:
+    """Who asked, for the revocation event's metadata, and the operator's words why."""
+    return {"actor": "cli"} | ({"note": reason} if reason else {})
+
+
+@users.command("revoke-all")
+@click.argument("username")
+@click.option("--reason", default=None, help="Why, recorded with each revocation.")
+def users_revoke_all(username: str, reason: str | None) -> None:
+    """Revoke every live token family (grant) of a user and end their sign-in sessions."""
+
+    async def work(url: str) -> revocation.RevokedAll:
+        async with await _connect(url) as conn:
+            return await revocation.revoke_all_of_user(conn, username, utc_now(), _operator(reason))
+
+    try:
+        revoked = _with_database(_settings(), work)
+    except (ValueError, LookupError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for family_id in revoked.families:
+        click.echo(f"family {family_id} revoked")
+    who = username.strip().lower()
+    click.echo(f"{len(revoked.families)} families of {who} revoked")
+    click.echo(f"{revoked.sessions} sign-in sessions of {who} ended")
+
+
+@main.group()
+def families() -> None:
+    """Token families: one grant each, with every token issued from it."""
+
+
+@families.command("revoke")
+@click.argument("family_id")
+@click.option("--reason", default=None, help="Why, recorded with the revocation.")
+def families_revoke(family_id: str, reason: str | None) -> None:
+    """Revoke a family: its refresh tokens stop working, its access tokens introspect
+    as inactive. Revoking a family already revoked changes nothing."""
+
+    async def work(url: str) -> tuple[bool, bool]:
+        async with await _connect(url) as conn:
+            handled = await revocation.revoke_family(
+                conn, family_id, "revoked_by_operator", utc_now(), _operator(reason)
+            )
+        return handled.state.version > 0, bool(handled.events)
+
+    exists, revoked = _with_database(_settings(), work)
+    if not exists:
+        raise click.ClickException(f"no family {family_id}")
+    click.echo(f"family {family_id} {'revoked' if revoked else 'was already revoked'}")
 
 
 @main.group()

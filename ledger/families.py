@@ -195,8 +195,12 @@ class Refresh:
 
 @dataclass(frozen=True, kw_only=True)
 class RevokeFamily:
+    """``client_id``: the client that asked (RFC 7009 §2.1), which may revoke only its own
+    grants; None for an operator or a workflow."""
+
     reason: RevocationReason
     now: datetime
+    client_id: str | None = None
 
 
 FamilyCommand = StartFamily | Refresh | RevokeFamily
@@ -305,8 +309,12 @@ def _refresh(cmd: Refresh, state: FamilyState) -> Decision:
 
 
 def _revoke(cmd: RevokeFamily, state: FamilyState) -> Decision:
-    """Revocation is idempotent: a family unknown or already revoked records nothing."""
+    """Revocation is idempotent: a family unknown or already revoked records nothing, and
+    neither does a client asking to revoke another client's family (RFC 7009 §2.1, §2.2:
+    the answer is the same 200 either way)."""
     if not state.version or state.status == "revoked":
+        return accept()
+    if cmd.client_id is not None and cmd.client_id != state.client_id:
         return accept()
     return accept(
         TokenFamilyRevoked(family_id=state.family_id, reason=cmd.reason, revoked_at=cmd.now)

@@ -188,30 +188,54 @@ class PresentedRefreshToken(msgspec.Struct, kw_only=True):
     family: FamilyState
 
 
-_FAMILY_BY_REFRESH_TOKEN = (
-    sql.SQL(
-        "select r.generation, {cols} from refresh_tokens r"
-        " join token_families f on f.family_id = r.family_id"
-        " where r.token_hash = %s for update of f"
+def _family_by_refresh_token_sql(lock: bool) -> bytes:
+    return (
+        sql.SQL(
+            "select r.generation, {cols} from refresh_tokens r"
+            " join token_families f on f.family_id = r.family_id"
+            " where r.token_hash = %s{lock}"
+        )
+        .format(
+            cols=sql.SQL(", ").join(sql.Identifier("f", c) for c in FAMILIES.columns),
+            lock=sql.SQL(" for update of f" if lock else ""),
+        )
+        .as_bytes(None)
     )
-    .format(cols=sql.SQL(", ").join(sql.Identifier("f", c) for c in FAMILIES.columns))
-    .as_bytes(None)
-)
+
+
+_FAMILY_BY_REFRESH_TOKEN = {lock: _family_by_refresh_token_sql(lock) for lock in (True, False)}
 
 
 async def family_by_refresh_token(
-    conn: psycopg.AsyncConnection[Any], token_hash: str
+    conn: psycopg.AsyncConnection[Any], token_hash: str, *, lock: bool = True
 ) -> PresentedRefreshToken | None:
-    """The family a refresh token (current or long rotated) belongs to, its row locked
-    until the transaction ends, in one round trip."""
+    """The family a refresh token (current or long rotated) belongs to, in one round trip;
+    ``lock`` (the default, for writers) holds its row until the transaction ends."""
     async with conn.cursor() as cur:
-        await cur.execute(_FAMILY_BY_REFRESH_TOKEN, (token_hash,))
+        await cur.execute(_FAMILY_BY_REFRESH_TOKEN[lock], (token_hash,))
         row = await cur.fetchone()
     if row is None:
         return None
     return PresentedRefreshToken(
         generation=row[0], family=FamilyState(**dict(zip(FAMILIES.columns, row[1:], strict=True)))
     )
+
+
+async def username_of(conn: psycopg.AsyncConnection[Any], user_id: str) -> str | None:
+    """The username of a subject (``users.user_id`` is unique), or None."""
+    cur = await conn.execute("select username from users where user_id = %s", (user_id,))
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def active_families_of(conn: psycopg.AsyncConnection[Any], subject: str) -> list[str]:
+    """The ids of a subject's families that are not revoked, oldest first."""
+    cur = await conn.execute(
+        "select family_id from token_families where subject = %s and status = 'active'"
+        " order by started_at, family_id",
+        (subject,),
+    )
+    return [str(r[0]) for r in await cur.fetchall()]
 
 
 async def live_sessions_of(

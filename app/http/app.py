@@ -19,7 +19,15 @@ from litestar.template.config import TemplateConfig
 
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
-from app.http import authorize, discovery, forms, health, token_endpoint
+from app.http import (
+    authorize,
+    discovery,
+    forms,
+    health,
+    introspection,
+    revocation,
+    token_endpoint,
+)
 from app.http.context import Context, utc_now
 from app.http.cookies import Signer
 from app.http.errors import http_error_response, internal_error_response, oauth_error_response
@@ -107,6 +115,8 @@ def create_app(
             authorize.logout_page,
             authorize.logout_submit,
             token_endpoint.token,
+            revocation.revoke,
+            introspection.introspect,
         ],
         lifespan=[lifespan],
         middleware=[request_context_middleware],

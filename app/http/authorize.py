@@ -118,16 +118,13 @@ def _csrf_nonce(
     return nonce, cookies.set(cookies.csrf, nonce)
 
 
-def _form_verified(request: Request[Any, Any, Any], ctx: Context, form: Any) -> bool:
+def _form_verified(request: Request[Any, Any, Any], ctx: Context, token: str | None) -> bool:
     """A8: the POST comes from one of our pages (by what the browser says of its origin)
     and carries the CSRF token that matches this browser's nonce."""
-    token = form.get("csrf_token")
     same_origin = form_post_is_same_origin(
         request.headers.get("origin"), request.headers.get("sec-fetch-site"), ctx.settings.issuer
     )
-    if same_origin and ctx.signer.csrf_valid(
-        request.cookies.get(_cookies(ctx).csrf), token if isinstance(token, str) else None
-    ):
+    if same_origin and ctx.signer.csrf_valid(request.cookies.get(_cookies(ctx).csrf), token):
         return True
     log.warning(
         "form check failed",
@@ -227,7 +224,7 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     # the client); a NUL in any of our own fields (username, csrf_token...) ends here.
     if forms.with_nul({k: v for k, v in form.items() if k not in authorization.PARAMETERS}):
         return _error_page("The form is malformed: a field contains a NUL character.")
-    if not _form_verified(request, ctx, {"csrf_token": _single(form, "csrf_token")}):
+    if not _form_verified(request, ctx, _single(form, "csrf_token")):
         return _error_page(UNVERIFIED_FORM, 403)
     params = {k: v for k, v in form.items() if k in authorization.PARAMETERS}
     try:
@@ -367,8 +364,11 @@ async def logout_page(request: Request[Any, Any, Any]) -> Response[Any]:
 async def logout_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     """End the session server-side, so every copy of its cookie stops working."""
     ctx = _ctx(request)
-    form = await request.form()
-    if not _form_verified(request, ctx, form):
+    try:
+        form = await _read_form(request)
+    except forms.BadBody as exc:
+        return _error_page(f"The form is malformed: {exc}.")
+    if not _form_verified(request, ctx, _single(form, "csrf_token")):
         return _error_page(UNVERIFIED_FORM, 403)
     await _end_session(request, ctx, "signed_out")
     cookies = _cookies(ctx)

@@ -29,6 +29,19 @@ def server_metadata(ctx: Context) -> dict[str, Any]:
             "client_secret_basic",
             "client_secret_post",
         ],
+        # RFC 8414 §2: revocation (RFC 7009) authenticates clients as the token endpoint.
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "revocation_endpoint_auth_methods_supported": [
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        # RFC 7662: resource servers authenticate as confidential clients.
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         "scopes_supported": list(ctx.settings.scopes_supported),
         "authorization_response_iss_parameter_supported": True,
         "resource_parameter_supported": True,

@@ -56,9 +56,10 @@ async def security_headers(message: Message, scope: Scope) -> None:
 
 
 # Browser-based OAuth clients (the MCP Inspector, single-page apps) read discovery and
-# call the token endpoint cross-origin. Those answers carry no cookie-bound state, so any
-# origin may read them; the pages under /oauth/authorize never get CORS headers.
-CORS_PREFIXES = ("/oauth/token", "/.well-known/")
+# call the token, revocation and introspection endpoints cross-origin. Those answers carry no
+# cookie-bound state, so any origin may read them; the pages under /oauth/authorize
+# never get CORS headers.
+CORS_PREFIXES = ("/oauth/token", "/oauth/revoke", "/oauth/introspect", "/.well-known/")
 CORS_PREFLIGHT: tuple[tuple[bytes, bytes], ...] = (
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
     (b"access-control-allow-headers", b"Authorization, Content-Type, X-Request-ID"),

@@ -10,9 +10,10 @@ from litestar.testing import AsyncTestClient
 ORIGIN = {"Origin": "http://localhost:6274"}
 
 
-async def test_a_token_preflight_is_answered(client: AsyncTestClient[Litestar]) -> None:
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
+async def test_a_token_preflight_is_answered(client: AsyncTestClient[Litestar], path: str) -> None:
     response = await client.options(
-        "/oauth/token",
+        path,
         headers={
             **ORIGIN,
             "Access-Control-Request-Method": "POST",

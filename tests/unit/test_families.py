@@ -361,6 +361,15 @@ def test_revocation_is_recorded_once() -> None:
     family.given(started(), revoked).when(revoke).then()
 
 
+def test_a_client_revokes_only_its_own_family() -> None:
+    """RFC 7009 §2.1: another client's token changes nothing (and is answered 200)."""
+    own = RevokeFamily(reason="revoked_by_client", now=T0, client_id="cli")
+    revoked = TokenFamilyRevoked(family_id=FID, reason="revoked_by_client", revoked_at=T0)
+    family.given(started()).when(own).then(revoked)
+    foreign = RevokeFamily(reason="revoked_by_client", now=T0, client_id="someone-else")
+    family.given(started()).when(foreign).then()
+
+
 def test_revoking_an_unknown_family_records_nothing() -> None:
     family.given().when(RevokeFamily(reason="revoked_by_operator", now=T0)).then()
 

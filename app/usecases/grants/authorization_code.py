@@ -90,4 +90,5 @@ async def grant(
         now=started.started_at,
         expires_at=started.access_expires_at,
         refresh_token=refresh_token,
+        family_id=started.family_id,
     )

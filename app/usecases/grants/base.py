@@ -93,6 +93,7 @@ def token_response(
     now: datetime,
     expires_at: datetime,
     refresh_token: str | None,
+    family_id: str,
 ) -> TokenResponse:
     access_token = mint(
         issuance.signing_key,
@@ -104,6 +105,7 @@ def token_response(
         jti=jti,
         issued_at=now,
         expires_at=expires_at,
+        family_id=family_id,
     )
     return TokenResponse(
         access_token=access_token,

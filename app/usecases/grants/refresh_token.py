@@ -79,4 +79,5 @@ async def grant(
         now=now,
         expires_at=issued.access_expires_at,
         refresh_token=new_refresh,
+        family_id=family.family_id,
     )

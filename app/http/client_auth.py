@@ -1,0 +1,64 @@
+"""What the endpoints beside /oauth/token share with it: client authentication
+(RFC 6749 §2.3, the token endpoint's own functions) and the form body of RFC 7009 and
+RFC 7662 requests."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+import psycopg
+from litestar import Request
+
+from app.http import forms
+from app.http.token_endpoint import parse_basic
+from ledger.clients import ClientState, authenticate, merge_credentials
+from ledger.errors import InvalidRequest
+from projections.read_models import CLIENTS, load
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+class TokenParameters(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """RFC 7009 §2.1 and RFC 7662 §2.1: the token, a hint, and the client's credentials
+    when they come in the body. Unknown parameters are ignored."""
+
+    token: str | None = None
+    token_type_hint: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+def parse_form(content_type: str, body: bytes, type_: type[S]) -> S:
+    """An ``application/x-www-form-urlencoded`` body (RFC 7009 §2.1, RFC 7662 §2.1) into
+    ``type_``: empty values count as omitted (RFC 6749 §3.1), a repeated parameter and a
+    NUL character are ``invalid_request``."""
+    if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded")
+    try:
+        pairs = forms.parse_urlencoded(body)  # capped and linear, before authentication
+    except forms.BadBody as exc:
+        raise InvalidRequest(str(exc)) from None
+    repeated = forms.repeated(k for k, _ in pairs)
+    if repeated:
+        raise InvalidRequest(f"parameter sent more than once: {', '.join(repeated)}")
+    if any("\x00" in k + v for k, v in pairs):
+        raise InvalidRequest("a parameter contains a NUL character")
+    try:
+        return msgspec.convert({k: v for k, v in pairs if v != ""}, type_)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"malformed parameter: {exc}") from None
+
+
+async def authenticate_client(
+    conn: psycopg.AsyncConnection[Any],
+    request: Request[Any, Any, Any],
+    client_id: str | None,
+    client_secret: str | None,
+) -> ClientState:
+    """Exactly the token endpoint's client authentication: Basic or the body, never both
+    with different identities; ``invalid_client`` otherwise."""
+    creds = merge_credentials(
+        parse_basic(request.headers.get("authorization")), client_id, client_secret
+    )
+    return authenticate(await load(conn, CLIENTS, creds.client_id), creds)

@@ -1,0 +1,45 @@
+"""POST /oauth/introspect (RFC 7662): resource servers ask whether a token is active."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response, post
+
+from app.http.client_auth import TokenParameters, authenticate_client, parse_form
+from app.http.context import Context
+from app.http.errors import NO_STORE
+from app.http.token_endpoint import MAX_BODY
+from app.usecases.introspection import introspect as introspect_token
+from app.usecases.introspection import require_resource_server
+from ledger.errors import InvalidRequest
+
+
+@post("/oauth/introspect", status_code=200, request_max_body_size=MAX_BODY)
+async def introspect(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """RFC 7662 §2.1-2.3: a confidential client authenticates as at the token endpoint;
+    the answer is ``{"active": false}`` for every token that may not be used, whatever
+    the reason, so that the answer tells a prober nothing more."""
+    ctx: Context = request.app.state.ctx
+    params = parse_form(
+        request.headers.get("content-type", ""), await request.body(), TokenParameters
+    )
+    async with ctx.pool.connection() as conn:
+        caller = await authenticate_client(conn, request, params.client_id, params.client_secret)
+        structlog.contextvars.bind_contextvars(client_id=caller.client_id)
+        require_resource_server(caller)
+        if params.token is None:
+            raise InvalidRequest("token is required")
+        answer = await introspect_token(
+            conn,
+            caller,
+            params.token,
+            params.token_type_hint,
+            issuer=ctx.settings.issuer,
+            now=ctx.clock(),
+        )
+    return Response(
+        content=msgspec.json.encode(answer), media_type="application/json", headers=NO_STORE
+    )
