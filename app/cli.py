@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -70,7 +72,12 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on [TOKENLEDGER_HOST].")
 @click.option("--port", type=int, default=None, help="Port to listen on [TOKENLEDGER_PORT].")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not migrate (run as the runtime role, which cannot): refuse a schema behind.",
+)
+def serve(host: str | None, port: int | None, no_migrate: bool) -> None:
     """Migrate the database and serve HTTP (embedded PostgreSQL without DATABASE_URL)."""
     import uvicorn
 
@@ -79,7 +86,10 @@ def serve(host: str | None, port: int | None) -> None:
     settings = _settings()
     configure(settings.log_json)
     with database_url(settings) as url:
-        asyncio.run(run_migrations(url))
+        try:
+            asyncio.run(require_current_schema(url) if no_migrate else run_migrations(url))
+        except SchemaBehind as exc:
+            raise click.ClickException(str(exc)) from None
         app = create_app(settings, url)
         uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
 
@@ -342,20 +352,133 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--stream", default=None, help="Only this stream.")
-def audit_verify(stream: str | None) -> None:
-    """Recompute every hash chain; name each stream and version that does not verify."""
+@click.option(
+    "--seal",
+    "seal_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Kept seals (JSON lines from `audit seals`): prove the log still holds what they"
+    " covered and only grew since.",
+)
+def audit_verify(stream: str | None, seal_file: Path | None) -> None:
+    """Recompute every hash chain, check the append-only triggers and, with --seal, the
+    log against kept seals; name everything that does not verify."""
+    from app.usecases import audit_seals
     from ledger.store import verify_chains
+
+    kept = []
+    if seal_file is not None:
+        try:
+            kept = audit_seals.parse_seals(seal_file.read_bytes().splitlines())
+        except ValueError as exc:
+            raise click.ClickException(f"{seal_file}: not seals: {exc}") from None
+        if not kept:
+            raise click.ClickException(f"{seal_file} holds no seal")
+
+    async def work(url: str) -> tuple[list[Any], list[audit_seals.Finding]]:
+        async with await _connect(url) as conn:
+            breaks = await verify_chains(conn, stream)
+            return breaks, await audit_seals.verify_against(conn, kept)
+
+    breaks, findings = _with_database(_settings(), work, read_only=True)
+    for b in breaks:
+        click.echo(f"{b.stream_id} version {b.version}: {b.reason}", err=True)
+    for finding in findings:
+        click.echo(f"{finding.kind}: {finding.message}", err=True)
+    if breaks or findings:
+        sys.exit(1)
+    click.echo("every hash chain verifies; the append-only triggers fire always")
+    if kept:
+        last = kept[-1]
+        click.echo(
+            f"the log holds exactly what {len(kept)} kept seals covered"
+            f" (up to seal #{last.sequence}, {last.count} events) and only grew since"
+        )
+
+
+@audit.command("seal")
+def audit_seal() -> None:
+    """Seal the log now (the server also does, every TOKENLEDGER_SEAL_INTERVAL seconds)."""
+    from app.usecases import audit_seals
+
+    settings = _settings()
+
+    async def work(url: str) -> Any:
+        async with await _connect(url) as conn:
+            key = await audit_seals.load_seal_key(conn, settings)
+            return key, await audit_seals.seal_now(conn, key, utc_now())
+
+    try:
+        key, seal = _with_database(settings, work)
+    except audit_seals.SealKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not key.protected:
+        click.echo(
+            "warning: seals are not tamper-proof: their key is kept in the database;"
+            " set TOKENLEDGER_KEY_ENCRYPTION_SECRET or TOKENLEDGER_SEAL_KEY_FILE",
+            err=True,
+        )
+    if seal is None:
+        click.echo("nothing new to seal", err=True)
+        return
+    click.echo(audit_seals.seal_json(seal).decode())
+
+
+@audit.command("seals")
+@click.option("--after", type=int, default=0, help="Only seals after this sequence number.")
+def audit_seals_list(after: int) -> None:
+    """Print the seals as JSON lines, oldest first: keep them to verify the log later."""
+    from app.usecases import audit_seals
 
     async def work(url: str) -> list[Any]:
         async with await _connect(url) as conn:
-            return await verify_chains(conn, stream)
+            return await audit_seals.list_seals(conn, after)
 
-    breaks = _with_database(_settings(), work, read_only=True)
-    for b in breaks:
-        click.echo(f"{b.stream_id} version {b.version}: {b.reason}", err=True)
-    if breaks:
-        sys.exit(1)
-    click.echo("every hash chain verifies")
+    for seal in _with_database(_settings(), work, read_only=True):
+        click.echo(audit_seals.seal_json(seal).decode())
+
+
+@audit.command("seal-key")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def audit_seal_key(path: Path) -> None:
+    """Write a new Ed25519 seal key to PATH (for TOKENLEDGER_SEAL_KEY_FILE)."""
+    from app.usecases import audit_seals
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; not overwriting a key") from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(audit_seals.new_key_pem())
+    click.echo(f"seal key written to {path}; set TOKENLEDGER_SEAL_KEY_FILE={path}")
+
+
+@main.group()
+def db() -> None:
+    """Database roles."""
+
+
+@db.command("create-runtime-role")
+@click.argument("name")
+def db_create_runtime_role(name: str) -> None:
+    """Create (or update) a login role for `serve` with only what it needs: SELECT and
+    INSERT on events, and the read models' rows. Run as the owner of the tables; the
+    password comes from standard input or a prompt."""
+    from app.adapters import roles
+
+    password = _read_secret("Password for " + name, confirm=True)
+    if not password:
+        raise click.ClickException("the role needs a password")
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await roles.create_runtime_role(conn, name, password)
+
+    try:
+        _with_database(_settings(), work)
+    except psycopg.Error as exc:
+        raise click.ClickException(str(exc).strip()) from None
+    click.echo(f"role {name} can now run `tokenledger serve --no-migrate`")
 
 
 # --- auditors and their queries (issue 8) ------------------------------------------------

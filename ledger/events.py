@@ -227,6 +227,25 @@ class AuditQueryRecorded(Event, frozen=True, kw_only=True, tag="audit_query_reco
     queried_at: datetime
 
 
+# --- seals (stream 'ledger:seals', ledger/seals.py) ------------------------------------
+
+
+class LedgerSealed(Event, frozen=True, kw_only=True, tag="ledger_sealed"):
+    """A signed head over every event up to ``(tx, position)``; see ledger/seals.py."""
+
+    sequence: int
+    tx: int
+    position: int
+    count: int
+    root: str  # hex: RFC 9162 Merkle tree hash of the events covered
+    previous: str  # hex: the previous seal's hash (zeros for the first)
+    frontier: list[str]  # hex: roots of the tree's perfect subtrees, largest first
+    streams: dict[str, list[Any]]  # stream id -> [last version, digest hex] in this range
+    public_key: str  # base64url raw Ed25519
+    sealed_at: datetime
+    signature: str  # base64url Ed25519 over ledger.seals.signing_input
+
+
 AnyEvent = (
     ClientRegistered
     | UserRegistered
@@ -245,6 +264,7 @@ AnyEvent = (
     | AuditorAdded
     | AuditorRevoked
     | AuditQueryRecorded
+    | LedgerSealed
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

@@ -400,3 +400,150 @@ async def count_logged(conn: psycopg.AsyncConnection[Any], where: EventFilter) -
         await cur.execute(query, params)
         row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+# --- what seals read (ledger/seals.py) -----------------------------------------------
+
+_DIGEST = (
+    "events_row_digest(prev_hash, stream_id, version, type, data, metadata, recorded_at,"
+    " schema_version)"
+)
+
+
+class Leaf(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as a seal sees it: where it sorts, whose it is, and its recomputed digest."""
+
+    tx: int
+    position: int
+    stream_id: str
+    version: int
+    digest: bytes
+
+
+async def horizon_head(conn: psycopg.AsyncConnection[Any]) -> Checkpoint | None:
+    """The last event, in ``(tx, position)`` order, of the transactions older than every
+    one still running: everything up to it is committed, and whatever commits later sorts
+    after it (see :func:`read_all`)."""
+    cur = await conn.execute(
+        "select tx::text::bigint, position from events"
+        " where tx < pg_snapshot_xmin(pg_current_snapshot())"
+        " order by tx desc, position desc limit 1"
+    )
+    row = await cur.fetchone()
+    return None if row is None else Checkpoint(tx=row[0], position=row[1])
+
+
+async def log_end(conn: psycopg.AsyncConnection[Any]) -> Checkpoint | None:
+    """The last visible event in ``(tx, position)`` order."""
+    cur = await conn.execute(
+        "select tx::text::bigint, position from events order by tx desc, position desc limit 1"
+    )
+    row = await cur.fetchone()
+    return None if row is None else Checkpoint(tx=row[0], position=row[1])
+
+
+async def written_between(
+    conn: psycopg.AsyncConnection[Any], after: Checkpoint, upto: Checkpoint, besides: str
+) -> bool:
+    """Whether any stream but ``besides`` has an event in ``(after, upto]``."""
+    cur = await conn.execute(
+        "select exists (select 1 from events"
+        " where (tx, position) > (%s::text::xid8, %s) and (tx, position) <= (%s::text::xid8, %s)"
+        " and stream_id <> %s)",
+        (str(after.tx), after.position, str(upto.tx), upto.position, besides),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def leaves(
+    conn: psycopg.AsyncConnection[Any], after: Checkpoint, upto: Checkpoint | None = None
+) -> AsyncIterator[Leaf]:
+    """Every event in ``(after, upto]`` (no ``upto``: to the end) in ``(tx, position)``
+    order, with its digest recomputed from its content, streamed through a server-side
+    cursor at constant memory. Opens a transaction unless the caller has one."""
+    bound = "and (tx, position) <= (%s::text::xid8, %s)" if upto is not None else ""
+    params: tuple[Any, ...] = (str(after.tx), after.position)
+    if upto is not None:
+        params += (str(upto.tx), upto.position)
+    query = (
+        f"select tx::text::bigint, position, stream_id, version, {_DIGEST} from events"  # noqa: S608
+        f" where (tx, position) > (%s::text::xid8, %s) {bound} order by tx, position"
+    )
+    async with conn.transaction(), conn.cursor(name="tokenledger_leaves") as cur:
+        cur.itersize = 5000
+        await cur.execute(query, params)
+        async for tx, position, stream_id, version, digest in cur:
+            yield Leaf(
+                tx=tx, position=position, stream_id=stream_id, version=version, digest=digest
+            )
+
+
+async def last_event(conn: psycopg.AsyncConnection[Any], stream_id: str) -> RecordedEvent | None:
+    async with conn.cursor(row_factory=class_row(_Row)) as cur:
+        await cur.execute(
+            f"select {_COLUMNS} from events where stream_id = %s"  # noqa: S608
+            " order by version desc limit 1",
+            (stream_id,),
+        )
+        row = await cur.fetchone()
+    return None if row is None else _recorded(row)
+
+
+class StreamRow(msgspec.Struct, frozen=True, kw_only=True):
+    """What the log holds now at a (stream, version) a seal named."""
+
+    stream_id: str
+    version: int
+    digest: bytes | None  # None: no such event any more
+    stored_hash: bytes | None
+    tx: int | None
+    position: int | None
+    stream_versions: int  # the stream's highest version now (0: the stream is gone)
+
+
+async def rows_at(
+    conn: psycopg.AsyncConnection[Any], wanted: Sequence[tuple[str, int]]
+) -> list[StreamRow]:
+    """The events at each (stream, version) in ``wanted``, in one query."""
+    if not wanted:
+        return []
+    query = """
+        select q.sid, q.version,
+               events_row_digest(e.prev_hash, e.stream_id, e.version, e.type, e.data,
+                                 e.metadata, e.recorded_at, e.schema_version),
+               e.hash, e.tx::text::bigint, e.position,
+               coalesce((select max(m.version) from events m where m.stream_id = q.sid), 0)
+          from unnest(%s::text[], %s::int[]) as q(sid, version)
+          left join events e on e.stream_id = q.sid and e.version = q.version
+    """
+    cur = await conn.execute(query, ([s for s, _ in wanted], [v for _, v in wanted]))
+    return [
+        StreamRow(
+            stream_id=sid,
+            version=version,
+            digest=None if digest is None else bytes(digest),
+            stored_hash=None if hash_ is None else bytes(hash_),
+            tx=tx,
+            position=position,
+            stream_versions=versions,
+        )
+        for sid, version, digest, hash_, tx, position, versions in await cur.fetchall()
+    ]
+
+
+async def trigger_states(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
+    """The user triggers on ``events`` and how each is enabled (pg_trigger.tgenabled:
+    'A' always, 'O' origin only, 'R' replica only, 'D' disabled)."""
+    cur = await conn.execute(
+        "select tgname, tgenabled from pg_trigger"
+        " where tgrelid = 'events'::regclass and not tgisinternal"
+    )
+    return {name: str(state) for name, state in await cur.fetchall()}
+
+
+async def try_xact_lock(conn: psycopg.AsyncConnection[Any], key: int) -> bool:
+    """A transaction-scoped advisory lock if it is free now; False if another holds it."""
+    cur = await conn.execute("select pg_try_advisory_xact_lock(%s)", (key,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
