@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -70,7 +72,12 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on [TOKENLEDGER_HOST].")
 @click.option("--port", type=int, default=None, help="Port to listen on [TOKENLEDGER_PORT].")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not migrate (run as the runtime role, which cannot): refuse a schema behind.",
+)
+def serve(host: str | None, port: int | None, no_migrate: bool) -> None:
     """Migrate the database and serve HTTP (embedded PostgreSQL without DATABASE_URL)."""
     import uvicorn
 
@@ -79,7 +86,10 @@ def serve(host: str | None, port: int | None) -> None:
     settings = _settings()
     configure(settings.log_json)
     with database_url(settings) as url:
-        asyncio.run(run_migrations(url))
+        try:
+            asyncio.run(require_current_schema(url) if no_migrate else run_migrations(url))
+        except SchemaBehind as exc:
+            raise click.ClickException(str(exc)) from None
         app = create_app(settings, url)
         uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
 
@@ -342,17 +352,357 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--stream", default=None, help="Only this stream.")
-def audit_verify(stream: str | None) -> None:
-    """Recompute every hash chain; name each stream and version that does not verify."""
+@click.option(
+    "--seal",
+    "seal_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Kept seals (JSON lines from `audit seals`): prove the log still holds what they"
+    " covered and only grew since.",
+)
+def audit_verify(stream: str | None, seal_file: Path | None) -> None:
+    """Recompute every hash chain, check the append-only triggers and, with --seal, the
+    log against kept seals; name everything that does not verify."""
+    from app.usecases import audit_seals
     from ledger.store import verify_chains
+
+    kept = []
+    if seal_file is not None:
+        try:
+            kept = audit_seals.parse_seals(seal_file.read_bytes().splitlines())
+        except ValueError as exc:
+            raise click.ClickException(f"{seal_file}: not seals: {exc}") from None
+        if not kept:
+            raise click.ClickException(f"{seal_file} holds no seal")
+
+    async def work(url: str) -> tuple[list[Any], list[audit_seals.Finding]]:
+        async with await _connect(url) as conn:
+            breaks = await verify_chains(conn, stream)
+            return breaks, await audit_seals.verify_against(conn, kept)
+
+    breaks, findings = _with_database(_settings(), work, read_only=True)
+    for b in breaks:
+        click.echo(f"{b.stream_id} version {b.version}: {b.reason}", err=True)
+    for finding in findings:
+        click.echo(f"{finding.kind}: {finding.message}", err=True)
+    if breaks or findings:
+        sys.exit(1)
+    click.echo("every hash chain verifies; the append-only triggers fire always")
+    if kept:
+        last = kept[-1]
+        click.echo(
+            f"the log holds exactly what {len(kept)} kept seals covered"
+            f" (up to seal #{last.sequence}, {last.count} events) and only grew since"
+        )
+
+
+@audit.command("seal")
+def audit_seal() -> None:
+    """Seal the log now (the server also does, every TOKENLEDGER_SEAL_INTERVAL seconds)."""
+    from app.usecases import audit_seals
+
+    settings = _settings()
+
+    async def work(url: str) -> Any:
+        async with await _connect(url) as conn:
+            key = await audit_seals.load_seal_key(conn, settings)
+            return key, await audit_seals.seal_now(conn, key, utc_now())
+
+    try:
+        key, seal = _with_database(settings, work)
+    except audit_seals.SealKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not key.protected:
+        click.echo(
+            "warning: seals are not tamper-proof: their key is kept in the database;"
+            " set TOKENLEDGER_KEY_ENCRYPTION_SECRET or TOKENLEDGER_SEAL_KEY_FILE",
+            err=True,
+        )
+    if seal is None:
+        click.echo("nothing new to seal", err=True)
+        return
+    click.echo(audit_seals.seal_json(seal).decode())
+
+
+@audit.command("seals")
+@click.option("--after", type=int, default=0, help="Only seals after this sequence number.")
+def audit_seals_list(after: int) -> None:
+    """Print the seals as JSON lines, oldest first: keep them to verify the log later."""
+    from app.usecases import audit_seals
 
     async def work(url: str) -> list[Any]:
         async with await _connect(url) as conn:
-            return await verify_chains(conn, stream)
+            return await audit_seals.list_seals(conn, after)
 
-    breaks = _with_database(_settings(), work, read_only=True)
-    for b in breaks:
-        click.echo(f"{b.stream_id} version {b.version}: {b.reason}", err=True)
-    if breaks:
-        sys.exit(1)
-    click.echo("every hash chain verifies")
+    for seal in _with_database(_settings(), work, read_only=True):
+        click.echo(audit_seals.seal_json(seal).decode())
+
+
+@audit.command("seal-key")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def audit_seal_key(path: Path) -> None:
+    """Write a new Ed25519 seal key to PATH (for TOKENLEDGER_SEAL_KEY_FILE)."""
+    from app.usecases import audit_seals
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; not overwriting a key") from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(audit_seals.new_key_pem())
+    click.echo(f"seal key written to {path}; set TOKENLEDGER_SEAL_KEY_FILE={path}")
+
+
+@main.group()
+def db() -> None:
+    """Database roles."""
+
+
+@db.command("create-runtime-role")
+@click.argument("name")
+def db_create_runtime_role(name: str) -> None:
+    """Create (or update) a login role for `serve` with only what it needs: SELECT and
+    INSERT on events, and the read models' rows. Run as the owner of the tables; the
+    password comes from standard input or a prompt."""
+    from app.adapters import roles
+
+    password = _read_secret("Password for " + name, confirm=True)
+    if not password:
+        raise click.ClickException("the role needs a password")
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await roles.create_runtime_role(conn, name, password)
+
+    try:
+        _with_database(_settings(), work)
+    except psycopg.Error as exc:
+        raise click.ClickException(str(exc).strip()) from None
+    click.echo(f"role {name} can now run `tokenledger serve --no-migrate`")
+
+
+# --- auditors and their queries (issue 8) ------------------------------------------------
+
+
+@main.group()
+def auditors() -> None:
+    """Auditors: credentials for /audit, separate from OAuth."""
+
+
+def _operator_metadata() -> dict[str, Any]:
+    return {"actor": "operator", "client_ip": None, "request_id": None, "user_agent": "cli"}
+
+
+@auditors.command("add")
+@click.argument("name")
+def auditors_add(name: str) -> None:
+    """Add an auditor; the token is printed once (only its hash is kept)."""
+    from app.usecases import audit as audit_cases
+
+    async def work(url: str) -> str:
+        async with await _connect(url) as conn:
+            return await audit_cases.add_auditor(conn, name, utc_now(), _operator_metadata())
+
+    try:
+        token = _with_database(_settings(), work)
+    except (ValueError, registration.Rejected) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"auditor {name} added")
+    click.echo(f"token: {token}")
+    click.echo("Store it now: only its hash is kept.", err=True)
+
+
+@auditors.command("list")
+def auditors_list() -> None:
+    """Every auditor, active or revoked, with how many queries each made."""
+    from app.usecases import audit as audit_cases
+
+    async def work(url: str) -> list[Any]:
+        async with await _connect(url) as conn:
+            return await audit_cases.list_auditors(conn)
+
+    for a in _with_database(_settings(), work):
+        state = f"revoked {a.revoked_at.isoformat()}" if a.revoked_at else "active"
+        last = a.last_query_at.isoformat() if a.last_query_at else "never"
+        click.echo(
+            f"{a.name}\t{state}\tadded {a.added_at.isoformat()}\t{a.queries} queries\tlast {last}"
+        )
+
+
+@auditors.command("revoke")
+@click.argument("name")
+def auditors_revoke(name: str) -> None:
+    """Revoke an auditor: their token is refused from the next request on."""
+    from app.usecases import audit as audit_cases
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await audit_cases.revoke_auditor(conn, name, utc_now(), _operator_metadata())
+
+    try:
+        _with_database(_settings(), work)
+    except audit_cases.AuditorRefused as exc:
+        raise click.ClickException(f"{name}: {exc}") from None
+    click.echo(f"auditor {name} revoked")
+
+
+def _event_filter(
+    stream: str | None,
+    types: tuple[str, ...],
+    client_id: str | None,
+    subject: str | None,
+    family_id: str | None,
+    since: Any,
+    until: Any,
+    after: int | None,
+) -> Any:
+    from datetime import UTC
+
+    from ledger.store import EventFilter
+
+    def aware(t: Any) -> Any:
+        return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+    return EventFilter(
+        stream=stream,
+        types=types,
+        client_id=client_id,
+        subject=subject,
+        family_id=family_id,
+        since=aware(since),
+        until=aware(until),
+        after_position=after,
+    )
+
+
+def _filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    time = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
+    for option in reversed(
+        [
+            click.option("--stream", default=None, help="One stream id (family:<uuid>, ...)."),
+            click.option("--type", "types", multiple=True, help="An event type; repeatable."),
+            click.option("--client-id", default=None, help="A client's streams."),
+            click.option("--subject", default=None, help="A subject's streams."),
+            click.option("--family-id", default=None, help="A family and its code."),
+            click.option("--since", type=time, default=None, help="Recorded at or after (UTC)."),
+            click.option("--until", type=time, default=None, help="Recorded before (UTC)."),
+            click.option("--after", type=int, default=None, help="Positions above this."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+@audit.command("events")
+@_filter_options
+@click.option("--ndjson", is_flag=True, help="Every matching event, one JSON per line.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, help="Events per page.")
+@click.option("--cursor", default=None, help="Resume after this cursor.")
+def audit_events(
+    stream: str | None,
+    types: tuple[str, ...],
+    client_id: str | None,
+    subject: str | None,
+    family_id: str | None,
+    since: Any,
+    until: Any,
+    after: int | None,
+    ndjson: bool,
+    limit: int,
+    cursor: str | None,
+) -> None:
+    """The log, filtered, in commit-safe order: one JSON page, or all as NDJSON."""
+    import msgspec
+
+    from app.usecases import audit as audit_cases
+    from ledger.store import Checkpoint, parse_cursor
+
+    where = _event_filter(stream, types, client_id, subject, family_id, since, until, after)
+    try:
+        start = parse_cursor(cursor) if cursor else Checkpoint()
+    except ValueError:
+        raise click.BadParameter("malformed cursor", param_hint="--cursor") from None
+    out = sys.stdout.buffer
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            if ndjson:
+                async for event in audit_cases.stream_events(conn, where, start):
+                    out.write(msgspec.json.encode(event) + b"\n")
+            else:
+                page = await audit_cases.events_page(conn, where, start, limit)
+                out.write(msgspec.json.format(msgspec.json.encode(page)) + b"\n")
+
+    _with_database(_settings(), work, read_only=True)
+    out.flush()
+
+
+@audit.command("family")
+@click.argument("family_id")
+def audit_family(family_id: str) -> None:
+    """One family's whole life as JSON: code, rotations, reuse, revocation."""
+    import msgspec
+
+    from app.usecases import audit as audit_cases
+
+    async def work(url: str) -> Any:
+        async with await _connect(url) as conn:
+            return await audit_cases.family_timeline(conn, family_id)
+
+    timeline = _with_database(_settings(), work, read_only=True)
+    if timeline is None:
+        raise click.ClickException(f"no family {family_id}")
+    click.echo(msgspec.json.format(msgspec.json.encode(timeline)).decode())
+
+
+@audit.command("export")
+@_filter_options
+def audit_export(
+    stream: str | None,
+    types: tuple[str, ...],
+    client_id: str | None,
+    subject: str | None,
+    family_id: str | None,
+    since: Any,
+    until: Any,
+    after: int | None,
+) -> None:
+    """Every matching event as NDJSON on standard output, a progress bar on stderr."""
+    import msgspec
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from app.usecases import audit as audit_cases
+    from ledger.store import Checkpoint, count_logged
+
+    where = _event_filter(stream, types, client_id, subject, family_id, since, until, after)
+    out = sys.stdout.buffer
+
+    async def work(url: str) -> int:
+        done = 0
+        async with await _connect(url) as conn:
+            total = await count_logged(conn, where)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=not sys.stderr.isatty(),
+            ) as progress:
+                task = progress.add_task("exporting events", total=total)
+                buffer = bytearray()
+                async for event in audit_cases.stream_events(conn, where, Checkpoint()):
+                    buffer += msgspec.json.encode(event) + b"\n"
+                    done += 1
+                    if len(buffer) >= 65536:
+                        out.write(buffer)
+                        buffer.clear()
+                        progress.update(task, completed=done)
+                out.write(buffer)
+                progress.update(task, completed=done)
+        return done
+
+    count = _with_database(_settings(), work, read_only=True)
+    out.flush()
+    click.echo(f"{count} events exported", err=True)

@@ -41,6 +41,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     registration_access_token: str | None = None
     registrations_per_address: int = 20
     registration_window: int = 3600
+    # Seals (ledger/seals.py): every this many seconds when there are new events, and on
+    # shutdown; 0 turns the background sealer off (`tokenledger audit seal` still works).
+    seal_interval: int = 5
+    seal_key_file: Path | None = None  # an Ed25519 private key (PEM, PKCS #8)
     pool_min_size: int = 2
     pool_max_size: int = 20
     # Toward the database (issue 10): a request waits at most db_pool_timeout seconds for
@@ -104,12 +108,15 @@ _INT_SETTINGS = {
     "TOKENLEDGER_HTTP_READ_TIMEOUT": "http_read_timeout",
     "TOKENLEDGER_HTTP_LIMIT_CONCURRENCY": "http_limit_concurrency",
     "TOKENLEDGER_HTTP_MAX_HEADER_BYTES": "http_max_header_bytes",
+    "TOKENLEDGER_SEAL_INTERVAL": "seal_interval",
 }
 _FLOAT_SETTINGS = {
     "TOKENLEDGER_DB_POOL_TIMEOUT": "db_pool_timeout",
     "TOKENLEDGER_DB_RECONNECT_TIMEOUT": "db_reconnect_timeout",
     "TOKENLEDGER_DB_REPLY_MARGIN": "db_reply_margin",
 }
+# Integer settings for which 0 means "off".
+_MAY_BE_ZERO = {"TOKENLEDGER_SEAL_INTERVAL"}
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -122,7 +129,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
                 values[field] = int(env[key])
             except ValueError:
                 raise SettingsError(f"{key} must be an integer, not {env[key]!r}") from None
-            if values[field] <= 0:  # type: ignore[operator]
+            if values[field] < (0 if key in _MAY_BE_ZERO else 1):  # type: ignore[operator]
                 raise SettingsError(f"{key} must be positive")
     for key, field in _FLOAT_SETTINGS.items():
         if env.get(key):
@@ -146,6 +153,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
             values[field] = env[key]
     if env.get("TOKENLEDGER_DATA_DIR"):
         values["data_dir"] = Path(env["TOKENLEDGER_DATA_DIR"])
+    if env.get("TOKENLEDGER_SEAL_KEY_FILE"):
+        values["seal_key_file"] = Path(env["TOKENLEDGER_SEAL_KEY_FILE"])
     if env.get("TOKENLEDGER_SCOPES"):
         values["scopes_supported"] = tuple(env["TOKENLEDGER_SCOPES"].split())
     if env.get("TOKENLEDGER_DEFAULT_SCOPE") is not None:

@@ -201,6 +201,51 @@ class SigningKeyCreated(Event, frozen=True, kw_only=True, tag="signing_key_creat
     created_at: datetime
 
 
+# --- auditors (stream 'auditor:<name>') ---------------------------------------------
+
+
+class AuditorAdded(Event, frozen=True, kw_only=True, tag="auditor_added"):
+    """An auditor's credential: only the SHA-256 of the token shown once."""
+
+    name: str
+    token_hash: str
+    added_at: datetime
+
+
+class AuditorRevoked(Event, frozen=True, kw_only=True, tag="auditor_revoked"):
+    name: str
+    revoked_at: datetime
+
+
+class AuditQueryRecorded(Event, frozen=True, kw_only=True, tag="audit_query_recorded"):
+    """An auditor asked ``method path?query``: recorded before it is answered."""
+
+    name: str
+    method: str
+    path: str
+    query: str
+    queried_at: datetime
+
+
+# --- seals (stream 'ledger:seals', ledger/seals.py) ------------------------------------
+
+
+class LedgerSealed(Event, frozen=True, kw_only=True, tag="ledger_sealed"):
+    """A signed head over every event up to ``(tx, position)``; see ledger/seals.py."""
+
+    sequence: int
+    tx: int
+    position: int
+    count: int
+    root: str  # hex: RFC 9162 Merkle tree hash of the events covered
+    previous: str  # hex: the previous seal's hash (zeros for the first)
+    frontier: list[str]  # hex: roots of the tree's perfect subtrees, largest first
+    streams: dict[str, list[Any]]  # stream id -> [last version, digest hex] in this range
+    public_key: str  # base64url raw Ed25519
+    sealed_at: datetime
+    signature: str  # base64url Ed25519 over ledger.seals.signing_input
+
+
 AnyEvent = (
     ClientRegistered
     | UserRegistered
@@ -216,6 +261,10 @@ AnyEvent = (
     | SigningKeyCreated
     | SessionStarted
     | SessionEnded
+    | AuditorAdded
+    | AuditorRevoked
+    | AuditQueryRecorded
+    | LedgerSealed
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

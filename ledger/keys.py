@@ -63,6 +63,12 @@ def _kek(secret: str, salt: bytes) -> bytes:
     return Scrypt(salt=salt, length=32, n=2**14, r=8, p=1).derive(secret.encode())
 
 
+def derive_key(secret: str, purpose: str) -> bytes:
+    """32 bytes for ``purpose`` that only the holder of ``secret`` can compute (the same
+    scrypt as the key-encryption key, with the purpose as its salt)."""
+    return _kek(secret, b"tokenledger:" + purpose.encode())
+
+
 def seal(plain: bytes, secret: str | None) -> tuple[bytes, bool]:
     """(salt | nonce | AES-256-GCM ciphertext, True), or the plain bytes and False."""
     if not secret:

@@ -16,6 +16,7 @@ CODE_PREFIX = "tlc_"
 REFRESH_PREFIX = "tlr_"
 CLIENT_SECRET_PREFIX = "tls_"
 SESSION_PREFIX = "tlsn_"
+AUDITOR_PREFIX = "tla_"
 
 
 def new_secret(prefix: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
@@ -166,16 +167,188 @@ async def read_all(
     not committed yet holds the horizon back, so its events are read later, never
     skipped (the approach of the Emmett event store).
     """
-    after = after or Checkpoint()
+    query, params = _below_horizon(_COLUMNS, after or Checkpoint(), None, limit)
     async with conn.cursor(row_factory=class_row(_Row)) as cur:
-        await cur.execute(
-            f"select {_COLUMNS} from events "  # noqa: S608
-            "where (tx, position) > (%s::text::xid8, %s) "
-            "and tx < pg_snapshot_xmin(pg_current_snapshot()) "
-            "order by tx, position limit %s",
-            (str(after.tx), after.position, limit),
-        )
+        await cur.execute(query, params)
         return [_recorded(r) for r in await cur.fetchall()]
+
+
+# The one statement every catch-up reader runs: rows after a (tx, position) checkpoint,
+# written by transactions older than every transaction still running, in (tx, position)
+# order. A writer that took a lower position but has not committed holds the horizon
+# back, so its rows are read later, never skipped.
+_BELOW_HORIZON = (
+    "(tx, position) > (%s::text::xid8, %s) and tx < pg_snapshot_xmin(pg_current_snapshot())"
+)
+
+
+def _below_horizon(
+    columns: str, after: Checkpoint, where: EventFilter | None, limit: int | None
+) -> tuple[bytes, list[Any]]:
+    conditions, params = (where or EventFilter()).conditions()
+    query = sql.SQL("select {cols} from events where {horizon}{extra} order by tx, position{lim}")
+    composed = query.format(
+        cols=sql.SQL(columns),  # a constant of this module, never user input
+        horizon=sql.SQL(_BELOW_HORIZON),
+        extra=sql.SQL("").join(sql.SQL(" and ") + c for c in conditions),
+        lim=sql.SQL(" limit %s" if limit is not None else ""),
+    )
+    all_params: list[Any] = [str(after.tx), after.position, *params]
+    if limit is not None:
+        all_params.append(limit)
+    return composed.as_bytes(None), all_params
+
+
+class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """What an auditor asks of the log; every field narrows (they combine with AND).
+
+    ``client_id``, ``subject`` and ``family_id`` select whole streams: the client's own
+    stream, its codes and its families; a subject's user and session streams, codes and
+    families; a family's stream and the code it was started from. A time range is on
+    ``recorded_at``, a position range on ``position`` (both bounds: after is exclusive,
+    until inclusive).
+    """
+
+    stream: str | None = None
+    types: tuple[str, ...] = ()
+    client_id: str | None = None
+    subject: str | None = None
+    family_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_position: int | None = None
+    until_position: int | None = None
+
+    def conditions(self) -> tuple[list[sql.Composable], list[Any]]:
+        conds: list[sql.Composable] = []
+        params: list[Any] = []
+        if self.stream is not None:
+            conds.append(sql.SQL("stream_id = %s"))
+            params.append(self.stream)
+        if self.types:
+            conds.append(sql.SQL("type = any(%s)"))
+            params.append(list(self.types))
+        if self.client_id is not None:
+            conds.append(
+                sql.SQL(
+                    "(stream_id = 'client:' || %s"
+                    " or stream_id in (select 'family:' || family_id from token_families"
+                    " where client_id = %s)"
+                    " or stream_id in (select 'code:' || code_hash from authorization_codes"
+                    " where client_id = %s))"
+                )
+            )
+            params += [self.client_id] * 3
+        if self.subject is not None:
+            conds.append(
+                sql.SQL(
+                    "(stream_id in (select 'user:' || username from users where user_id = %s)"
+                    " or stream_id in (select 'session:' || session_hash from sessions"
+                    " where user_id = %s)"
+                    " or stream_id in (select 'family:' || family_id from token_families"
+                    " where subject = %s)"
+                    " or stream_id in (select 'code:' || code_hash from authorization_codes"
+                    " where subject = %s))"
+                )
+            )
+            params += [self.subject] * 4
+        if self.family_id is not None:
+            conds.append(
+                sql.SQL(
+                    "(stream_id = 'family:' || %s"
+                    " or stream_id in (select 'code:' || code_hash from token_families"
+                    " where family_id = %s))"
+                )
+            )
+            params += [self.family_id] * 2
+        for column, op, value in (
+            ("recorded_at", ">=", self.since),
+            ("recorded_at", "<", self.until),
+            ("position", ">", self.after_position),
+            ("position", "<=", self.until_position),
+        ):
+            if value is not None:
+                conds.append(sql.SQL(f"{column} {op} %s"))
+                params.append(value)
+        return conds, params
+
+
+class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as an auditor sees it: the row as stored, ``data`` and ``metadata`` as
+    their JSON text (no decoding, so any event of any schema version passes through),
+    and ``cursor``, the checkpoint to resume after it."""
+
+    cursor: str
+    position: int
+    tx: int
+    stream_id: str
+    version: int
+    type: str
+    schema_version: int
+    recorded_at: datetime
+    data: msgspec.Raw
+    metadata: msgspec.Raw
+    hash: str
+
+
+_LOGGED_COLUMNS = (
+    "position, tx::text::bigint, stream_id, version, type, schema_version, recorded_at,"
+    " data::text, metadata::text, encode(hash, 'hex')"
+)
+
+
+def format_cursor(checkpoint: Checkpoint) -> str:
+    return f"{checkpoint.tx}-{checkpoint.position}"
+
+
+def parse_cursor(value: str) -> Checkpoint:
+    """The inverse of :func:`format_cursor`; ValueError for anything else."""
+    tx, sep, position = value.partition("-")
+    if not sep or not tx.isdigit() or not position.isdigit() or len(value) > 41:
+        raise ValueError("malformed cursor")
+    return Checkpoint(tx=int(tx), position=int(position))
+
+
+def _logged(row: tuple[Any, ...]) -> LoggedEvent:
+    position, tx, stream_id, version, type_, schema_version, recorded_at, data, meta, h = row
+    return LoggedEvent(
+        cursor=f"{tx}-{position}",
+        position=position,
+        tx=tx,
+        stream_id=stream_id,
+        version=version,
+        type=type_,
+        schema_version=schema_version,
+        recorded_at=recorded_at,
+        data=msgspec.Raw(data.encode()),
+        metadata=msgspec.Raw(meta.encode()),
+        hash=h,
+    )
+
+
+async def read_logged(
+    conn: psycopg.AsyncConnection[Any], after: Checkpoint, where: EventFilter, limit: int
+) -> list[LoggedEvent]:
+    """One page of :func:`read_all`'s order, filtered: at most ``limit`` events after
+    ``after``. Resuming after the last one's cursor never skips nor repeats an event."""
+    query, params = _below_horizon(_LOGGED_COLUMNS, after, where, limit)
+    async with conn.cursor() as cur:
+        await cur.execute(query, params)
+        return [_logged(r) for r in await cur.fetchall()]
+
+
+async def stream_logged(
+    conn: psycopg.AsyncConnection[Any], after: Checkpoint, where: EventFilter, batch: int = 2000
+) -> AsyncIterator[LoggedEvent]:
+    """Every event after ``after`` that ``where`` selects, in :func:`read_all`'s order,
+    through a server-side cursor: ``batch`` rows in memory at a time, however long the
+    log. Opens (and ends) a transaction on ``conn``, which must not be in one."""
+    query, params = _below_horizon(_LOGGED_COLUMNS, after, where, None)
+    async with conn.transaction(), conn.cursor(name="tokenledger_audit_stream") as cur:
+        cur.itersize = batch
+        await cur.execute(query, params)
+        async for row in cur:
+            yield _logged(row)
 
 
 def checkpoint_of(event: RecordedEvent) -> Checkpoint:
@@ -216,3 +389,161 @@ async def verify_chains(
             elif not sequence_ok:
                 breaks.append(ChainBreak(stream_id=sid, version=version, reason="version gap"))
     return breaks
+
+
+async def count_logged(conn: psycopg.AsyncConnection[Any], where: EventFilter) -> int:
+    """How many events ``where`` selects below the horizon now (for a progress bar)."""
+    query, params = _below_horizon("count(*)", Checkpoint(), where, None)
+    # count(*) takes no order: drop the clause rather than build a second statement.
+    query = query.replace(b" order by tx, position", b"")
+    async with conn.cursor() as cur:
+        await cur.execute(query, params)
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+# --- what seals read (ledger/seals.py) -----------------------------------------------
+
+_DIGEST = (
+    "events_row_digest(prev_hash, stream_id, version, type, data, metadata, recorded_at,"
+    " schema_version)"
+)
+
+
+class Leaf(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as a seal sees it: where it sorts, whose it is, and its recomputed digest."""
+
+    tx: int
+    position: int
+    stream_id: str
+    version: int
+    digest: bytes
+
+
+async def horizon_head(conn: psycopg.AsyncConnection[Any]) -> Checkpoint | None:
+    """The last event, in ``(tx, position)`` order, of the transactions older than every
+    one still running: everything up to it is committed, and whatever commits later sorts
+    after it (see :func:`read_all`)."""
+    cur = await conn.execute(
+        "select tx::text::bigint, position from events"
+        " where tx < pg_snapshot_xmin(pg_current_snapshot())"
+        " order by tx desc, position desc limit 1"
+    )
+    row = await cur.fetchone()
+    return None if row is None else Checkpoint(tx=row[0], position=row[1])
+
+
+async def log_end(conn: psycopg.AsyncConnection[Any]) -> Checkpoint | None:
+    """The last visible event in ``(tx, position)`` order."""
+    cur = await conn.execute(
+        "select tx::text::bigint, position from events order by tx desc, position desc limit 1"
+    )
+    row = await cur.fetchone()
+    return None if row is None else Checkpoint(tx=row[0], position=row[1])
+
+
+async def written_between(
+    conn: psycopg.AsyncConnection[Any], after: Checkpoint, upto: Checkpoint, besides: str
+) -> bool:
+    """Whether any stream but ``besides`` has an event in ``(after, upto]``."""
+    cur = await conn.execute(
+        "select exists (select 1 from events"
+        " where (tx, position) > (%s::text::xid8, %s) and (tx, position) <= (%s::text::xid8, %s)"
+        " and stream_id <> %s)",
+        (str(after.tx), after.position, str(upto.tx), upto.position, besides),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def leaves(
+    conn: psycopg.AsyncConnection[Any], after: Checkpoint, upto: Checkpoint | None = None
+) -> AsyncIterator[Leaf]:
+    """Every event in ``(after, upto]`` (no ``upto``: to the end) in ``(tx, position)``
+    order, with its digest recomputed from its content, streamed through a server-side
+    cursor at constant memory. Opens a transaction unless the caller has one."""
+    bound = "and (tx, position) <= (%s::text::xid8, %s)" if upto is not None else ""
+    params: tuple[Any, ...] = (str(after.tx), after.position)
+    if upto is not None:
+        params += (str(upto.tx), upto.position)
+    query = (
+        f"select tx::text::bigint, position, stream_id, version, {_DIGEST} from events"  # noqa: S608
+        f" where (tx, position) > (%s::text::xid8, %s) {bound} order by tx, position"
+    )
+    async with conn.transaction(), conn.cursor(name="tokenledger_leaves") as cur:
+        cur.itersize = 5000
+        await cur.execute(query, params)
+        async for tx, position, stream_id, version, digest in cur:
+            yield Leaf(
+                tx=tx, position=position, stream_id=stream_id, version=version, digest=digest
+            )
+
+
+async def last_event(conn: psycopg.AsyncConnection[Any], stream_id: str) -> RecordedEvent | None:
+    async with conn.cursor(row_factory=class_row(_Row)) as cur:
+        await cur.execute(
+            f"select {_COLUMNS} from events where stream_id = %s"  # noqa: S608
+            " order by version desc limit 1",
+            (stream_id,),
+        )
+        row = await cur.fetchone()
+    return None if row is None else _recorded(row)
+
+
+class StreamRow(msgspec.Struct, frozen=True, kw_only=True):
+    """What the log holds now at a (stream, version) a seal named."""
+
+    stream_id: str
+    version: int
+    digest: bytes | None  # None: no such event any more
+    stored_hash: bytes | None
+    tx: int | None
+    position: int | None
+    stream_versions: int  # the stream's highest version now (0: the stream is gone)
+
+
+async def rows_at(
+    conn: psycopg.AsyncConnection[Any], wanted: Sequence[tuple[str, int]]
+) -> list[StreamRow]:
+    """The events at each (stream, version) in ``wanted``, in one query."""
+    if not wanted:
+        return []
+    query = """
+        select q.sid, q.version,
+               events_row_digest(e.prev_hash, e.stream_id, e.version, e.type, e.data,
+                                 e.metadata, e.recorded_at, e.schema_version),
+               e.hash, e.tx::text::bigint, e.position,
+               coalesce((select max(m.version) from events m where m.stream_id = q.sid), 0)
+          from unnest(%s::text[], %s::int[]) as q(sid, version)
+          left join events e on e.stream_id = q.sid and e.version = q.version
+    """
+    cur = await conn.execute(query, ([s for s, _ in wanted], [v for _, v in wanted]))
+    return [
+        StreamRow(
+            stream_id=sid,
+            version=version,
+            digest=None if digest is None else bytes(digest),
+            stored_hash=None if hash_ is None else bytes(hash_),
+            tx=tx,
+            position=position,
+            stream_versions=versions,
+        )
+        for sid, version, digest, hash_, tx, position, versions in await cur.fetchall()
+    ]
+
+
+async def trigger_states(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
+    """The user triggers on ``events`` and how each is enabled (pg_trigger.tgenabled:
+    'A' always, 'O' origin only, 'R' replica only, 'D' disabled)."""
+    cur = await conn.execute(
+        "select tgname, tgenabled from pg_trigger"
+        " where tgrelid = 'events'::regclass and not tgisinternal"
+    )
+    return {name: str(state) for name, state in await cur.fetchall()}
+
+
+async def try_xact_lock(conn: psycopg.AsyncConnection[Any], key: int) -> bool:
+    """A transaction-scoped advisory lock if it is free now; False if another holds it."""
+    cur = await conn.execute("select pg_try_advisory_xact_lock(%s)", (key,))
+    row = await cur.fetchone()
+    return bool(row and row[0])

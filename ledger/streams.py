@@ -1,8 +1,8 @@
 """The kinds of stream in the log, each with its id prefix and its decider: defined once.
 
 A stream id is ``<prefix><key>``: ``family:<uuid>``, ``code:<hash>``, ``client:<id>``,
-``user:<username>``, ``key:<kid>``, ``session:<hash>``. Everything that names a stream
-goes through here.
+``user:<username>``, ``key:<kid>``, ``session:<hash>``, ``auditor:<name>``,
+``ledger:seals``. Everything that names a stream goes through here.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ledger import clients, codes, families, keys, sessions, users
+from ledger import auditors, clients, codes, families, keys, seals, sessions, users
 from ledger.decider import Decider
 
 C = TypeVar("C")
@@ -35,8 +35,20 @@ CODE = StreamKind("code:", codes.DECIDER)
 FAMILY = StreamKind("family:", families.DECIDER)
 SIGNING_KEY = StreamKind("key:", keys.DECIDER)
 SESSION = StreamKind("session:", sessions.DECIDER)
+AUDITOR = StreamKind("auditor:", auditors.DECIDER)
+# One stream, 'ledger:seals': the signed heads over the whole log.
+SEALS = StreamKind("ledger:", seals.DECIDER)
 
-KINDS: tuple[StreamKind[Any, Any], ...] = (CLIENT, USER, CODE, FAMILY, SIGNING_KEY, SESSION)
+KINDS: tuple[StreamKind[Any, Any], ...] = (
+    CLIENT,
+    USER,
+    CODE,
+    FAMILY,
+    SIGNING_KEY,
+    SESSION,
+    AUDITOR,
+    SEALS,
+)
 
 
 def kind_of(stream_id: str) -> StreamKind[Any, Any] | None:

@@ -73,7 +73,8 @@ USERS = ReadModel(streams.USER, "users", "username")
 CODES = ReadModel(streams.CODE, "authorization_codes", "code_hash")
 FAMILIES = ReadModel(streams.FAMILY, "token_families", "family_id")
 SESSIONS = ReadModel(streams.SESSION, "sessions", "session_hash")
-READ_MODELS: tuple[ReadModel[Any], ...] = (CLIENTS, USERS, CODES, FAMILIES, SESSIONS)
+AUDITORS = ReadModel(streams.AUDITOR, "auditors", "name")
+READ_MODELS: tuple[ReadModel[Any], ...] = (CLIENTS, USERS, CODES, FAMILIES, SESSIONS, AUDITORS)
 
 REFRESH_TOKENS = SideTable(
     "refresh_tokens", ("token_hash", "family_id", "generation"), _refresh_token_rows

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import structlog
@@ -18,6 +21,7 @@ from litestar.template.config import TemplateConfig
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
 from app.http import (
+    audit,
     authorize,
     discovery,
     forms,
@@ -38,6 +42,7 @@ from app.http.errors import (
 from app.http.security import cors_headers, security_headers
 from app.logging import request_context_middleware, request_id_header
 from app.settings import Settings
+from app.usecases import audit_seals
 from app.usecases.grants.base import Issuance
 from app.usecases.keys import active_signing_key
 from ledger.errors import OAuthError
@@ -63,6 +68,7 @@ def create_app(
                 refresh_token_key = await instance_secret(
                     conn, "refresh_token_key", settings.key_encryption_secret
                 )
+                seal_key = await audit_seals.load_seal_key(conn, settings)
             issuance = Issuance(
                 issuer=settings.issuer,
                 default_audience=settings.audience,
@@ -84,8 +90,25 @@ def create_app(
                     "signing keys are stored unsealed;"
                     " set TOKENLEDGER_KEY_ENCRYPTION_SECRET to seal them at rest"
                 )
-            log.info("ready", issuer=settings.issuer, kid=key.kid)
-            yield
+            if not seal_key.protected:
+                log.warning(
+                    "seals are not tamper-proof: their key is kept in the database;"
+                    " set TOKENLEDGER_KEY_ENCRYPTION_SECRET or TOKENLEDGER_SEAL_KEY_FILE"
+                )
+            sealer = None
+            if settings.seal_interval:
+                sealer = asyncio.create_task(
+                    audit_seals.sealer(pool, seal_key, settings.seal_interval, clock)
+                )
+            log.info("ready", issuer=settings.issuer, kid=key.kid, seal_key=seal_key.public)
+            try:
+                yield
+            finally:
+                if sealer is not None:
+                    sealer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sealer
+                    await _final_seal(pool, seal_key, clock)
         finally:
             await pool.close()
 
@@ -103,7 +126,9 @@ def create_app(
             revocation.revoke,
             introspection.introspect,
             *([registration.register] if settings.registration != "off" else []),
+            audit.router,
         ],
+        before_request=audit.refuse_auditor_tokens,
         lifespan=[lifespan],
         middleware=[request_context_middleware],
         before_send=[request_id_header, security_headers, cors_headers],
@@ -124,3 +149,12 @@ def create_app(
         multipart_form_part_limit=forms.MAX_FIELDS,
         debug=False,
     )
+
+
+async def _final_seal(pool: Any, key: audit_seals.SealKey, clock: Callable[[], datetime]) -> None:
+    """On shutdown, seal what the last requests wrote (best effort: never block the exit)."""
+    try:
+        async with pool.connection(timeout=5) as conn:
+            await audit_seals.seal_now(conn, key, clock(), patience=2.0)
+    except Exception:
+        log.exception("the shutdown seal failed")

@@ -17,7 +17,10 @@ def tokenledger_script() -> str | None:
 
 
 async def run_cli(
-    args: list[str], database_url: str, stdin: str | None = None
+    args: list[str],
+    database_url: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str, str]:
     script = tokenledger_script()
     assert script is not None
@@ -27,7 +30,12 @@ async def run_cli(
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "DATABASE_URL": database_url, "TOKENLEDGER_LOG_FORMAT": "json"},
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "TOKENLEDGER_LOG_FORMAT": "json",
+            **(env or {}),
+        },
     )
     out, err = await asyncio.wait_for(process.communicate((stdin or "").encode()), timeout=120)
     assert process.returncode is not None

@@ -1,0 +1,272 @@
+"""/audit: the log and the families' lives, for auditors holding an auditor token.
+
+Auditor tokens are refused on /oauth and OAuth tokens here (RFC 6750 §3 challenge).
+Every request is recorded in the auditor's stream before it is answered. Answers are
+JSON (errors as ``{"error", "error_description"}``), NDJSON streamed through a
+server-side cursor when asked for, and an HTML timeline for a family when a browser
+asks. No CORS: auditors' tools are not pages of other origins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, get
+from litestar.response import Stream, Template
+
+from app.http.context import Context
+from app.http.errors import NO_STORE, ErrorBody
+from app.http.event_metadata import event_metadata
+from app.usecases import audit
+from ledger.opaque_tokens import AUDITOR_PREFIX
+from ledger.store import Checkpoint, EventFilter, parse_cursor
+
+NDJSON = "application/x-ndjson"
+REALM = 'Bearer realm="tokenledger-audit"'
+_encoder = msgspec.json.Encoder()
+
+
+class AuditError(Exception):
+    def __init__(
+        self, status: int, error: str, description: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+        self.headers = headers or {}
+
+
+def audit_error_response(request: Request[Any, Any, Any], exc: AuditError) -> Response[bytes]:
+    return Response(
+        content=msgspec.json.encode(ErrorBody(exc.error, exc.description)),
+        status_code=exc.status,
+        media_type="application/json",
+        headers=dict(NO_STORE) | exc.headers,
+    )
+
+
+def _bearer(request: Request[Any, Any, Any]) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def _auditor(request: Request[Any, Any, Any]) -> str:
+    """The auditor making this request, after the request is recorded; 401 otherwise."""
+    token = _bearer(request)
+    if token is None:
+        raise AuditError(
+            401, "invalid_request", "an auditor token is required", {"WWW-Authenticate": REALM}
+        )
+    ctx: Context = request.app.state.ctx
+    try:
+        async with ctx.pool.connection() as conn:
+            return await audit.authenticate(
+                conn,
+                token,
+                method=request.method,
+                path=request.url.path,
+                query=request.url.query or "",
+                now=ctx.clock(),
+                metadata=event_metadata(request, "auditor"),
+            )
+    except audit.AuditorRefused:
+        challenge = f'{REALM}, error="invalid_token"'
+        raise AuditError(
+            401,
+            "invalid_token",
+            "the token is not a valid auditor token",
+            {"WWW-Authenticate": challenge},
+        ) from None
+
+
+async def refuse_auditor_tokens(request: Request[Any, Any, Any]) -> Response[bytes] | None:
+    """A ``before_request`` hook for the whole app: an auditor token opens /audit only."""
+    token = _bearer(request)
+    if token is None or not token.startswith(AUDITOR_PREFIX):
+        return None
+    if request.url.path.startswith("/audit"):
+        return None
+    return audit_error_response(
+        request,
+        AuditError(
+            401,
+            "invalid_token",
+            "auditor tokens are accepted on /audit only",
+            {"WWW-Authenticate": 'Bearer realm="tokenledger", error="invalid_token"'},
+        ),
+    )
+
+
+# --- query parameters ----------------------------------------------------------------
+
+_SINGLE = (
+    "stream",
+    "client_id",
+    "subject",
+    "family_id",
+    "since",
+    "until",
+    "after",
+    "until_position",
+    "cursor",
+    "limit",
+)
+
+
+def _bad(description: str) -> AuditError:
+    return AuditError(400, "invalid_request", description)
+
+
+def _time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _bad(f"{name} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise _bad(f"{name} needs a time zone (say Z or +00:00)")
+    return parsed
+
+
+def _int(name: str, value: str | None, *, lo: int = 0, hi: int = 2**63 - 1) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or not lo <= int(value) <= hi:
+        raise _bad(f"{name} must be an integer from {lo} to {hi}")
+    return int(value)
+
+
+def parse_events_query(pairs: list[tuple[str, str]]) -> tuple[EventFilter, Checkpoint, int]:
+    """The filters, the cursor and the page size of ``/audit/events``: strict, so a typo
+    in a filter is an error rather than the whole log."""
+    single: dict[str, str] = {}
+    types: list[str] = []
+    for key, value in pairs:
+        if "\x00" in value:
+            raise _bad(f"{key} contains a NUL character")
+        if key == "type":
+            types += [t for t in value.split(",") if t]
+        elif key in _SINGLE:
+            if key in single:
+                raise _bad(f"{key} given more than once")
+            single[key] = value
+        else:
+            raise _bad(f"unknown parameter {key!r}")
+    try:
+        after = parse_cursor(single["cursor"]) if "cursor" in single else Checkpoint()
+    except ValueError:
+        raise _bad("malformed cursor") from None
+    where = EventFilter(
+        stream=single.get("stream"),
+        types=tuple(types),
+        client_id=single.get("client_id"),
+        subject=single.get("subject"),
+        family_id=single.get("family_id"),
+        since=_time("since", single.get("since")),
+        until=_time("until", single.get("until")),
+        after_position=_int("after", single.get("after")),
+        until_position=_int("until_position", single.get("until_position")),
+    )
+    limit = _int("limit", single.get("limit"), lo=1, hi=audit.MAX_PAGE) or 100
+    return where, after, limit
+
+
+def _wants(request: Request[Any, Any, Any], *types: str) -> str:
+    best = request.accept.best_match(list(types), default=types[0])
+    return best or types[0]
+
+
+# --- routes ----------------------------------------------------------------------------
+
+
+@get("/events")
+async def events(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The log, filtered, in commit-safe order: a JSON page, or all of it as NDJSON."""
+    await _auditor(request)
+    where, after, limit = parse_events_query(list(request.query_params.multi_items()))
+    ctx: Context = request.app.state.ctx
+    if _wants(request, "application/json", NDJSON) == NDJSON:
+        return Stream(
+            _ndjson(ctx, where, after), media_type=NDJSON, headers={"Cache-Control": "no-store"}
+        )
+    async with ctx.pool.connection() as conn:
+        page = await audit.events_page(conn, where, after, limit)
+    return _json(page)
+
+
+async def _ndjson(ctx: Context, where: EventFilter, after: Checkpoint) -> AsyncIterator[bytes]:
+    """One event per line, sent about 64 KiB at a time; memory stays flat however many."""
+    buffer = bytearray()
+    async with ctx.pool.connection() as conn:
+        async for event in audit.stream_events(conn, where, after):
+            _encoder.encode_into(event, buffer, len(buffer))
+            buffer += b"\n"
+            if len(buffer) >= 65536:
+                yield bytes(buffer)
+                buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+@get("/families/{family_id:str}")
+async def family(request: Request[Any, Any, Any]) -> Response[Any]:
+    """One family's life: JSON, or an HTML timeline for a browser."""
+    await _auditor(request)
+    family_id: str = request.path_params["family_id"]
+    ctx: Context = request.app.state.ctx
+    async with ctx.pool.connection() as conn:
+        timeline = await audit.family_timeline(conn, family_id)
+    if timeline is None:
+        raise AuditError(404, "not_found", "no such family")
+    if _wants(request, "application/json", "text/html") == "text/html":
+        return Template(
+            template_name="audit_family.html",
+            context={"family": timeline},
+            headers={"Cache-Control": "no-store"},
+        )
+    return _json(timeline)
+
+
+@get("/clients/{client_id:str}")
+async def client(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A client's registration and its families (newest first) with their state."""
+    await _auditor(request)
+    client_id: str = request.path_params["client_id"]
+    ctx: Context = request.app.state.ctx
+    async with ctx.pool.connection() as conn:
+        found = await audit.client_families(conn, client_id)
+    if found is None:
+        raise AuditError(404, "not_found", "no such client")
+    return _json(found)
+
+
+@get("/subjects/{subject:str}")
+async def subject(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A subject's families (newest first) with their state."""
+    await _auditor(request)
+    subject: str = request.path_params["subject"]
+    ctx: Context = request.app.state.ctx
+    async with ctx.pool.connection() as conn:
+        found = await audit.subject_families(conn, subject)
+    return _json(found)
+
+
+def _json(value: Any) -> Response[bytes]:
+    return Response(
+        content=_encoder.encode(value),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+router = Router(
+    path="/audit",
+    route_handlers=[events, family, client, subject],
+    exception_handlers={AuditError: audit_error_response},
+)

@@ -1,0 +1,416 @@
+"""Seals: make one, hand them out, and verify the log against the ones an auditor kept.
+
+The seal key is out of the database's reach when it can be: read from
+TOKENLEDGER_SEAL_KEY_FILE, or derived from TOKENLEDGER_KEY_ENCRYPTION_SECRET (neither is
+in the database, so a database writer cannot sign a seal). Without either the key is a
+random one kept in the database, and the server warns that seals are not tamper-proof.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import psycopg
+import structlog
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from psycopg_pool import AsyncConnectionPool
+
+from app.adapters.keys import instance_secret
+from app.settings import Settings
+from app.usecases import handler
+from ledger import seals, store
+from ledger.events import LedgerSealed
+from ledger.keys import derive_key
+from ledger.streams import SEALS
+
+log = structlog.get_logger(__name__)
+
+SEAL_STREAM = SEALS.id(seals.STREAM_KEY)
+# One sealer at a time across replicas: 'tlseals' as a bigint.
+_SEAL_LOCK = 0x746C7365616C73
+# The triggers that make the log append-only (migrations/001_events.sql).
+GUARD_TRIGGERS = ("events_chain", "events_no_truncate", "events_no_update_delete")
+_TRIGGER_STATES = {"O": "ENABLE (origin only)", "R": "ENABLE REPLICA", "D": "DISABLED"}
+
+
+class SealKeyError(Exception):
+    """The configured seal key cannot be read."""
+
+
+@dataclass(frozen=True)
+class SealKey:
+    private: Ed25519PrivateKey
+    source: str
+    protected: bool  # out of a database writer's reach
+
+    @property
+    def public(self) -> str:
+        return seals.public_key_text(self.private)
+
+
+async def load_seal_key(conn: psycopg.AsyncConnection[Any], settings: Settings) -> SealKey:
+    if settings.seal_key_file is not None:
+        try:
+            pem = settings.seal_key_file.read_bytes()
+            key = serialization.load_pem_private_key(pem, None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise SealKeyError(f"TOKENLEDGER_SEAL_KEY_FILE: {exc}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise SealKeyError("TOKENLEDGER_SEAL_KEY_FILE must hold an Ed25519 private key")
+        return SealKey(key, "TOKENLEDGER_SEAL_KEY_FILE", protected=True)
+    if settings.key_encryption_secret:
+        seed = derive_key(settings.key_encryption_secret, "seal key")
+        return SealKey(
+            Ed25519PrivateKey.from_private_bytes(seed),
+            "TOKENLEDGER_KEY_ENCRYPTION_SECRET",
+            protected=True,
+        )
+    seed = await instance_secret(conn, "seal_ed25519_seed", None)
+    return SealKey(Ed25519PrivateKey.from_private_bytes(seed), "database", protected=False)
+
+
+def new_key_pem() -> bytes:
+    """A fresh Ed25519 key for TOKENLEDGER_SEAL_KEY_FILE."""
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+async def _newest(conn: psycopg.AsyncConnection[Any]) -> seals.SealState:
+    last = await store.last_event(conn, SEAL_STREAM)
+    if last is None:
+        return seals.INITIAL
+    assert isinstance(last.event, LedgerSealed)
+    if not seals.signature_valid(last.event):
+        raise SealKeyError(
+            f"the log's newest seal (#{last.version}) does not verify; not extending it"
+        )
+    return seals.evolve(seals.SealState(version=last.version - 1), last.event)
+
+
+class _HeldBack(Exception):
+    """Events wait beyond the horizon: an older transaction somewhere is still open."""
+
+
+async def seal_now(
+    conn: psycopg.AsyncConnection[Any], key: SealKey, now: datetime, *, patience: float = 0.0
+) -> LedgerSealed | None:
+    """Seal every event below the horizon, if any but seals were written since the last
+    seal and no other sealer is at work; the new seal, or None.
+
+    The xid8 horizon is the whole server's: any open transaction (of any database) holds
+    it back. With ``patience``, wait up to that many seconds for it to pass events that
+    are written but not yet below it (the shutdown seal, and tests)."""
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        try:
+            return await handler.run(
+                conn, {"actor": "system"}, lambda tx: _seal(tx, key, now, patience > 0)
+            )
+        except _HeldBack:
+            if asyncio.get_running_loop().time() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
+
+
+async def _seal(
+    tx: handler.Transaction, key: SealKey, now: datetime, report_held_back: bool
+) -> LedgerSealed | None:
+    if not await store.try_xact_lock(tx.conn, _SEAL_LOCK):
+        return None
+    state = await _newest(tx.conn)
+    if state.public_key and state.public_key != key.public:
+        log.warning("the seal key changed since the last seal", seal=state.version)
+    after = store.Checkpoint(tx=state.tx, position=state.position)
+    head = await store.horizon_head(tx.conn)
+    if (
+        head is None
+        or (head.tx, head.position) <= (after.tx, after.position)
+        or not await store.written_between(tx.conn, after, head, besides=SEAL_STREAM)
+    ):
+        head = None
+    if head is None:
+        if report_held_back:
+            end = await store.log_end(tx.conn)
+            if end is not None and await store.written_between(
+                tx.conn, after, end, besides=SEAL_STREAM
+            ):
+                raise _HeldBack
+        return None
+    tree = state.tree()
+    written: dict[str, tuple[int, str]] = {}
+    async for leaf in store.leaves(tx.conn, after, head):
+        tree.append(leaf.digest)
+        written[leaf.stream_id] = (leaf.version, leaf.digest.hex())
+    seal = seals.new_seal(
+        state, tree, tx=head.tx, position=head.position, streams=written, key=key.private, now=now
+    )
+    handled = await tx.handle(SEALS, seals.STREAM_KEY, seals.RecordSeal(seal=seal), loaded=state)
+    handled.or_raise()
+    return seal
+
+
+async def list_seals(conn: psycopg.AsyncConnection[Any], after: int = 0) -> list[LedgerSealed]:
+    """The seals in the log after sequence ``after``, oldest first: what auditors keep."""
+    found = []
+    for recorded in await store.read_stream(conn, SEAL_STREAM):
+        assert isinstance(recorded.event, LedgerSealed)
+        if recorded.event.sequence > after:
+            found.append(recorded.event)
+    return found
+
+
+def seal_json(seal: LedgerSealed) -> bytes:
+    """One line of ``tokenledger audit seals`` and one item of ``GET /audit/seals``."""
+    return msgspec.json.encode(seal)
+
+
+def parse_seals(lines: Sequence[bytes | str]) -> list[LedgerSealed]:
+    """Seals from JSON lines (blank lines skipped); raises ``msgspec.ValidationError``."""
+    return [msgspec.json.decode(line, type=LedgerSealed) for line in lines if line.strip()]
+
+
+async def sealer(
+    pool: AsyncConnectionPool[Any], key: SealKey, interval: float, clock: Callable[[], datetime]
+) -> None:
+    """The server's background task: a seal every ``interval`` seconds when there is news."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with pool.connection() as conn:
+                seal = await seal_now(conn, key, clock())
+            if seal is not None:
+                log.info("sealed", seal=seal.sequence, count=seal.count)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sealing failed")
+
+
+# --- verification ------------------------------------------------------------------------
+
+
+class Finding(msgspec.Struct, frozen=True):
+    """One thing wrong, named: ``kind`` is stable, ``message`` is for people."""
+
+    kind: str
+    message: str
+
+
+async def check_triggers(conn: psycopg.AsyncConnection[Any]) -> list[Finding]:
+    """The append-only triggers must exist and fire ALWAYS: an ``ENABLE TRIGGER`` after a
+    ``DISABLE`` quietly makes them origin-only, skipped under replication role replica."""
+    states = await store.trigger_states(conn)
+    findings = []
+    for name in GUARD_TRIGGERS:
+        state = states.get(name)
+        if state is None:
+            findings.append(Finding("trigger", f"trigger {name} on events is missing"))
+        elif state != "A":
+            label = _TRIGGER_STATES.get(state, state)
+            findings.append(
+                Finding("trigger", f"trigger {name} on events is {label}, not ENABLE ALWAYS")
+            )
+    return findings
+
+
+def _cursor(seal: LedgerSealed) -> tuple[int, int]:
+    return (seal.tx, seal.position)
+
+
+def _check_kept(kept: Sequence[LedgerSealed]) -> list[Finding]:
+    findings = []
+    pinned = kept[0].public_key
+    for i, seal in enumerate(kept):
+        if not seals.signature_valid(seal):
+            findings.append(
+                Finding("signature", f"seal #{seal.sequence}: its signature does not verify")
+            )
+        if seal.public_key != pinned:
+            findings.append(
+                Finding("key_changed", f"seal #{seal.sequence} is signed by another key")
+            )
+        prior = kept[i - 1] if i else None
+        if (
+            prior
+            and seal.sequence == prior.sequence + 1
+            and seal.previous != seals.seal_hash(prior)
+        ):
+            findings.append(
+                Finding("seal_chain", f"seal #{seal.sequence} does not follow #{prior.sequence}")
+            )
+    return findings
+
+
+async def _check_logged_seals(
+    conn: psycopg.AsyncConnection[Any], kept: Sequence[LedgerSealed]
+) -> list[Finding]:
+    """The log still holds every kept seal, and its later seals extend their chain."""
+    findings = []
+    logged = {s.sequence: s for s in await list_seals(conn)}
+    for seal in kept:
+        found = logged.get(seal.sequence)
+        if found is None:
+            findings.append(
+                Finding("seal_missing", f"seal #{seal.sequence} is no longer in the log")
+            )
+        elif seals.seal_hash(found) != seals.seal_hash(seal):
+            findings.append(
+                Finding(
+                    "seal_altered", f"the log's seal #{seal.sequence} differs from the kept one"
+                )
+            )
+    expected, pinned = seals.seal_hash(kept[-1]), kept[-1].public_key
+    for sequence in sorted(s for s in logged if s > kept[-1].sequence):
+        later = logged[sequence]
+        if later.previous != expected or not seals.signature_valid(later, pinned):
+            findings.append(
+                Finding(
+                    "seal_chain",
+                    f"the log's seal #{sequence} does not extend the kept seals"
+                    " (another chain, or another key)",
+                )
+            )
+            break
+        expected = seals.seal_hash(later)
+    return findings
+
+
+async def _check_roots(
+    conn: psycopg.AsyncConnection[Any], kept: Sequence[LedgerSealed]
+) -> list[Finding]:
+    """Recompute each kept seal's Merkle root over the log as it is now; name events in a
+    sealed range that no seal accounts for (when the kept seals start at the first)."""
+    findings: list[Finding] = []
+    complete = kept[0].sequence == 1
+    tree = seals.MerkleTree()
+    heads: dict[str, int] = {}
+    targets = iter(kept)
+    target: LedgerSealed | None = kept[0]
+    heads.update({sid: int(v[0]) for sid, v in kept[0].streams.items()})
+    next(targets)
+    mismatched: list[str] = []
+
+    def settle(seal: LedgerSealed) -> None:
+        if tree.count != seal.count or tree.root().hex() != seal.root:
+            mismatched.append(
+                f"seal #{seal.sequence} covered {seal.count} events up to (tx {seal.tx},"
+                f" position {seal.position}) with Merkle root {seal.root[:16]}…; the log now"
+                f" holds {tree.count} there, with root {tree.root().hex()[:16]}…"
+            )
+
+    last = _cursor(kept[-1])
+    upto = store.Checkpoint(tx=last[0], position=last[1])
+    async for leaf in store.leaves(conn, store.Checkpoint(), upto):
+        while target is not None and (leaf.tx, leaf.position) > _cursor(target):
+            settle(target)
+            target = next(targets, None)
+            if target is not None:
+                heads.update({sid: int(v[0]) for sid, v in target.streams.items()})
+        if target is None:  # pragma: no cover - upto bounds the leaves
+            break
+        if complete and leaf.version > heads.get(leaf.stream_id, 0):
+            findings.append(
+                Finding(
+                    "inserted",
+                    f"{leaf.stream_id} version {leaf.version} (position {leaf.position}) was"
+                    f" inserted into the range seal #{target.sequence} covered",
+                )
+            )
+        tree.append(leaf.digest)
+    while target is not None:
+        settle(target)
+        target = next(targets, None)
+    if mismatched:
+        more = f" (and {len(mismatched) - 1} later seals)" if len(mismatched) > 1 else ""
+        findings.insert(0, Finding("root", mismatched[0] + more))
+    return findings
+
+
+async def _name_stream_changes(
+    conn: psycopg.AsyncConnection[Any], kept: Sequence[LedgerSealed]
+) -> list[Finding]:
+    """Compare what the seals recorded of each stream with what the log holds now."""
+    sealed: dict[tuple[str, int], tuple[str, int]] = {}  # (stream, version) -> (digest, seal)
+    for seal in kept:
+        for sid, (version, digest) in seal.streams.items():
+            sealed[(sid, int(version))] = (str(digest), seal.sequence)
+    findings: list[Finding] = []
+    named: set[str] = set()
+    rows = sorted(await store.rows_at(conn, list(sealed)), key=lambda r: (r.stream_id, r.version))
+    newest = {r.stream_id: r for r in rows}  # each stream's highest sealed version
+    for sid, row in newest.items():
+        digest, by = sealed[(sid, row.version)]
+        if row.stream_versions == 0:
+            named.add(sid)
+            findings.append(
+                Finding(
+                    "stream_deleted",
+                    f"stream {sid} was deleted; seal #{by} covered it up to version {row.version}",
+                )
+            )
+        elif row.stream_versions < row.version:
+            named.add(sid)
+            findings.append(
+                Finding(
+                    "tail_cut",
+                    f"stream {sid}: versions {row.stream_versions + 1}..{row.version} were"
+                    f" deleted (seal #{by} covered version {row.version})",
+                )
+            )
+    for row in rows:
+        if row.stream_id in named or row.digest is None:
+            continue
+        digest, by = sealed[(row.stream_id, row.version)]
+        if row.digest.hex() != digest:
+            named.add(row.stream_id)
+            hidden = row.stored_hash == row.digest
+            findings.append(
+                Finding(
+                    "rewritten",
+                    f"stream {row.stream_id} version {row.version} differs from what seal #{by}"
+                    " covered"
+                    + (
+                        ": its hash chain was recomputed to hide the edit"
+                        if hidden
+                        else ": its hash chain no longer verifies either"
+                    ),
+                )
+            )
+    return findings
+
+
+async def verify_against(
+    conn: psycopg.AsyncConnection[Any], kept: Sequence[LedgerSealed]
+) -> list[Finding]:
+    """Everything wrong with the log, judged by the seals an auditor kept: the seals' own
+    signatures and chain, that the log still holds them and only grew since, each sealed
+    range's Merkle root, the streams the seals recorded, and the append-only triggers."""
+    findings = await check_triggers(conn)
+    if not kept:
+        return findings
+    kept = sorted(kept, key=lambda s: s.sequence)
+    findings += _check_kept(kept)
+    findings += await _check_logged_seals(conn, kept)
+    findings += await _check_roots(conn, kept)
+    findings += await _name_stream_changes(conn, kept)
+    end = await store.log_end(conn)
+    last = kept[-1]
+    if end is None or (end.tx, end.position) < _cursor(last):
+        where = "is empty" if end is None else f"ends at (tx {end.tx}, position {end.position})"
+        findings.append(
+            Finding(
+                "truncated",
+                f"the log was truncated: it {where}, but seal #{last.sequence} covered"
+                f" {last.count} events up to (tx {last.tx}, position {last.position})",
+            )
+        )
+    return findings
