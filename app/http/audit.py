@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, Router, get
+from litestar import Request, Response, Router, get, post
 from litestar.response import Stream, Template
 
 from app.http.context import Context
 from app.http.errors import NO_STORE, ErrorBody
 from app.http.event_metadata import event_metadata
-from app.usecases import audit
+from app.usecases import audit, audit_seals
 from ledger.opaque_tokens import AUDITOR_PREFIX
 from ledger.store import Checkpoint, EventFilter, parse_cursor
 
@@ -257,6 +257,65 @@ async def subject(request: Request[Any, Any, Any]) -> Response[bytes]:
     return _json(found)
 
 
+@get("/seals")
+async def seals(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The seals after sequence ``after`` (0: all), oldest first, for the auditor to keep:
+    a JSON array, or JSON lines (what ``tokenledger audit seals`` prints) when asked."""
+    await _auditor(request)
+    pairs = list(request.query_params.multi_items())
+    unknown = sorted({k for k, _ in pairs} - {"after"})
+    if unknown:
+        raise _bad(f"unknown parameter {unknown[0]!r}")
+    if len(pairs) > 1:
+        raise _bad("after given more than once")
+    after = _int("after", pairs[0][1] if pairs else None) or 0
+    ctx: Context = request.app.state.ctx
+    async with ctx.pool.connection() as conn:
+        found = await audit_seals.list_seals(conn, after)
+    items = [audit_seals.seal_json(seal) for seal in found]
+    if _wants(request, "application/json", NDJSON) == NDJSON:
+        body, media_type = b"".join(item + b"\n" for item in items), NDJSON
+    else:
+        body, media_type = b"[" + b",".join(items) + b"]", "application/json"
+    return Response(content=body, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
+MAX_SEALS_BODY = 16 * 1024 * 1024
+"""Kept seals list each stream written in their range: years of them fit in 16 MiB."""
+
+
+class Verdict(msgspec.Struct, kw_only=True):
+    ok: bool
+    findings: list[audit_seals.Finding]
+
+
+def _kept_seals(body: bytes, content_type: str) -> list[Any]:
+    """Seals from a JSON array (or one JSON seal), or from JSON lines (``audit seals``)."""
+    try:
+        if content_type.split(";")[0].strip().lower() == "application/json":
+            decoded = msgspec.json.decode(body, type=list[msgspec.Raw] | dict[str, Any])
+            lines = [bytes(raw) for raw in decoded] if isinstance(decoded, list) else [body]
+        else:
+            lines = body.splitlines()
+        return audit_seals.parse_seals(lines)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise _bad(f"not seals: {exc}") from None
+
+
+@post("/verify", status_code=200, request_max_body_size=MAX_SEALS_BODY)
+async def verify(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """``tokenledger audit verify --seal`` over HTTP: the body is the kept seals, the
+    answer every finding (``ok`` when there is none). Triggers are checked too."""
+    await _auditor(request)
+    kept = _kept_seals(await request.body(), request.headers.get("content-type", NDJSON))
+    if not kept:
+        raise _bad("the body holds no seal")
+    ctx: Context = request.app.state.ctx
+    async with ctx.pool.connection() as conn:
+        findings = await audit_seals.verify_against(conn, kept)
+    return _json(Verdict(ok=not findings, findings=findings))
+
+
 def _json(value: Any) -> Response[bytes]:
     return Response(
         content=_encoder.encode(value),
@@ -267,6 +326,6 @@ def _json(value: Any) -> Response[bytes]:
 
 router = Router(
     path="/audit",
-    route_handlers=[events, family, client, subject],
+    route_handlers=[events, family, client, subject, seals, verify],
     exception_handlers={AuditError: audit_error_response},
 )
