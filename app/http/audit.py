@@ -9,18 +9,20 @@ asks. No CORS: auditors' tools are not pages of other origins.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
-from litestar.response import Stream, Template
+from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream, Template
 
 from app.http.context import Context
 from app.http.errors import NO_STORE, ErrorBody
 from app.http.event_metadata import event_metadata
 from app.usecases import audit, audit_seals
+from ledger import store
 from ledger.opaque_tokens import AUDITOR_PREFIX
 from ledger.store import Checkpoint, EventFilter, parse_cursor
 
@@ -214,6 +216,67 @@ async def _ndjson(ctx: Context, where: EventFilter, after: Checkpoint) -> AsyncI
         yield bytes(buffer)
 
 
+# The live tail's pace: how often it asks the log for news, how long it stays quiet before
+# a comment line keeps proxies from closing it, and how long one connection lives before
+# the client reconnects with Last-Event-ID (EventSource does so by itself, ``retry`` ms
+# later): so a revoked auditor loses the tail within a minute, and a shutdown is not held
+# up by open tails for longer than that.
+POLL_SECONDS = 0.5
+HEARTBEAT_SECONDS = 15.0
+LIFETIME_SECONDS = 60.0
+RETRY_MS = 1000
+
+
+@get("/stream")
+async def stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
+    """The log as it grows, as server-sent events: each event one message, its ``id`` the
+    cursor of ``/audit/events``. Filters as there; it starts now, or after ``cursor`` or
+    the ``Last-Event-ID`` a reconnecting client sends (``0-0``: from the beginning)."""
+    await _auditor(request)
+    pairs = list(request.query_params.multi_items())
+    where, after, _ = parse_events_query(pairs)
+    resume = request.headers.get("last-event-id")
+    if resume is not None:
+        try:
+            after = parse_cursor(resume.strip())
+        except ValueError:
+            raise _bad("malformed Last-Event-ID") from None
+    ctx: Context = request.app.state.ctx
+    if resume is None and not any(key == "cursor" for key, _ in pairs):
+        # Now: whatever commits later sorts after the horizon's head (see read_all).
+        async with ctx.pool.connection() as conn:
+            after = await store.horizon_head(conn) or Checkpoint()
+    return ServerSentEvent(
+        _tail(ctx, where, after),
+        retry_duration=RETRY_MS,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _tail(
+    ctx: Context, where: EventFilter, after: Checkpoint
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Poll below the xid8 horizon, as the pages do, so a late commit is sent late but
+    never skipped; hold a connection only while polling."""
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + LIFETIME_SECONDS
+    quiet_since = loop.time()
+    while loop.time() < ends:
+        async with ctx.pool.connection() as conn:
+            page = await audit.events_page(conn, where, after, audit.MAX_PAGE)
+        for event in page.events:
+            yield ServerSentEventMessage(data=_encoder.encode(event), id=event.cursor)
+        after = parse_cursor(page.next)
+        if page.events:
+            quiet_since = loop.time()
+            if len(page.events) == audit.MAX_PAGE:
+                continue  # more is waiting: no pause
+        elif loop.time() - quiet_since >= HEARTBEAT_SECONDS:
+            yield ServerSentEventMessage(data=None, comment="keep-alive")
+            quiet_since = loop.time()
+        await asyncio.sleep(POLL_SECONDS)
+
+
 @get("/families/{family_id:str}")
 async def family(request: Request[Any, Any, Any]) -> Response[Any]:
     """One family's life: JSON, or an HTML timeline for a browser."""
@@ -326,6 +389,6 @@ def _json(value: Any) -> Response[bytes]:
 
 router = Router(
     path="/audit",
-    route_handlers=[events, family, client, subject, seals, verify],
+    route_handlers=[events, stream, family, client, subject, seals, verify],
     exception_handlers={AuditError: audit_error_response},
 )
