@@ -18,11 +18,13 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream, Template
 
+from app.http import audit_openapi as doc
 from app.http.context import Context
 from app.http.errors import NO_STORE, ErrorBody
 from app.http.event_metadata import event_metadata
 from app.usecases import audit, audit_seals
 from ledger import store
+from ledger.events import LedgerSealed
 from ledger.opaque_tokens import AUDITOR_PREFIX
 from ledger.store import Checkpoint, EventFilter, parse_cursor
 
@@ -187,7 +189,12 @@ def _wants(request: Request[Any, Any, Any], *types: str) -> str:
 # --- routes ----------------------------------------------------------------------------
 
 
-@get("/events")
+@get(
+    "/events",
+    responses=doc.body(audit.EventsPage, "A page of events; resume after `next`.")
+    | doc.errors(400, 401),
+    operation_class=doc.EVENTS,
+)
 async def events(request: Request[Any, Any, Any]) -> Response[Any]:
     """The log, filtered, in commit-safe order: a JSON page, or all of it as NDJSON."""
     await _auditor(request)
@@ -227,7 +234,7 @@ LIFETIME_SECONDS = 60.0
 RETRY_MS = 1000
 
 
-@get("/stream")
+@get("/stream", responses=doc.errors(400, 401), operation_class=doc.STREAM)
 async def stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
     """The log as it grows, as server-sent events: each event one message, its ``id`` the
     cursor of ``/audit/events``. Filters as there; it starts now, or after ``cursor`` or
@@ -277,7 +284,12 @@ async def _tail(
         await asyncio.sleep(POLL_SECONDS)
 
 
-@get("/families/{family_id:str}")
+@get(
+    "/families/{family_id:str}",
+    responses=doc.body(audit.FamilyTimeline, "The family's life, in log order.")
+    | doc.errors(401, 404),
+    operation_class=doc.FAMILY,
+)
 async def family(request: Request[Any, Any, Any]) -> Response[Any]:
     """One family's life: JSON, or an HTML timeline for a browser."""
     await _auditor(request)
@@ -296,7 +308,10 @@ async def family(request: Request[Any, Any, Any]) -> Response[Any]:
     return _json(timeline)
 
 
-@get("/clients/{client_id:str}")
+@get(
+    "/clients/{client_id:str}",
+    responses=doc.body(audit.Families, "The client and its families.") | doc.errors(401, 404),
+)
 async def client(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A client's registration and its families (newest first) with their state."""
     await _auditor(request)
@@ -309,7 +324,10 @@ async def client(request: Request[Any, Any, Any]) -> Response[bytes]:
     return _json(found)
 
 
-@get("/subjects/{subject:str}")
+@get(
+    "/subjects/{subject:str}",
+    responses=doc.body(audit.Families, "The subject's families.") | doc.errors(401),
+)
 async def subject(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A subject's families (newest first) with their state."""
     await _auditor(request)
@@ -320,7 +338,11 @@ async def subject(request: Request[Any, Any, Any]) -> Response[bytes]:
     return _json(found)
 
 
-@get("/seals")
+@get(
+    "/seals",
+    responses=doc.body(list[LedgerSealed], "The seals, oldest first.") | doc.errors(400, 401),
+    operation_class=doc.SEALS,
+)
 async def seals(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The seals after sequence ``after`` (0: all), oldest first, for the auditor to keep:
     a JSON array, or JSON lines (what ``tokenledger audit seals`` prints) when asked."""
@@ -365,7 +387,14 @@ def _kept_seals(body: bytes, content_type: str) -> list[Any]:
         raise _bad(f"not seals: {exc}") from None
 
 
-@post("/verify", status_code=200, request_max_body_size=MAX_SEALS_BODY)
+@post(
+    "/verify",
+    status_code=200,
+    request_max_body_size=MAX_SEALS_BODY,
+    responses=doc.body(Verdict, "Every finding; ok when there is none.")
+    | doc.errors(400, 401, 413),
+    operation_class=doc.VERIFY,
+)
 async def verify(request: Request[Any, Any, Any]) -> Response[bytes]:
     """``tokenledger audit verify --seal`` over HTTP: the body is the kept seals, the
     answer every finding (``ok`` when there is none). Triggers are checked too."""
@@ -391,4 +420,7 @@ router = Router(
     path="/audit",
     route_handlers=[events, stream, family, client, subject, seals, verify],
     exception_handlers={AuditError: audit_error_response},
+    include_in_schema=True,
+    security=doc.SECURITY,
+    tags=["audit"],
 )
