@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -33,14 +34,15 @@ class LiveUser:
     user_id: str
 
 
-@pytest.fixture(scope="session")
-def live_server(database_url: str) -> Iterator[str]:
-    """The issuer URL of a running server (``http://127.0.0.1:<port>``)."""
+@contextmanager
+def running_server(database_url: str, **overrides: object) -> Iterator[str]:
+    """A server on a free port with ``overrides`` to its settings; yields its issuer URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     issuer = f"http://127.0.0.1:{port}"
-    app = create_app(from_env({}, issuer=issuer, database_url=database_url), database_url)
+    settings = from_env({}, issuer=issuer, database_url=database_url, **overrides)
+    app = create_app(settings, database_url)
     # Signal handlers are only installed from the main thread, so none are here.
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
@@ -63,6 +65,13 @@ def live_server(database_url: str) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=STARTUP_DEADLINE)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str) -> Iterator[str]:
+    """The issuer URL of a running server (``http://127.0.0.1:<port>``)."""
+    with running_server(database_url) as issuer:
+        yield issuer
 
 
 @pytest.fixture
