@@ -20,6 +20,11 @@ the resource. The script asks this test to sign the user in (one JSON line each 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -221,4 +226,150 @@ async def test_python_sdk_with_a_pre_registered_public_client(
     assert sign_ins == 1
     assert storage.client_info.client_id == public_client_id  # no registration happened
     assert resource.statuses() == [401, 200, 200]
+    await assert_rotated_and_reuse_revokes(issuer, public_client_id, first, second)
+
+
+# -- the MCP TypeScript SDK under Node --------------------------------------------------------
+
+NPM_CI_TIMEOUT = 180
+NODE_FLOW_TIMEOUT = 45
+
+
+def _no_node(reason: str) -> None:
+    """Where Node is missing: a skip locally, a failure in CI (which must run these)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; CI must run the MCP TypeScript SDK tests")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def ts_sdk_dir() -> Path:
+    """A directory with the SDK installed by ``npm ci`` from the committed lock file,
+    cached by the lock's hash (``$XDG_CACHE_HOME/tokenledger``), and the flow script."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        _no_node("node and npm are not installed")
+    lock = (TS_DIR / "package-lock.json").read_bytes() + (TS_DIR / "package.json").read_bytes()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenledger"
+    target = cache / f"mcp_ts-{hashlib.sha256(lock).hexdigest()[:16]}"
+    if not (target / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
+        partial = target.with_name(target.name + f".{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for name in ("package.json", "package-lock.json"):
+            shutil.copy(TS_DIR / name, partial / name)
+        try:
+            installed = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+                cwd=partial,
+                capture_output=True,
+                text=True,
+                timeout=NPM_CI_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.skip(f"npm ci took over {NPM_CI_TIMEOUT} s: is the npm registry reachable?")
+        if installed.returncode != 0:
+            pytest.skip(
+                f"npm ci failed (is the npm registry reachable?): {installed.stderr[-500:]}"
+            )
+        # Another run may have finished first; either copy is the same lock's install.
+        if target.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.rename(target)
+    shutil.copy(TS_DIR / "flow.mjs", target / "flow.mjs")
+    return target
+
+
+async def typescript_sdk_flow(
+    ts_dir: Path, issuer: str, resource: ProtectedResource, user: LiveUser, **env: str
+) -> dict[str, Any]:
+    """Run flow.mjs, signing the user in whenever it asks; returns its final report."""
+    process = await asyncio.create_subprocess_exec(
+        shutil.which("node") or "node",
+        "flow.mjs",
+        cwd=ts_dir,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "RESOURCE_URL": resource.url,
+            "ISSUER": issuer,
+            "REDIRECT_URI": REDIRECT_URI,
+            "ACCESS_TOKEN_TTL": str(ACCESS_TOKEN_TTL),
+            **env,
+        },
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
+
+    async def converse() -> dict[str, Any]:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        async with httpx.AsyncClient(follow_redirects=False) as browser:
+            while line := await process.stdout.readline():
+                message = json.loads(line)
+                if "done" in message:
+                    return dict(message["done"])
+                location = await sign_in_and_allow(
+                    browser, message["authorize"], user.username, PASSWORD
+                )
+                process.stdin.write(json.dumps({"location": location}).encode() + b"\n")
+                await process.stdin.drain()
+        return {}
+
+    try:
+        report = await asyncio.wait_for(converse(), NODE_FLOW_TIMEOUT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        stderr = (await process.stderr.read()).decode(errors="replace")
+        await process.wait()
+    assert report, f"flow.mjs ended without a report:\n{stderr}"
+    return report
+
+
+def _tokens(held: dict[str, str]) -> Tokens:
+    return Tokens(held["access_token"], held["refresh_token"])
+
+
+async def test_typescript_sdk_registers_signs_in_calls_and_refreshes_after_a_401(
+    ts_sdk_dir: Path, issuer: str, resource: ProtectedResource, live_user: LiveUser, pool: Pool
+) -> None:
+    report = await typescript_sdk_flow(ts_sdk_dir, issuer, resource, live_user)
+    assert report["registrations"] == 1
+    assert report["sign_ins"] == 1
+    assert report["token_endpoint_auth_method"] == "none"
+    assert not report["has_secret"]
+    assert await registered_auth_method(pool, report["client_id"]) == "public"
+    # 401 without a token, 200, 401 once the access token expired, 200 after the refresh.
+    assert resource.statuses() == [401, 200, 401, 200]
+    first, second = _tokens(report["first"]), _tokens(report["second"])
+    assert resource.seen[2].token == first.access_token
+    assert resource.seen[3].token == second.access_token
+    await assert_rotated_and_reuse_revokes(issuer, report["client_id"], first, second)
+
+
+async def test_typescript_sdk_with_a_pre_registered_public_client(
+    ts_sdk_dir: Path,
+    issuer: str,
+    resource: ProtectedResource,
+    live_user: LiveUser,
+    public_client_id: str,
+) -> None:
+    report = await typescript_sdk_flow(
+        ts_sdk_dir,
+        issuer,
+        resource,
+        live_user,
+        CLIENT_ID=public_client_id,
+        PRE_REGISTERED_URI=PRE_REGISTERED_URI,
+    )
+    assert report["registrations"] == 0
+    assert report["client_id"] == public_client_id
+    assert report["sign_ins"] == 1
+    assert resource.statuses() == [401, 200, 401, 200]
+    first, second = _tokens(report["first"]), _tokens(report["second"])
     await assert_rotated_and_reuse_revokes(issuer, public_client_id, first, second)
