@@ -273,10 +273,10 @@ def ts_sdk_dir() -> Path:
                 f"npm ci failed (is the npm registry reachable?): {installed.stderr[-500:]}"
             )
         # Another run may have finished first; either copy is the same lock's install.
-        if target.exists():
-            shutil.rmtree(partial, ignore_errors=True)
-        else:
+        try:
             partial.rename(target)
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
     shutil.copy(TS_DIR / "flow.mjs", target / "flow.mjs")
     return target
 
