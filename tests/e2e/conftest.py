@@ -36,13 +36,16 @@ class LiveUser:
 
 
 @contextmanager
-def serving(database_url: str, settings: Settings | None = None) -> Iterator[str]:
-    """A server for ``database_url`` (already migrated) while the block runs; its issuer."""
+def serving(
+    database_url: str, settings: Settings | None = None, **overrides: object
+) -> Iterator[str]:
+    """A server for ``database_url`` (already migrated) while the block runs, on a free
+    port, with ``settings`` or ``overrides`` to the defaults; yields its issuer URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     issuer = f"http://127.0.0.1:{port}"
-    settings = settings or from_env({}, issuer=issuer, database_url=database_url)
+    settings = settings or from_env({}, issuer=issuer, database_url=database_url, **overrides)
     app = create_app(msgspec.structs.replace(settings, issuer=issuer), database_url)
     # Signal handlers are only installed from the main thread, so none are here.
     server = uvicorn.Server(
