@@ -227,6 +227,22 @@ class AuditQueryRecorded(Event, frozen=True, kw_only=True, tag="audit_query_reco
     queried_at: datetime
 
 
+# --- resource servers (stream 'resource:<url>', ledger/resources.py) -------------------
+
+
+class ResourceRegistered(Event, frozen=True, kw_only=True, tag="resource_registered"):
+    """A resource server (RFC 8707 resource, RFC 9728 ``resource``) tokens may be for."""
+
+    url: str
+    scopes: list[str]
+    registered_at: datetime
+
+
+class ResourceRemoved(Event, frozen=True, kw_only=True, tag="resource_removed"):
+    url: str
+    removed_at: datetime
+
+
 # --- seals (stream 'ledger:seals', ledger/seals.py) ------------------------------------
 
 
@@ -265,6 +281,8 @@ AnyEvent = (
     | AuditorRevoked
     | AuditQueryRecorded
     | LedgerSealed
+    | ResourceRegistered
+    | ResourceRemoved
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

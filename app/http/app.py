@@ -71,6 +71,7 @@ def create_app(
                 signing_key=key,
                 clock=clock,
                 refresh_token_key=refresh_token_key,
+                allow_any_resource=settings.allow_any_resource,
             )
             app.state.ctx = Context(
                 settings=settings,

@@ -27,6 +27,7 @@ from app.http.cookies import Cookies
 from app.http.event_metadata import event_metadata
 from app.http.security import form_post_is_same_origin
 from app.usecases import authorization as authorization_usecase
+from app.usecases import resources as resource_cases
 from app.usecases import sessions
 from ledger import authorization, users
 from ledger.authorization import AuthorizationRequest, RedirectableError, UnsafeToRedirect
@@ -35,6 +36,7 @@ from ledger.errors import AccessDenied
 from ledger.events import SessionEndReason
 from ledger.opaque_tokens import hash_secret, short
 from ledger.protocol import redirect_uri_with
+from ledger.resources import Targets
 from ledger.sessions import SessionState
 from projections.read_models import CLIENTS, USERS, load
 
@@ -62,15 +64,23 @@ async def _validate(
 ) -> tuple[AuthorizationRequest, ClientState]:
     client_ids = params.get("client_id") or []
     client = None
+    resource_values = params.get("resource") or []
+    resource = resource_values[0] if len(resource_values) == 1 and resource_values[0] else None
+    targets = Targets(registered=())
     # A NUL cannot be in any client id (and PostgreSQL text cannot hold one).
     if len(client_ids) == 1 and client_ids[0] and "\x00" not in client_ids[0]:
         async with ctx.pool.connection() as conn:
             client = await load(conn, CLIENTS, client_ids[0])
+            if resource is not None and "\x00" not in resource:
+                targets = await resource_cases.targets(
+                    conn, resource, allow_any=ctx.settings.allow_any_resource
+                )
     areq = authorization.validate(
         params,
         client,
         scopes_supported=ctx.settings.scopes_supported,
         default_scope=ctx.settings.default_scope,
+        targets=targets,
     )
     assert client is not None  # validate refuses an unknown client
     return areq, client
