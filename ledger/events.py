@@ -41,6 +41,10 @@ class ClientRegistered(Event, frozen=True, kw_only=True, tag="client_registered"
     refresh_token_ttl: int | None = None
     audience: str | None = None
     registered_at: datetime
+    # None: registered by an operator or RFC 7591; "metadata_document": resolved from the
+    # document at the client_id URL, recorded so the log shows what was trusted, and again
+    # whenever a fetch finds the document changed.
+    source: Literal["metadata_document"] | None = None
 
 
 # --- users ---------------------------------------------------------------------------
