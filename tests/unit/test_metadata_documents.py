@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from app.settings import SettingsError, from_env
 from ledger.clients import RegisterClient
 from ledger.errors import AlreadyExists
 from ledger.events import ClientRegistered
@@ -194,3 +195,38 @@ def test_a_document_never_replaces_a_registered_client() -> None:
         registered_at=T0 - timedelta(days=1),
     )
     client.given(operator).when(resolve(document())).then_error(AlreadyExists)
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+def test_settings_are_safe_by_default_and_read_from_the_environment() -> None:
+    default = from_env({})
+    assert default.cimd_enabled
+    assert not default.cimd_allow_private
+    assert not default.cimd_allow_http
+    assert not default.allow_any_resource
+    assert (default.cimd_timeout, default.cimd_max_bytes) == (3.0, 64 * 1024)
+    testing = from_env(
+        {
+            "TOKENLEDGER_CIMD_ALLOW_PRIVATE": "true",
+            "TOKENLEDGER_CIMD_ALLOW_HTTP": "1",
+            "TOKENLEDGER_ALLOW_ANY_RESOURCE": "yes",
+        }
+    )
+    assert testing.cimd_allow_private
+    assert testing.cimd_allow_http
+    assert testing.allow_any_resource
+    assert not from_env({"TOKENLEDGER_CIMD": "false"}).cimd_enabled
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"TOKENLEDGER_CIMD_ALLOW_HTTP": "true"},  # http without private addresses
+        {"TOKENLEDGER_CIMD_ALLOW_PRIVATE": "maybe"},
+    ],
+)
+def test_inconsistent_settings_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError):
+        from_env(env)
