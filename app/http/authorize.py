@@ -70,9 +70,10 @@ async def _validate(
     targets = Targets(registered=())
     # A NUL cannot be in any client id (and PostgreSQL text cannot hold one).
     if len(client_ids) == 1 and client_ids[0] and "\x00" not in client_ids[0]:
+        prefetched = await ctx.documents.prefetch(client_ids[0])
         async with ctx.pool.connection() as conn:
             try:
-                client = await ctx.documents.client(conn, client_ids[0], metadata)
+                client = await ctx.documents.client(conn, client_ids[0], metadata, prefetched)
             except DocumentRefused as exc:
                 # The client is not established: shown, never redirected (RFC 9700 §4.1.3).
                 raise UnsafeToRedirect(exc.description) from None

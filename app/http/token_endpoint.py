@@ -94,10 +94,12 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     )
     structlog.contextvars.bind_contextvars(client_id=creds.client_id, grant_type=req.grant_type)
     # One connection for the request: the client lookup and the grant's transaction.
+    # A metadata document is fetched before a connection is taken, not while holding one.
+    prefetched = await ctx.documents.prefetch(creds.client_id)
     async with ctx.pool.connection() as conn:
         try:
             found = await ctx.documents.client(
-                conn, creds.client_id, event_metadata(request, "metadata_document")
+                conn, creds.client_id, event_metadata(request, "metadata_document"), prefetched
             )
         except DocumentRefused as exc:
             raise InvalidClient(exc.description, debug="metadata document refused") from None

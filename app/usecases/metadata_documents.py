@@ -37,6 +37,14 @@ Fetch = Callable[[str, FetchPolicy], Awaitable[Fetched]]
 MAX_CACHED = 1000
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """A document fetched, or refused, before the database was asked about its client."""
+
+    fetched: Fetched | None = None
+    refused: DocumentRefused | None = None
+
+
 @dataclass
 class MetadataDocuments:
     """The resolver and its cache; one per app, made in the lifespan."""
@@ -52,23 +60,51 @@ class MetadataDocuments:
     def names_document(self, client_id: str) -> bool:
         return self.enabled and is_document_url(client_id, allow_http=self.allow_http)
 
+    def _cached(self, client_id: str, now: datetime) -> ClientState | None:
+        cached = self._cache.get(client_id)
+        return cached[1] if cached is not None and cached[0] > now else None
+
+    async def prefetch(self, client_id: str) -> Prefetched | None:
+        """The network half, run before a database connection is taken, so documents
+        that answer slowly hold no pooled connection while they do (up to the time limit
+        each). None when ``client_id`` names no document or its client is cached."""
+        if not self.names_document(client_id) or self._cached(client_id, self.clock()):
+            return None
+        try:
+            validate_document_url(client_id, allow_http=self.allow_http)
+            return Prefetched(fetched=await self.fetcher(client_id, self.policy))
+        except DocumentRefused as exc:
+            # Not raised yet: an operator may have registered this URL as a client id.
+            return Prefetched(refused=exc)
+
     async def client(
-        self, conn: psycopg.AsyncConnection[Any], client_id: str, metadata: dict[str, Any]
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        client_id: str,
+        metadata: dict[str, Any],
+        prefetched: Prefetched | None = None,
     ) -> ClientState | None:
         """The client ``client_id`` names: a registered one, or the one its metadata
-        document describes. Raises :class:`DocumentRefused` for a document that cannot be
-        fetched or is not acceptable."""
+        document describes (fetched now unless ``prefetched``). Raises
+        :class:`DocumentRefused` for a document that cannot be fetched or is not
+        acceptable."""
         stored = await load(conn, CLIENTS, client_id)
         if not self.names_document(client_id):
             return stored
         if stored is not None and stored.version and not stored.from_metadata_document:
             return stored  # an operator registered this URL as a client id: theirs wins
         now = self.clock()
-        cached = self._cache.get(client_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        validate_document_url(client_id, allow_http=self.allow_http)
-        fetched = await self.fetcher(client_id, self.policy)
+        cached = self._cached(client_id, now)
+        if cached is not None:
+            return cached
+        if prefetched is None:
+            validate_document_url(client_id, allow_http=self.allow_http)
+            fetched = await self.fetcher(client_id, self.policy)
+        elif prefetched.refused is not None:
+            raise prefetched.refused
+        else:
+            assert prefetched.fetched is not None
+            fetched = prefetched.fetched
         command = client_from_document(
             client_id, fetched.body, supported_scopes=self.supported_scopes, now=now
         )
@@ -96,4 +132,4 @@ class MetadataDocuments:
             self._cache.popitem(last=False)
 
 
-__all__ = ["DocumentRefused", "MetadataDocuments"]
+__all__ = ["DocumentRefused", "MetadataDocuments", "Prefetched"]

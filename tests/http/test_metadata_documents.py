@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from app.adapters.metadata_documents import FetchPolicy, fetch
+from app.adapters.metadata_documents import Fetched, FetchPolicy, fetch
 from ledger.metadata_documents import DocumentRefused
 from tests.http.conftest import (
     Clock,
@@ -264,3 +264,34 @@ async def test_the_connection_goes_to_the_checked_address(
     assert fetched.body == route.body
     assert fetched.cache_control == "max-age=600"
     assert calls == ["rebind.example.com"]
+
+
+async def test_no_database_connection_is_held_while_a_document_is_fetched(
+    http: Http, docs: DocumentServer
+) -> None:
+    """A slow document must not pin a pooled connection: many of them would starve every
+    other request of the database."""
+    documents = http.app.state.ctx.documents
+    pool = http.app.state.ctx.pool
+    in_use: list[int] = []
+    real = documents.fetcher
+
+    async def watching(url: str, policy: FetchPolicy) -> Fetched:
+        stats = pool.get_stats()
+        in_use.append(stats["pool_size"] - stats["pool_available"])
+        return await real(url, policy)
+
+    documents.fetcher = watching
+    try:
+        for endpoint in ("authorize", "token"):
+            url, _ = docs.document()
+            if endpoint == "authorize":
+                _, challenge = pkce_pair()
+                params = authorize_params(Registered(url, LOOPBACK_REDIRECT), challenge)
+                assert (await http.get("/oauth/authorize", params=params)).status_code == 200
+            else:
+                data = {"grant_type": "refresh_token", "refresh_token": "tlr_x", "client_id": url}
+                assert_error(await http.post("/oauth/token", data=data), 400, "invalid_grant")
+    finally:
+        documents.fetcher = real
+    assert in_use == [0, 0]
