@@ -25,7 +25,14 @@ from tests.http.conftest import (
 )
 from tests.http.metadata_document_server import DocumentServer, Route, running
 from tests.http.registration_helpers import app_with
-from tests.http.token_helpers import Conn, Http, assert_error, assert_tokens, stream
+from tests.http.token_helpers import (
+    Conn,
+    Http,
+    assert_error,
+    assert_log_agrees,
+    assert_tokens,
+    stream,
+)
 
 LOOPBACK_REDIRECT = "http://127.0.0.1:51000/callback"
 
@@ -112,6 +119,7 @@ async def test_after_max_age_the_document_is_fetched_again_and_changes_are_recor
         ["http://127.0.0.1/callback"],
         ["http://127.0.0.1/other"],
     ]
+    await assert_log_agrees(conn)  # the read model is what the events replay to
 
 
 def _route(docs: DocumentServer, kind: str) -> tuple[str, str]:
