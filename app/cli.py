@@ -559,7 +559,8 @@ def resources() -> None:
 @click.argument("url")
 @click.option("--scope", "scopes", multiple=True, help="A scope of this resource; repeat.")
 def resources_add(url: str, scopes: tuple[str, ...]) -> None:
-    """Register a resource server: clients may then ask tokens for it."""
+    """Register a resource server: clients may then ask tokens for it (only for the
+    given scopes, when any are given)."""
     from app.usecases import resources as resource_cases
 
     async def work(db: str) -> None:

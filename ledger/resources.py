@@ -10,15 +10,15 @@ client registered with an audience may ask only for that audience.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import assert_never
 
 import msgspec
 
 from ledger.decider import Decider, Decision, accept, refuse
-from ledger.errors import AlreadyExists, InvalidTarget, Rejected
+from ledger.errors import AlreadyExists, InvalidScope, InvalidTarget, Rejected
 from ledger.events import ResourceRegistered, ResourceRemoved
 from ledger.protocol import validate_resource
 
@@ -112,6 +112,7 @@ class Targets:
 
     registered: Collection[str]
     allow_any: bool = False
+    scopes: Mapping[str, Sequence[str]] = field(default_factory=dict)  # by resource, if any
 
 
 def check_target(target: str | None, client_audience: str | None, targets: Targets) -> None:
@@ -131,3 +132,14 @@ def check_target(target: str | None, client_audience: str | None, targets: Targe
         return
     if not targets.allow_any and target not in targets.registered:
         raise InvalidTarget("resource is not a registered resource server")
+
+
+def check_resource_scope(scope: str, target: str | None, targets: Targets) -> None:
+    """A resource registered with scopes (``resources add URL --scope S``) serves only
+    those: asking for another one there is ``invalid_scope`` (RFC 6749 §3.3). A resource
+    registered without scopes takes any the client may have."""
+    served = targets.scopes.get(target) if target is not None else None
+    if served:
+        extra = [s for s in scope.split(" ") if s not in served]
+        if extra:
+            raise InvalidScope(f"scope not served by this resource: {' '.join(extra)}")

@@ -260,7 +260,7 @@ async def live_sessions_of(
     return [row[0] for row in await cur.fetchall()]
 
 
-async def registered_resources(conn: psycopg.AsyncConnection[Any]) -> frozenset[str]:
-    """The URLs of the resource servers registered and not removed."""
-    cur = await conn.execute("select url from resources where removed_at is null")
-    return frozenset(str(row[0]) for row in await cur.fetchall())
+async def registered_resources(conn: psycopg.AsyncConnection[Any]) -> dict[str, list[str]]:
+    """The resource servers registered and not removed: URL -> the scopes they serve."""
+    cur = await conn.execute("select url, scopes from resources where removed_at is null")
+    return {str(row[0]): list(row[1]) for row in await cur.fetchall()}

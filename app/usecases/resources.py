@@ -42,6 +42,7 @@ async def targets(
 ) -> Targets:
     """What a requested target is judged against; the table is read only when a
     request names one (most requests name none, or a client's fixed audience)."""
-    if target is None or allow_any:
+    if target is None:
         return Targets(registered=frozenset(), allow_any=allow_any)
-    return Targets(registered=await registered_resources(conn), allow_any=False)
+    registered = await registered_resources(conn)
+    return Targets(registered=registered, allow_any=allow_any, scopes=registered)

@@ -8,6 +8,7 @@ from typing import Any
 
 import jwt
 
+from app.usecases import resources
 from tests.conftest import Pool
 from tests.http.conftest import (
     Clock,
@@ -119,3 +120,15 @@ async def test_resource_and_audience_that_disagree_are_invalid_target(
         client, public_client, code, verifier, resource=RS, audience="https://rs.example.com"
     )
     assert_error(answer, 400, "invalid_target")
+
+
+async def test_a_resource_registered_with_scopes_refuses_others(
+    client: Http, public_client: Registered, pool: Pool, clock: Clock
+) -> None:
+    scoped = f"https://{secrets.token_hex(4)}.example.com/mcp"
+    async with pool.connection() as conn:
+        await resources.add_resource(conn, scoped, ["files"], clock(), {"actor": "test"})
+    _, challenge = pkce_pair()
+    params = authorize_params(public_client, challenge, resource=scoped)  # scope=mcp
+    answer = await client.get("/oauth/authorize", params=params)
+    assert query_of(answer.headers["location"])["error"] == "invalid_scope"

@@ -134,3 +134,50 @@ def test_a_refresh_without_resource_keeps_the_bound_resource() -> None:
     result = family.given(started()).when(_refresh(None)).outcome
     assert result.error is None
     assert result.events[0].audience == started().audience  # type: ignore[union-attr]
+
+
+def test_a_resource_registered_with_scopes_serves_only_those() -> None:
+    client = ClientState(
+        client_id="c",
+        redirect_uris=["https://app.example.com/cb"],
+        scopes=["mcp", "files"],
+        version=1,
+    )
+    scoped = Targets(registered={RS: ["files"]}, scopes={RS: ["files"]})
+    params = {
+        "response_type": ["code"],
+        "client_id": ["c"],
+        "redirect_uri": ["https://app.example.com/cb"],
+        "state": ["s"],
+        "code_challenge": ["E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGEb-ZQVvc"],
+        "code_challenge_method": ["S256"],
+        "resource": [RS],
+    }
+    supported = ["mcp", "files"]
+    granted = authorization.validate(
+        {**params, "scope": ["files"]},
+        client,
+        scopes_supported=supported,
+        default_scope=["mcp"],
+        targets=scoped,
+    )
+    assert granted.scope == "files"
+    with pytest.raises(authorization.RedirectableError) as refused:
+        authorization.validate(
+            {**params, "scope": ["mcp files"]},
+            client,
+            scopes_supported=supported,
+            default_scope=["mcp"],
+            targets=scoped,
+        )
+    assert refused.value.error.error == "invalid_scope"
+    # Registered without scopes: any scope the client may have.
+    unscoped = Targets(registered={RS: []}, scopes={RS: []})
+    wide = authorization.validate(
+        {**params, "scope": ["mcp files"]},
+        client,
+        scopes_supported=supported,
+        default_scope=["mcp"],
+        targets=unscoped,
+    )
+    assert set(wide.scope.split(" ")) == {"mcp", "files"}
