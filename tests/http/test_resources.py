@@ -20,6 +20,7 @@ from tests.http.conftest import (
     query_of,
     refresh,
 )
+from tests.http.registration_helpers import app_with
 from tests.http.token_helpers import Http, assert_error, assert_tokens, new_client
 
 RS = "https://api.example.com/mcp"  # registered for the run (tests/http/conftest.py)
@@ -132,3 +133,21 @@ async def test_a_resource_registered_with_scopes_refuses_others(
     params = authorize_params(public_client, challenge, resource=scoped)  # scope=mcp
     answer = await client.get("/oauth/authorize", params=params)
     assert query_of(answer.headers["location"])["error"] == "invalid_scope"
+
+
+async def test_the_development_setting_allows_any_resource(
+    database_url: str, clock: Clock, public_client: Registered, user: str
+) -> None:
+    anywhere = f"https://{secrets.token_hex(4)}.example.com/mcp"
+    async with app_with(
+        database_url, clock, allow_any_resource=True, login_failures_per_address=1_000_000
+    ) as http:
+        code, verifier, _ = await authorize(http, public_client, user, resource=anywhere)
+        first = assert_tokens(
+            await exchange(http, public_client, code, verifier, resource=anywhere)
+        )
+        assert aud_of(first) == anywhere
+        second = assert_tokens(
+            await refresh(http, public_client, first["refresh_token"], resource=anywhere)
+        )
+        assert aud_of(second) == anywhere
