@@ -21,6 +21,7 @@ from litestar.template.config import TemplateConfig
 
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
+from app.adapters.metadata_documents import FetchPolicy
 from app.http import (
     audit,
     audit_openapi,
@@ -48,6 +49,7 @@ from app.settings import Settings
 from app.usecases import audit_seals
 from app.usecases.grants.base import Issuance
 from app.usecases.keys import active_signing_key
+from app.usecases.metadata_documents import MetadataDocuments
 from ledger.errors import OAuthError
 
 log = structlog.get_logger(__name__)
@@ -80,12 +82,24 @@ def create_app(
                 signing_key=key,
                 clock=clock,
                 refresh_token_key=refresh_token_key,
+                allow_any_resource=settings.allow_any_resource,
             )
             app.state.ctx = Context(
                 settings=settings,
                 pool=pool,
                 issuance=issuance,
                 signer=Signer(session_key),
+                documents=MetadataDocuments(
+                    enabled=settings.cimd_enabled,
+                    allow_http=settings.cimd_allow_http,
+                    policy=FetchPolicy(
+                        allow_private=settings.cimd_allow_private,
+                        timeout=settings.cimd_timeout,
+                        max_bytes=settings.cimd_max_bytes,
+                    ),
+                    supported_scopes=settings.scopes_supported,
+                    clock=clock,
+                ),
                 clock=clock,
             )
             if not settings.key_encryption_secret:
