@@ -90,6 +90,8 @@ def validate(
         raise UnsafeToRedirect("The request has no client_id, or more than one.")
     if client is None or client.client_id != client_ids[0]:
         raise UnsafeToRedirect("The application that sent you here is not registered.")
+    if client.disabled:
+        raise UnsafeToRedirect("The application that sent you here has been disabled.")
     redirect_uris = params.get("redirect_uri") or []
     if len(redirect_uris) > 1:
         raise UnsafeToRedirect("The request has more than one redirect_uri.")

@@ -43,6 +43,42 @@ class ClientRegistered(Event, frozen=True, kw_only=True, tag="client_registered"
     registered_at: datetime
 
 
+class ClientUpdated(Event, frozen=True, kw_only=True, tag="client_updated"):
+    """An operator changed a client's settings: every settable field, as it now is."""
+
+    client_id: str
+    name: str
+    redirect_uris: list[str]
+    scopes: list[str]
+    rotate_refresh_tokens: bool
+    refresh_grace_seconds: int
+    access_token_ttl: int | None
+    refresh_token_ttl: int | None
+    refresh_idle_ttl: int | None
+    audiences: list[str]  # the first is the default ``aud``
+    updated_at: datetime
+
+
+class ClientDisabled(Event, frozen=True, kw_only=True, tag="client_disabled"):
+    client_id: str
+    disabled_at: datetime
+
+
+class ClientEnabled(Event, frozen=True, kw_only=True, tag="client_enabled"):
+    client_id: str
+    enabled_at: datetime
+
+
+class ClientSecretRotated(Event, frozen=True, kw_only=True, tag="client_secret_rotated"):
+    """A new secret (its hash); the one before keeps working until ``previous_valid_until``."""
+
+    client_id: str
+    secret_hash: str
+    previous_secret_hash: str | None
+    previous_valid_until: datetime | None
+    rotated_at: datetime
+
+
 # --- users ---------------------------------------------------------------------------
 
 
@@ -248,6 +284,10 @@ class LedgerSealed(Event, frozen=True, kw_only=True, tag="ledger_sealed"):
 
 AnyEvent = (
     ClientRegistered
+    | ClientUpdated
+    | ClientDisabled
+    | ClientEnabled
+    | ClientSecretRotated
     | UserRegistered
     | AuthorizationCodeIssued
     | AuthorizationCodeRedeemed

@@ -249,3 +249,14 @@ async def live_sessions_of(
         (user_id, now),
     )
     return [row[0] for row in await cur.fetchall()]
+
+
+async def all_clients(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
+    """Every client's state, by id (``tokenledger clients list``)."""
+    async with conn.cursor(row_factory=class_row(CLIENTS.state_type)) as cur:
+        await cur.execute(
+            sql.SQL("select {cols} from clients order by client_id").format(
+                cols=sql.SQL(", ").join(map(sql.Identifier, CLIENTS.columns))
+            )
+        )
+        return await cur.fetchall()

@@ -95,7 +95,7 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     structlog.contextvars.bind_contextvars(client_id=creds.client_id, grant_type=req.grant_type)
     # One connection for the request: the client lookup and the grant's transaction.
     async with ctx.pool.connection() as conn:
-        client = authenticate(await load(conn, CLIENTS, creds.client_id), creds)
+        client = authenticate(await load(conn, CLIENTS, creds.client_id), creds, ctx.clock())
         metadata = event_metadata(request, f"client:{client.client_id}")
         response = await grant(ctx.issuance, conn, req, client, metadata)
     return Response(

@@ -79,6 +79,7 @@ def policy_for(issuance: Issuance, client: ClientState) -> Policy:
         grace_seconds=client.refresh_grace_seconds,
         access_ttl=client.access_token_ttl or issuance.access_token_ttl,
         refresh_ttl=client.refresh_token_ttl or issuance.refresh_token_ttl,
+        idle_ttl=client.refresh_idle_ttl,
     )
 
 
