@@ -229,12 +229,25 @@ class SessionEnded(Event, frozen=True, kw_only=True, tag="session_ended"):
 
 
 class SigningKeyCreated(Event, frozen=True, kw_only=True, tag="signing_key_created"):
-    """A new signing key; only its public half is in the log."""
+    """A new signing key; only its public half is in the log. It is published at once
+    and signs from ``activates_at`` on (None: at once, as keys made before rotation)."""
 
     kid: str
     alg: str
     public_jwk: dict[str, Any]
     created_at: datetime
+    activates_at: datetime | None = None
+
+
+class SigningKeyRetiring(Event, frozen=True, kw_only=True, tag="signing_key_retiring"):
+    """A rotation: the key stops signing when its successor starts, and stays published
+    until the last token it signed has expired."""
+
+    kid: str
+    replaced_by: str
+    stops_signing_at: datetime
+    unpublish_at: datetime
+    recorded_at: datetime
 
 
 # --- auditors (stream 'auditor:<name>') ---------------------------------------------
@@ -299,6 +312,7 @@ AnyEvent = (
     | RefreshTokenReused
     | TokenFamilyRevoked
     | SigningKeyCreated
+    | SigningKeyRetiring
     | SessionStarted
     | SessionEnded
     | AuditorAdded

@@ -97,6 +97,7 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     async with ctx.pool.connection() as conn:
         client = authenticate(await load(conn, CLIENTS, creds.client_id), creds, ctx.clock())
         metadata = event_metadata(request, f"client:{client.client_id}")
+        await ctx.issuance.keys.refresh_if_stale(conn, ctx.clock())
         response = await grant(ctx.issuance, conn, req, client, metadata)
     return Response(
         content=msgspec.json.encode(response),

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import msgspec
 from psycopg import AsyncConnection
 
+from app.usecases.keys import KeyRing
 from ledger.access_tokens import mint
 from ledger.clients import ClientState
 from ledger.families import Policy
@@ -28,9 +29,14 @@ class Issuance:
     default_audience: str
     access_token_ttl: int
     refresh_token_ttl: int
-    signing_key: SigningKey
+    keys: KeyRing  # the key that signs depends on the time (key rotation)
     clock: Clock
     refresh_token_key: bytes  # derives each refresh token's successor
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The key signing now."""
+        return self.keys.signing_key(self.clock())
 
 
 class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
@@ -97,7 +103,7 @@ def token_response(
     family_id: str,
 ) -> TokenResponse:
     access_token = mint(
-        issuance.signing_key,
+        issuance.keys.signing_key(now),
         issuer=issuance.issuer,
         subject=subject,
         audience=audience,
