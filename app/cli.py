@@ -483,6 +483,80 @@ def clients_rotate_secret(client_id: str, overlap: int) -> None:
 
 
 @main.group()
+def keys() -> None:
+    """Access token signing keys."""
+
+
+@keys.command("rotate")
+@click.option(
+    "--alg",
+    type=click.Choice(["RS256", "ES256", "EdDSA"]),
+    default=None,
+    help="The new key's algorithm [default: TOKENLEDGER_SIGNING_ALG].",
+)
+@click.option(
+    "--now",
+    "at_once",
+    is_flag=True,
+    help="Sign with the new key at once, skipping TOKENLEDGER_KEY_PUBLISH_DELAY (tests;"
+    " resource servers that cached the JWKS may refuse its tokens until they refetch).",
+)
+def keys_rotate(alg: str | None, at_once: bool) -> None:
+    """Publish a new signing key now and sign with it after TOKENLEDGER_KEY_PUBLISH_DELAY;
+    the current key stays published until the last token it signed has expired."""
+    from app.usecases import keys as key_cases
+    from ledger.errors import Rejected
+
+    settings = _settings()
+
+    async def work(url: str) -> key_cases.Rotation:
+        async with await _connect(url) as conn:
+            return await key_cases.rotate(
+                conn,
+                secret=settings.key_encryption_secret,
+                alg=alg or settings.signing_alg,
+                delay_seconds=0 if at_once else settings.key_publish_delay,
+                max_token_ttl=await key_cases.longest_access_ttl(conn, settings.access_token_ttl),
+                now=utc_now(),
+            )
+
+    try:
+        rotation = _with_database(settings, work)
+    except (Rejected, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    new, previous = rotation.new, rotation.previous
+    click.echo(f"key {new.kid} ({new.alg}) published; signs from {new.activates_at.isoformat()}")
+    if previous is not None and previous.unpublish_at is not None:
+        click.echo(
+            f"key {previous.kid} ({previous.alg}) signs until {new.activates_at.isoformat()},"
+            f" published until {previous.unpublish_at.isoformat()}"
+        )
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Every key with its state: next (published, not signing yet), active (signing),
+    retiring (published until its last token expires), retired (no longer published)."""
+    from app.usecases import keys as key_cases
+
+    async def work(url: str) -> list[Any]:
+        async with await _connect(url) as conn:
+            return await key_cases.list_keys(conn)
+
+    now = utc_now()
+
+    def when(value: Any) -> str:
+        return value.isoformat() if value is not None else "-"
+
+    for row in _with_database(_settings(), work, read_only=True):
+        click.echo(
+            f"{row.kid}\t{row.alg}\t{key_cases.key_status(row, now)}"
+            f"\tcreated {when(row.created_at)}\tsigns from {when(row.activates_at)}"
+            f"\tuntil {when(row.stops_signing_at)}\tpublished until {when(row.unpublish_at)}"
+        )
+
+
+@main.group()
 def projections() -> None:
     """The read models folded from the event log."""
 

@@ -260,3 +260,10 @@ async def all_clients(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
             )
         )
         return await cur.fetchall()
+
+
+async def longest_client_access_ttl(conn: psycopg.AsyncConnection[Any]) -> int | None:
+    """The longest access token lifetime a client sets for itself, if any does."""
+    cur = await conn.execute("select max(access_token_ttl) from clients")
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else int(row[0])

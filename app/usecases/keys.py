@@ -31,6 +31,7 @@ from ledger.keys import (
     generate_signing_key,
     status,
 )
+from projections.read_models import longest_client_access_ttl
 
 _SYSTEM = {"actor": "system"}
 _OPERATOR = {"actor": "cli"}
@@ -131,6 +132,11 @@ async def rotate(
         return Rotation(after[new.kid], after[previous.kid] if previous else None)
 
     return await handler.run(conn, metadata or _OPERATOR, work)
+
+
+async def longest_access_ttl(conn: psycopg.AsyncConnection[Any], server_default: int) -> int:
+    """How long after a key stops signing its last token may still be valid."""
+    return max(server_default, await longest_client_access_ttl(conn) or 0)
 
 
 async def list_keys(conn: psycopg.AsyncConnection[Any]) -> list[key_table.KeyRow]:
