@@ -90,8 +90,8 @@ async def rotate(
     """Publish a new key of ``alg`` now; it signs from ``now + delay_seconds``, when the
     key signing now stops, and that one stays published ``max_token_ttl`` longer.
 
-    Refused while an earlier rotation's key is still waiting to sign."""
-    activates_at = now + timedelta(seconds=delay_seconds)
+    Refused while an earlier rotation's key is still waiting to sign. With no key yet,
+    the new one signs at once: no token needs the delay."""
 
     async def work(tx: handler.Transaction) -> Rotation:
         await key_table.lock_key_creation(tx.conn)
@@ -103,6 +103,7 @@ async def rotate(
                 f" (from {waiting[0].activates_at.isoformat()})"
             )
         previous = _signer(schedule, now)
+        activates_at = now + timedelta(seconds=delay_seconds if previous else 0)
         new = generate_signing_key(alg)
         await key_table.store_key(tx.conn, new, secret, now, activates_at)
         created = await tx.handle(
