@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import msgspec
 
 from ledger.clients import ClientState
-from ledger.errors import InvalidRequest, OAuthError, UnsupportedResponseType
+from ledger.errors import InvalidRequest, InvalidTarget, OAuthError, UnsupportedResponseType
 from ledger.protocol import (
     grant_scope,
     select_redirect_uri,
@@ -130,6 +130,10 @@ def validate(
         allowed = [s for s in client.scopes if s in scopes_supported]
         scope = grant_scope(_one(params, "scope"), allowed, list(default_scope))
         resource = validate_resource(_one(params, "resource"))
+        allowed_targets = client.allowed_audiences
+        if resource is not None and allowed_targets and resource not in allowed_targets:
+            # RFC 8707 §2: the client's registered audiences are an allow-list (T17).
+            raise InvalidTarget("resource is not one of the client's registered audiences")
     except OAuthError as exc:
         raise fail(exc) from None
     return AuthorizationRequest(

@@ -110,3 +110,21 @@ async def test_an_updated_audience_is_the_default_aud(
     issued = await tokens(client, app, user)
     claims = jwt.decode(issued["access_token"], options={"verify_signature": False})
     assert claims["aud"] == "https://one.example.com"
+
+
+async def test_a_resource_outside_the_clients_audiences_is_invalid_target(
+    client: Http, pool: Pool, clock: Clock
+) -> None:
+    from tests.http.authorize_helpers import assert_error_redirect
+
+    app = await new_client(pool, clock)
+    await _update(pool, clock, app, audiences=["https://one.example.com"])
+    _, challenge = pkce_pair()
+    params = authorize_params(app, challenge, resource="https://other.example.com")
+    refused = await client.get("/oauth/authorize", params=params)
+    assert_error_redirect(refused, app.redirect_uri, "invalid_target", params["state"])
+    allowed = await client.get(
+        "/oauth/authorize",
+        params=authorize_params(app, challenge, resource="https://one.example.com"),
+    )
+    assert allowed.status_code == 200
