@@ -296,6 +296,266 @@ def clients_add(
         click.echo("Store it now: only its hash is kept.", err=True)
 
 
+def _client_lines(client: Any) -> list[tuple[str, str]]:
+    """Every field of a client but its secret's hash, as (label, value)."""
+
+    def ttl(value: int | None) -> str:
+        return "server default" if value is None else f"{value} s"
+
+    def when(value: Any) -> str:
+        return value.isoformat() if value is not None else "-"
+
+    secret = "none (public)"
+    if client.client_type == "confidential":
+        secret = "set"
+        if client.previous_secret_hash is not None:
+            secret += f"; previous accepted until {when(client.previous_secret_expires_at)}"
+    return [
+        ("client_id", client.client_id),
+        ("name", client.name),
+        ("type", client.client_type),
+        ("status", "disabled" if client.disabled else "enabled"),
+        ("secret", secret),
+        ("redirect_uris", " ".join(client.redirect_uris)),
+        ("scopes", " ".join(client.scopes)),
+        ("audiences", " ".join(client.allowed_audiences) or "server default"),
+        ("rotate_refresh_tokens", "yes" if client.rotate_refresh_tokens else "no"),
+        ("refresh_grace_seconds", str(client.refresh_grace_seconds)),
+        ("access_token_ttl", ttl(client.access_token_ttl)),
+        ("refresh_token_ttl", ttl(client.refresh_token_ttl)),
+        (
+            "refresh_idle_ttl",
+            "none" if client.refresh_idle_ttl is None else ttl(client.refresh_idle_ttl),
+        ),
+        ("registered_at", when(client.registered_at)),
+        ("updated_at", when(client.updated_at)),
+        ("version", str(client.version)),
+    ]
+
+
+def _client_command(work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+    from app.usecases import clients as client_cases
+
+    async def run(url: str) -> T:
+        async with await _connect(url) as conn:
+            return await work(conn)
+
+    try:
+        return _with_database(_settings(), run)
+    except (client_cases.UnknownClient, client_cases.Rejected, ValueError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+
+
+@clients.command("list")
+def clients_list() -> None:
+    """Every client: id, type, status, name."""
+    from app.usecases import clients as client_cases
+
+    for c in _client_command(client_cases.list_clients):
+        status = "disabled" if c.disabled else "enabled"
+        click.echo(f"{c.client_id}\t{c.client_type}\t{status}\t{c.name}")
+
+
+@clients.command("show")
+@click.argument("client_id")
+def clients_show(client_id: str) -> None:
+    """Every setting of a client (never its secret or the secret's hash)."""
+    from app.usecases import clients as client_cases
+
+    client = _client_command(lambda conn: client_cases.get_client(conn, client_id))
+    for label, value in _client_lines(client):
+        click.echo(f"{label + ':':<24}{value}")
+
+
+@clients.command("update")
+@click.argument("client_id")
+@click.option("--name", default=None, help="The name shown on the consent page.")
+@click.option(
+    "--redirect-uri", "redirect_uris", multiple=True, help="Replace the redirect URIs; repeat."
+)
+@click.option("--scope", "scopes", multiple=True, help="Replace the allowed scopes; repeat.")
+@click.option(
+    "--rotate/--no-rotate", default=None, help="Rotate refresh tokens on each use, or keep one."
+)
+@click.option(
+    "--grace-seconds",
+    type=click.IntRange(0, 300),
+    default=None,
+    help="Accept the immediately previous refresh token this long after a rotation.",
+)
+@click.option(
+    "--audience",
+    "audiences",
+    multiple=True,
+    help="Replace the allowed audiences; repeat. The first is the default aud.",
+)
+@click.option("--access-ttl", type=click.IntRange(1), default=None, help="Access token seconds.")
+@click.option(
+    "--refresh-ttl", type=click.IntRange(1), default=None, help="Refresh token absolute seconds."
+)
+@click.option(
+    "--refresh-idle-ttl",
+    type=click.IntRange(1),
+    default=None,
+    help="Refuse a refresh token unused for longer than this many seconds.",
+)
+def clients_update(
+    client_id: str,
+    name: str | None,
+    redirect_uris: tuple[str, ...],
+    scopes: tuple[str, ...],
+    rotate: bool | None,
+    grace_seconds: int | None,
+    audiences: tuple[str, ...],
+    access_ttl: int | None,
+    refresh_ttl: int | None,
+    refresh_idle_ttl: int | None,
+) -> None:
+    """Change a client's settings; what is not named keeps its value."""
+    from app.usecases import clients as client_cases
+    from ledger.clients import UpdateClient
+
+    command = UpdateClient(
+        name=name,
+        redirect_uris=list(redirect_uris) or None,
+        scopes=list(scopes) or None,
+        rotate_refresh_tokens=rotate,
+        refresh_grace_seconds=grace_seconds,
+        audiences=list(audiences) or None,
+        access_token_ttl=access_ttl,
+        refresh_token_ttl=refresh_ttl,
+        refresh_idle_ttl=refresh_idle_ttl,
+        now=utc_now(),
+    )
+    client = _client_command(lambda conn: client_cases.update_client(conn, client_id, command))
+    click.echo(f"client {client.client_id} updated")
+    for label, value in _client_lines(client):
+        click.echo(f"{label + ':':<24}{value}")
+
+
+@clients.command("disable")
+@click.argument("client_id")
+def clients_disable(client_id: str) -> None:
+    """Refuse the client everywhere (invalid_client; an error page at authorize); its
+    grants stop refreshing. `enable` undoes it."""
+    from app.usecases import clients as client_cases
+
+    changed = _client_command(
+        lambda conn: client_cases.set_enabled(conn, client_id, False, utc_now())
+    )
+    click.echo(f"client {client_id} {'disabled' if changed else 'was already disabled'}")
+
+
+@clients.command("enable")
+@click.argument("client_id")
+def clients_enable(client_id: str) -> None:
+    """Accept a disabled client again."""
+    from app.usecases import clients as client_cases
+
+    changed = _client_command(
+        lambda conn: client_cases.set_enabled(conn, client_id, True, utc_now())
+    )
+    click.echo(f"client {client_id} {'enabled' if changed else 'was already enabled'}")
+
+
+@clients.command("rotate-secret")
+@click.argument("client_id")
+@click.option(
+    "--overlap",
+    type=click.IntRange(0),
+    default=3600,
+    show_default=True,
+    help="Seconds the old secret keeps working.",
+)
+def clients_rotate_secret(client_id: str, overlap: int) -> None:
+    """Give a confidential client a new secret, printed once; the old one keeps working
+    until the overlap ends."""
+    from app.usecases import clients as client_cases
+
+    rotated = _client_command(
+        lambda conn: client_cases.rotate_secret(conn, client_id, overlap, utc_now())
+    )
+    click.echo(f"client_secret: {rotated.secret}")
+    until = rotated.client.previous_secret_expires_at
+    if until is not None:
+        click.echo(f"The old secret works until {until.isoformat()}.", err=True)
+    click.echo("Store it now: only its hash is kept.", err=True)
+
+
+@main.group()
+def keys() -> None:
+    """Access token signing keys."""
+
+
+@keys.command("rotate")
+@click.option(
+    "--alg",
+    type=click.Choice(["RS256", "ES256", "EdDSA"]),
+    default=None,
+    help="The new key's algorithm [default: TOKENLEDGER_SIGNING_ALG].",
+)
+@click.option(
+    "--now",
+    "at_once",
+    is_flag=True,
+    help="Sign with the new key at once, skipping TOKENLEDGER_KEY_PUBLISH_DELAY (tests;"
+    " resource servers that cached the JWKS may refuse its tokens until they refetch).",
+)
+def keys_rotate(alg: str | None, at_once: bool) -> None:
+    """Publish a new signing key now and sign with it after TOKENLEDGER_KEY_PUBLISH_DELAY;
+    the current key stays published until the last token it signed has expired."""
+    from app.usecases import keys as key_cases
+    from ledger.errors import Rejected
+
+    settings = _settings()
+
+    async def work(url: str) -> key_cases.Rotation:
+        async with await _connect(url) as conn:
+            return await key_cases.rotate(
+                conn,
+                secret=settings.key_encryption_secret,
+                alg=alg or settings.signing_alg,
+                delay_seconds=0 if at_once else settings.key_publish_delay,
+                max_token_ttl=await key_cases.longest_access_ttl(conn, settings.access_token_ttl),
+                now=utc_now(),
+            )
+
+    try:
+        rotation = _with_database(settings, work)
+    except (Rejected, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    new, previous = rotation.new, rotation.previous
+    click.echo(f"key {new.kid} ({new.alg}) published; signs from {new.activates_at.isoformat()}")
+    if previous is not None and previous.unpublish_at is not None:
+        click.echo(
+            f"key {previous.kid} ({previous.alg}) signs until {new.activates_at.isoformat()},"
+            f" published until {previous.unpublish_at.isoformat()}"
+        )
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Every key with its state: next (published, not signing yet), active (signing),
+    retiring (published until its last token expires), retired (no longer published)."""
+    from app.usecases import keys as key_cases
+
+    async def work(url: str) -> list[Any]:
+        async with await _connect(url) as conn:
+            return await key_cases.list_keys(conn)
+
+    now = utc_now()
+
+    def when(value: Any) -> str:
+        return value.isoformat() if value is not None else "-"
+
+    for row in _with_database(_settings(), work, read_only=True):
+        click.echo(
+            f"{row.kid}\t{row.alg}\t{key_cases.key_status(row, now)}"
+            f"\tcreated {when(row.created_at)}\tsigns from {when(row.activates_at)}"
+            f"\tuntil {when(row.stops_signing_at)}\tpublished until {when(row.unpublish_at)}"
+        )
+
+
 @main.group()
 def projections() -> None:
     """The read models folded from the event log."""

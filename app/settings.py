@@ -35,6 +35,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     login_failures_per_address: int = 100
     login_window: int = 15 * 60
     key_encryption_secret: str | None = None
+    # Access token signatures: RS256 (the default), ES256 or EdDSA, for new keys.
+    signing_alg: str = "RS256"
+    # `tokenledger keys rotate`: the next key is published this long before it signs.
+    key_publish_delay: int = 3600
+    # How often a replica re-reads the key schedule (to pick up a rotation).
+    key_refresh_interval: int = 30
     # RFC 7591 dynamic registration: "open" (public clients without a token; confidential
     # ones with the initial access token), "token" (every registration needs it), "off".
     registration: str = "open"
@@ -120,6 +126,14 @@ _INT_SETTINGS = {
     "TOKENLEDGER_HTTP_LIMIT_CONCURRENCY": "http_limit_concurrency",
     "TOKENLEDGER_HTTP_MAX_HEADER_BYTES": "http_max_header_bytes",
     "TOKENLEDGER_SEAL_INTERVAL": "seal_interval",
+    "TOKENLEDGER_KEY_PUBLISH_DELAY": "key_publish_delay",
+    "TOKENLEDGER_KEY_REFRESH_INTERVAL": "key_refresh_interval",
+}
+# Integer settings for which 0 is allowed ("off", or "at once").
+_MAY_BE_ZERO = {
+    "TOKENLEDGER_SEAL_INTERVAL",
+    "TOKENLEDGER_KEY_PUBLISH_DELAY",
+    "TOKENLEDGER_KEY_REFRESH_INTERVAL",
 }
 _BOOL_SETTINGS = {
     "TOKENLEDGER_ALLOW_ANY_RESOURCE": "allow_any_resource",
@@ -133,8 +147,6 @@ _FLOAT_SETTINGS = {
     "TOKENLEDGER_DB_REPLY_MARGIN": "db_reply_margin",
     "TOKENLEDGER_CIMD_TIMEOUT": "cimd_timeout",
 }
-# Integer settings for which 0 means "off".
-_MAY_BE_ZERO = {"TOKENLEDGER_SEAL_INTERVAL"}
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -165,6 +177,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "TOKENLEDGER_KEY_ENCRYPTION_SECRET": "key_encryption_secret",
         "TOKENLEDGER_REGISTRATION": "registration",
         "TOKENLEDGER_REGISTRATION_ACCESS_TOKEN": "registration_access_token",
+        "TOKENLEDGER_SIGNING_ALG": "signing_alg",
     }
     for key, field in plain.items():
         if env.get(key):
@@ -198,6 +211,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError("TOKENLEDGER_ISSUER must be an http(s) URL without query or fragment")
     if issuer.endswith("/"):
         raise SettingsError("TOKENLEDGER_ISSUER must not end with '/'")
+    if settings.signing_alg not in ("RS256", "ES256", "EdDSA"):
+        raise SettingsError("TOKENLEDGER_SIGNING_ALG must be RS256, ES256 or EdDSA")
     if settings.registration not in ("open", "token", "off"):
         raise SettingsError("TOKENLEDGER_REGISTRATION must be open, token or off")
     token = settings.registration_access_token

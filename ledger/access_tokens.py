@@ -1,4 +1,5 @@
-"""Access tokens: JWTs per RFC 9068, signed RS256 with the active key's ``kid``, and their
+"""Access tokens: JWTs per RFC 9068, signed with the active key (RS256, ES256 or EdDSA,
+whichever that key is for) under its ``kid``, and their
 verification for revocation (RFC 7009) and introspection (RFC 7662)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 import jwt
 import msgspec
 
-from ledger.keys import ALG, SigningKey
+from ledger.keys import ALGORITHMS, SigningKey
 
 # The family (grant) a token was issued from: what revocation and introspection need to
 # tell whether the grant behind a still unexpired token has been revoked since.
@@ -44,7 +45,9 @@ def mint(
         "scope": scope,
         FAMILY_CLAIM: family_id,
     }
-    return jwt.encode(claims, key.private_key, algorithm=ALG, headers={"kid": key.kid, "typ": TYP})
+    return jwt.encode(
+        claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": TYP}
+    )
 
 
 class AccessTokenClaims(msgspec.Struct, kw_only=True, frozen=True):
@@ -71,27 +74,32 @@ def verify(
 ) -> AccessTokenClaims | None:
     """The claims of ``token`` if this server issued it and it has not expired, else None.
 
-    RFC 9068 §4: the header must say ``typ: at+jwt`` and ``alg: RS256`` exactly (so
-    ``alg: none`` and an HS256 token "signed" with our public key as HMAC secret never
-    reach a verifier), ``kid`` must name one of our published keys (``keys``, by kid),
-    the signature must verify, ``iss`` must be ours, and ``now`` must lie within
-    [nbf, exp). Time is the caller's ``now``, not the library's clock.
+    RFC 9068 §4: the header must say ``typ: at+jwt``, ``kid`` must name one of our
+    published keys (``keys``, by kid), and ``alg`` must be exactly the one algorithm
+    that key is for (its JWK's ``alg``; RFC 8725 §3.1): so ``alg: none``, an HS256
+    token "signed" with our public key as HMAC secret, and an ES256 header on an RSA
+    key's kid never reach a verifier. The signature must verify, ``iss`` must be ours,
+    and ``now`` must lie within [nbf, exp). Time is the caller's ``now``, not the
+    library's clock.
     """
     try:
         header = jwt.get_unverified_header(token)
     except (jwt.PyJWTError, ValueError, TypeError):
         return None
     kid = header.get("kid")
-    if header.get("alg") != ALG or header.get("typ") != TYP or not isinstance(kid, str):
+    if header.get("typ") != TYP or not isinstance(kid, str):
         return None
     jwk = keys.get(kid)
     if jwk is None:
         return None
+    alg = jwk.get("alg", "RS256")  # keys published before ES256 and EdDSA were RS256
+    if alg not in ALGORITHMS or header.get("alg") != alg:
+        return None
     try:
         payload = jwt.decode(
             token,
-            key=jwt.PyJWK(dict(jwk), algorithm=ALG).key,
-            algorithms=[ALG],
+            key=jwt.PyJWK(dict(jwk), algorithm=alg).key,
+            algorithms=[alg],
             issuer=issuer,
             options={
                 "require": _REQUIRED,

@@ -92,6 +92,8 @@ def validate(
         raise UnsafeToRedirect("The request has no client_id, or more than one.")
     if client is None or client.client_id != client_ids[0]:
         raise UnsafeToRedirect("The application that sent you here is not registered.")
+    if client.disabled:
+        raise UnsafeToRedirect("The application that sent you here has been disabled.")
     redirect_uris = params.get("redirect_uri") or []
     if len(redirect_uris) > 1:
         raise UnsafeToRedirect("The request has more than one redirect_uri.")
@@ -131,7 +133,7 @@ def validate(
         scope = grant_scope(_one(params, "scope"), allowed, list(default_scope))
         resource = validate_resource(_one(params, "resource"))
         judged = targets or Targets(registered=())
-        check_target(resource, client.audience, judged)
+        check_target(resource, client.allowed_audiences, judged)
         check_resource_scope(scope, resource, judged)
     except OAuthError as exc:
         raise fail(exc) from None

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal, assert_never
 
 import msgspec
 
 from ledger.decider import Decider, Decision, accept, refuse
 from ledger.errors import AlreadyExists, InvalidClient, InvalidRequest, Rejected
-from ledger.events import ClientRegistered
+from ledger.events import (
+    ClientDisabled,
+    ClientEnabled,
+    ClientRegistered,
+    ClientSecretRotated,
+    ClientUpdated,
+)
 from ledger.opaque_tokens import secret_matches
 from ledger.protocol import validate_redirect_uri_registration
 
@@ -33,10 +39,22 @@ class ClientState(msgspec.Struct, kw_only=True):
     refresh_grace_seconds: int = 0
     access_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
-    audience: str | None = None
+    audience: str | None = None  # the default ``aud``: the first of ``audiences``
     registered_at: datetime = _EPOCH
     source: Literal["metadata_document"] | None = None
     version: int = 0
+    # Added by client_updated, client_disabled/enabled and client_secret_rotated.
+    audiences: list[str] = msgspec.field(default_factory=list)
+    refresh_idle_ttl: int | None = None
+    disabled: bool = False
+    previous_secret_hash: str | None = None
+    previous_secret_expires_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def allowed_audiences(self) -> list[str]:
+        """The registered audiences; a client registered with one ``--audience`` has it."""
+        return self.audiences or ([self.audience] if self.audience else [])
 
     @property
     def from_metadata_document(self) -> bool:
@@ -46,8 +64,12 @@ class ClientState(msgspec.Struct, kw_only=True):
 
 INITIAL = ClientState()
 
+ClientEvent = (
+    ClientRegistered | ClientUpdated | ClientDisabled | ClientEnabled | ClientSecretRotated
+)
 
-def evolve(state: ClientState, event: ClientRegistered) -> ClientState:
+
+def evolve(state: ClientState, event: ClientEvent) -> ClientState:
     match event:
         case ClientRegistered():
             return ClientState(
@@ -64,6 +86,40 @@ def evolve(state: ClientState, event: ClientRegistered) -> ClientState:
                 audience=event.audience,
                 registered_at=event.registered_at,
                 source=event.source,
+                audiences=[event.audience] if event.audience else [],
+                version=state.version + 1,
+            )
+        case ClientUpdated():
+            return msgspec.structs.replace(
+                state,
+                name=event.name,
+                redirect_uris=list(event.redirect_uris),
+                scopes=list(event.scopes),
+                rotate_refresh_tokens=event.rotate_refresh_tokens,
+                refresh_grace_seconds=event.refresh_grace_seconds,
+                access_token_ttl=event.access_token_ttl,
+                refresh_token_ttl=event.refresh_token_ttl,
+                refresh_idle_ttl=event.refresh_idle_ttl,
+                audiences=list(event.audiences),
+                audience=event.audiences[0] if event.audiences else None,
+                updated_at=event.updated_at,
+                version=state.version + 1,
+            )
+        case ClientDisabled():
+            return msgspec.structs.replace(
+                state, disabled=True, updated_at=event.disabled_at, version=state.version + 1
+            )
+        case ClientEnabled():
+            return msgspec.structs.replace(
+                state, disabled=False, updated_at=event.enabled_at, version=state.version + 1
+            )
+        case ClientSecretRotated():
+            return msgspec.structs.replace(
+                state,
+                secret_hash=event.secret_hash,
+                previous_secret_hash=event.previous_secret_hash,
+                previous_secret_expires_at=event.previous_valid_until,
+                updated_at=event.rotated_at,
                 version=state.version + 1,
             )
         case _:
@@ -87,15 +143,150 @@ class RegisterClient:
     source: Literal["metadata_document"] | None = None
 
 
-ClientCommand = RegisterClient
+@dataclass(frozen=True, kw_only=True)
+class UpdateClient:
+    """An operator's change; a field left None keeps its value. ``clear_*`` sets a
+    lifetime back to the server's default."""
+
+    name: str | None = None
+    redirect_uris: list[str] | None = None
+    scopes: list[str] | None = None
+    rotate_refresh_tokens: bool | None = None
+    refresh_grace_seconds: int | None = None
+    access_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
+    refresh_idle_ttl: int | None = None
+    audiences: list[str] | None = None
+    now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisableClient:
+    now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnableClient:
+    now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RotateClientSecret:
+    """The shell made the new secret and passes its hash; the current secret keeps
+    working for ``overlap_seconds`` (0: it stops at once)."""
+
+    secret_hash: str
+    overlap_seconds: int
+    now: datetime
+
+
+ClientCommand = RegisterClient | UpdateClient | DisableClient | EnableClient | RotateClientSecret
+
+MAX_GRACE_SECONDS = 300
 
 
 def decide(command: ClientCommand, state: ClientState) -> Decision:
     match command:
         case RegisterClient():
             return _register(command, state)
+        case UpdateClient():
+            return _update(command, state)
+        case DisableClient():
+            if not state.version:
+                return refuse(Rejected("no such client"))
+            if state.disabled:
+                return accept()
+            return accept(ClientDisabled(client_id=state.client_id, disabled_at=command.now))
+        case EnableClient():
+            if not state.version:
+                return refuse(Rejected("no such client"))
+            if not state.disabled:
+                return accept()
+            return accept(ClientEnabled(client_id=state.client_id, enabled_at=command.now))
+        case RotateClientSecret():
+            return _rotate_secret(command, state)
         case _:
             assert_never(command)
+
+
+def _positive(value: int | None, what: str) -> Rejected | None:
+    if value is not None and value < 1:
+        return Rejected(f"{what} must be a positive number of seconds")
+    return None
+
+
+def _update(cmd: UpdateClient, state: ClientState) -> Decision:
+    if not state.version:
+        return refuse(Rejected("no such client"))
+    name = state.name if cmd.name is None else cmd.name.strip()
+    if not name or len(name) > 200 or not name.isprintable():
+        return refuse(Rejected("a name is 1 to 200 printable characters"))
+    redirect_uris = state.redirect_uris if cmd.redirect_uris is None else cmd.redirect_uris
+    if not redirect_uris:
+        return refuse(Rejected("a client needs at least one redirect URI"))
+    try:
+        for uri in redirect_uris:
+            validate_redirect_uri_registration(uri)
+    except ValueError as exc:
+        return refuse(Rejected(str(exc)))
+    grace = state.refresh_grace_seconds
+    if cmd.refresh_grace_seconds is not None:
+        grace = cmd.refresh_grace_seconds
+    if not 0 <= grace <= MAX_GRACE_SECONDS:
+        return refuse(Rejected(f"the grace period is 0 to {MAX_GRACE_SECONDS} seconds"))
+    for value, what in (
+        (cmd.access_token_ttl, "the access token lifetime"),
+        (cmd.refresh_token_ttl, "the refresh token lifetime"),
+        (cmd.refresh_idle_ttl, "the refresh token idle lifetime"),
+    ):
+        error = _positive(value, what)
+        if error is not None:
+            return refuse(error)
+    audiences = state.allowed_audiences if cmd.audiences is None else cmd.audiences
+    for audience in audiences:
+        if not audience or "#" in audience or not audience.isprintable() or " " in audience:
+            return refuse(Rejected(f"audience {audience!r} is not an absolute URI"))
+    rotate = state.rotate_refresh_tokens
+    if cmd.rotate_refresh_tokens is not None:
+        rotate = cmd.rotate_refresh_tokens
+
+    def pick(new: int | None, old: int | None) -> int | None:
+        return old if new is None else new
+
+    return accept(
+        ClientUpdated(
+            client_id=state.client_id,
+            name=name,
+            redirect_uris=list(dict.fromkeys(redirect_uris)),
+            scopes=list(dict.fromkeys(state.scopes if cmd.scopes is None else cmd.scopes)),
+            rotate_refresh_tokens=rotate,
+            refresh_grace_seconds=grace,
+            access_token_ttl=pick(cmd.access_token_ttl, state.access_token_ttl),
+            refresh_token_ttl=pick(cmd.refresh_token_ttl, state.refresh_token_ttl),
+            refresh_idle_ttl=pick(cmd.refresh_idle_ttl, state.refresh_idle_ttl),
+            audiences=list(dict.fromkeys(audiences)),
+            updated_at=cmd.now,
+        )
+    )
+
+
+def _rotate_secret(cmd: RotateClientSecret, state: ClientState) -> Decision:
+    if not state.version:
+        return refuse(Rejected("no such client"))
+    if state.client_type != "confidential":
+        return refuse(Rejected("a public client has no secret to rotate"))
+    if cmd.overlap_seconds < 0:
+        return refuse(Rejected("the overlap is a number of seconds, 0 or more"))
+    keep = cmd.overlap_seconds > 0 and state.secret_hash is not None
+    return accept(
+        ClientSecretRotated(
+            client_id=state.client_id,
+            secret_hash=cmd.secret_hash,
+            previous_secret_hash=state.secret_hash if keep else None,
+            previous_valid_until=cmd.now + timedelta(seconds=cmd.overlap_seconds) if keep else None,
+            rotated_at=cmd.now,
+        )
+    )
 
 
 def _register(cmd: RegisterClient, state: ClientState) -> Decision:
@@ -153,12 +344,20 @@ class ClientCredentials(msgspec.Struct, frozen=True, kw_only=True):
     method: AuthMethod
 
 
-def authenticate(client: ClientState | None, creds: ClientCredentials) -> ClientState:
+def authenticate(
+    client: ClientState | None, creds: ClientCredentials, now: datetime | None = None
+) -> ClientState:
     """RFC 6749 §2.3.1 and §3.2.1: a confidential client must prove its secret; a public
-    client must not claim one. The same error for an unknown client and a wrong secret."""
+    client must not claim one. The same error for an unknown client and a wrong secret.
+
+    A disabled client is refused like an unknown one. After a secret rotation the
+    previous secret is accepted until its overlap ends (``now`` before it; without
+    ``now`` only the current secret is)."""
     basic = creds.method == "client_secret_basic"
     if client is None or not client.version:
         raise InvalidClient("client authentication failed", debug=f"unknown {creds.client_id}")
+    if client.disabled:
+        raise InvalidClient("client authentication failed", debug=f"{client.client_id} disabled")
     if client.client_type == "public":
         if creds.secret:
             raise InvalidClient(
@@ -170,9 +369,17 @@ def authenticate(client: ClientState | None, creds: ClientCredentials) -> Client
             "client authentication failed",
             debug=f"confidential client sent no secret (basic={basic})",
         )
-    if not secret_matches(creds.secret, client.secret_hash):
-        raise InvalidClient("client authentication failed", debug="wrong secret")
-    return client
+    if secret_matches(creds.secret, client.secret_hash):
+        return client
+    if (
+        now is not None
+        and client.previous_secret_hash is not None
+        and client.previous_secret_expires_at is not None
+        and now < client.previous_secret_expires_at
+        and secret_matches(creds.secret, client.previous_secret_hash)
+    ):
+        return client
+    raise InvalidClient("client authentication failed", debug="wrong secret")
 
 
 def merge_credentials(

@@ -47,6 +47,42 @@ class ClientRegistered(Event, frozen=True, kw_only=True, tag="client_registered"
     source: Literal["metadata_document"] | None = None
 
 
+class ClientUpdated(Event, frozen=True, kw_only=True, tag="client_updated"):
+    """An operator changed a client's settings: every settable field, as it now is."""
+
+    client_id: str
+    name: str
+    redirect_uris: list[str]
+    scopes: list[str]
+    rotate_refresh_tokens: bool
+    refresh_grace_seconds: int
+    access_token_ttl: int | None
+    refresh_token_ttl: int | None
+    refresh_idle_ttl: int | None
+    audiences: list[str]  # the first is the default ``aud``
+    updated_at: datetime
+
+
+class ClientDisabled(Event, frozen=True, kw_only=True, tag="client_disabled"):
+    client_id: str
+    disabled_at: datetime
+
+
+class ClientEnabled(Event, frozen=True, kw_only=True, tag="client_enabled"):
+    client_id: str
+    enabled_at: datetime
+
+
+class ClientSecretRotated(Event, frozen=True, kw_only=True, tag="client_secret_rotated"):
+    """A new secret (its hash); the one before keeps working until ``previous_valid_until``."""
+
+    client_id: str
+    secret_hash: str
+    previous_secret_hash: str | None
+    previous_valid_until: datetime | None
+    rotated_at: datetime
+
+
 # --- users ---------------------------------------------------------------------------
 
 
@@ -197,12 +233,25 @@ class SessionEnded(Event, frozen=True, kw_only=True, tag="session_ended"):
 
 
 class SigningKeyCreated(Event, frozen=True, kw_only=True, tag="signing_key_created"):
-    """A new signing key; only its public half is in the log."""
+    """A new signing key; only its public half is in the log. It is published at once
+    and signs from ``activates_at`` on (None: at once, as keys made before rotation)."""
 
     kid: str
     alg: str
     public_jwk: dict[str, Any]
     created_at: datetime
+    activates_at: datetime | None = None
+
+
+class SigningKeyRetiring(Event, frozen=True, kw_only=True, tag="signing_key_retiring"):
+    """A rotation: the key stops signing when its successor starts, and stays published
+    until the last token it signed has expired."""
+
+    kid: str
+    replaced_by: str
+    stops_signing_at: datetime
+    unpublish_at: datetime
+    recorded_at: datetime
 
 
 # --- auditors (stream 'auditor:<name>') ---------------------------------------------
@@ -268,6 +317,10 @@ class LedgerSealed(Event, frozen=True, kw_only=True, tag="ledger_sealed"):
 
 AnyEvent = (
     ClientRegistered
+    | ClientUpdated
+    | ClientDisabled
+    | ClientEnabled
+    | ClientSecretRotated
     | UserRegistered
     | AuthorizationCodeIssued
     | AuthorizationCodeRedeemed
@@ -279,6 +332,7 @@ AnyEvent = (
     | RefreshTokenReused
     | TokenFamilyRevoked
     | SigningKeyCreated
+    | SigningKeyRetiring
     | SessionStarted
     | SessionEnded
     | AuditorAdded

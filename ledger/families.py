@@ -64,6 +64,7 @@ class FamilyState(msgspec.Struct, kw_only=True):
     started_at: datetime = _EPOCH
     reuse_count: int = 0
     version: int = 0
+    last_refreshed_at: datetime | None = None  # for the client's idle lifetime
 
 
 INITIAL = FamilyState()
@@ -94,13 +95,23 @@ def evolve(state: FamilyState, event: FamilyEvent) -> FamilyState:
                 previous_hash=state.current_hash,
                 current_hash=event.refresh_token_hash,
                 rotated_at=event.rotated_at,
+                last_refreshed_at=event.rotated_at,
                 last_access_token_jti=event.access_token_jti,
                 last_access_expires_at=event.access_expires_at,
                 version=state.version + 1,
             )
-        case AccessTokenRefreshed() | RefreshTokenRetried():
+        case AccessTokenRefreshed():
             return msgspec.structs.replace(
                 state,
+                last_refreshed_at=event.refreshed_at,
+                last_access_token_jti=event.access_token_jti,
+                last_access_expires_at=event.access_expires_at,
+                version=state.version + 1,
+            )
+        case RefreshTokenRetried():
+            return msgspec.structs.replace(
+                state,
+                last_refreshed_at=event.retried_at,
                 last_access_token_jti=event.access_token_jti,
                 last_access_expires_at=event.access_expires_at,
                 version=state.version + 1,
@@ -136,6 +147,7 @@ class Policy:
     grace_seconds: int
     access_ttl: int
     refresh_ttl: int
+    idle_ttl: int | None = None  # a family not refreshed for this long is refused
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,6 +273,16 @@ def _refresh(cmd: Refresh, state: FamilyState) -> Decision:
         )
     if cmd.now >= state.refresh_expires_at:
         return refuse(InvalidGrant("refresh token has expired"))
+    last_used = state.last_refreshed_at or state.started_at
+    if cmd.policy.idle_ttl is not None and cmd.now - last_used > timedelta(
+        seconds=cmd.policy.idle_ttl
+    ):
+        return refuse(
+            InvalidGrant(
+                "refresh token has expired",
+                debug=f"unused since {last_used.isoformat()}, idle limit {cmd.policy.idle_ttl}s",
+            )
+        )
     try:
         scope = narrow_scope(cmd.scope, state.scope)
     except InvalidScope as exc:

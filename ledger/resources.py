@@ -115,19 +115,19 @@ class Targets:
     scopes: Mapping[str, Sequence[str]] = field(default_factory=dict)  # by resource, if any
 
 
-def check_target(target: str | None, client_audience: str | None, targets: Targets) -> None:
+def check_target(target: str | None, client_audiences: Sequence[str], targets: Targets) -> None:
     """RFC 8707 §2 ``invalid_target``: a ``resource`` (or TaxRock's ``audience``) the
     client may not have tokens for.
 
-    A client registered with an audience may ask only for it (its allow-list narrows the
+    A client registered with audiences may ask only for those (its allow-list narrows the
     registered resources); any other client may ask for a registered resource, or for
     anything when ``allow_any`` is set. Asking for nothing is always allowed.
     """
     if target is None:
         return
     validate_resource(target)
-    if client_audience is not None:
-        if target != client_audience:
+    if client_audiences:
+        if target not in client_audiences:
             raise InvalidTarget("resource is not allowed for this client")
         return
     if not targets.allow_any and target not in targets.registered:

@@ -264,3 +264,21 @@ async def registered_resources(conn: psycopg.AsyncConnection[Any]) -> dict[str, 
     """The resource servers registered and not removed: URL -> the scopes they serve."""
     cur = await conn.execute("select url, scopes from resources where removed_at is null")
     return {str(row[0]): list(row[1]) for row in await cur.fetchall()}
+
+
+async def all_clients(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
+    """Every client's state, by id (``tokenledger clients list``)."""
+    async with conn.cursor(row_factory=class_row(CLIENTS.state_type)) as cur:
+        await cur.execute(
+            sql.SQL("select {cols} from clients order by client_id").format(
+                cols=sql.SQL(", ").join(map(sql.Identifier, CLIENTS.columns))
+            )
+        )
+        return await cur.fetchall()
+
+
+async def longest_client_access_ttl(conn: psycopg.AsyncConnection[Any]) -> int | None:
+    """The longest access token lifetime a client sets for itself, if any does."""
+    cur = await conn.execute("select max(access_token_ttl) from clients")
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else int(row[0])

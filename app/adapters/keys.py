@@ -7,12 +7,15 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import psycopg
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from ledger.keys import ALG, SigningKey, seal, unseal
+from ledger.keys import SigningKey, seal, unseal
 
 # A fixed key for the advisory lock that stops two replicas creating a first key each.
 _KEY_LOCK = 0x746C6B657973
@@ -23,22 +26,50 @@ async def lock_key_creation(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute("select pg_advisory_xact_lock(%s)", (_KEY_LOCK,))
 
 
-async def newest_key(conn: psycopg.AsyncConnection[Any], secret: str | None) -> SigningKey | None:
+class KeyRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A key's public half and its schedule (no private material)."""
+
+    kid: str
+    alg: str
+    public_jwk: dict[str, Any]
+    created_at: datetime
+    activates_at: datetime
+    stops_signing_at: datetime | None
+    unpublish_at: datetime | None
+
+
+async def key_schedule(conn: psycopg.AsyncConnection[Any]) -> list[KeyRow]:
+    """Every key not retired by hand, the latest to sign first."""
+    async with conn.cursor(row_factory=class_row(KeyRow)) as cur:
+        await cur.execute(
+            "select kid, alg, public_jwk, created_at, activates_at, stops_signing_at,"
+            " unpublish_at from signing_keys where retired_at is null"
+            " order by activates_at desc, created_at desc"
+        )
+        return await cur.fetchall()
+
+
+async def load_private_key(
+    conn: psycopg.AsyncConnection[Any], kid: str, secret: str | None
+) -> SigningKey:
     cur = await conn.execute(
-        "select kid, private_key, sealed, public_jwk from signing_keys"
-        " where retired_at is null order by created_at desc limit 1"
+        "select private_key, sealed, public_jwk from signing_keys where kid = %s", (kid,)
     )
     row = await cur.fetchone()
     if row is None:
-        return None
-    kid, blob, sealed, jwk = row
+        raise LookupError(f"no key {kid}")
+    blob, sealed, jwk = row
     private = serialization.load_der_private_key(unseal(bytes(blob), sealed, secret), None)
-    assert isinstance(private, rsa.RSAPrivateKey)
+    assert isinstance(private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | Ed25519PrivateKey)
     return SigningKey(kid=kid, private_key=private, public_jwk=jwk)
 
 
 async def store_key(
-    conn: psycopg.AsyncConnection[Any], key: SigningKey, secret: str | None, now: datetime
+    conn: psycopg.AsyncConnection[Any],
+    key: SigningKey,
+    secret: str | None,
+    now: datetime,
+    activates_at: datetime | None = None,
 ) -> None:
     der = key.private_key.private_bytes(
         serialization.Encoding.DER,
@@ -47,16 +78,30 @@ async def store_key(
     )
     blob, sealed = seal(der, secret)
     await conn.execute(
-        "insert into signing_keys (kid, alg, private_key, sealed, public_jwk, created_at)"
-        " values (%s, %s, %s, %s, %s, %s)",
-        (key.kid, ALG, blob, sealed, Jsonb(key.public_jwk), now),
+        "insert into signing_keys"
+        " (kid, alg, private_key, sealed, public_jwk, created_at, activates_at)"
+        " values (%s, %s, %s, %s, %s, %s, %s)",
+        (key.kid, key.alg, blob, sealed, Jsonb(key.public_jwk), now, activates_at or now),
     )
 
 
-async def published_jwks(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
-    """Public keys of every key not retired, newest first (RFC 7517 §5)."""
+async def mark_retiring(
+    conn: psycopg.AsyncConnection[Any], kid: str, stops_signing_at: datetime, unpublish_at: datetime
+) -> None:
+    await conn.execute(
+        "update signing_keys set stops_signing_at = %s, unpublish_at = %s where kid = %s",
+        (stops_signing_at, unpublish_at, kid),
+    )
+
+
+async def published_jwks(conn: psycopg.AsyncConnection[Any], now: datetime) -> list[dict[str, Any]]:
+    """Public keys of every key published at ``now``: the next one before it signs, the
+    active one, and those retiring until their last token expires (RFC 7517 §5)."""
     cur = await conn.execute(
-        "select public_jwk from signing_keys where retired_at is null order by created_at desc"
+        "select public_jwk from signing_keys where retired_at is null"
+        " and (unpublish_at is null or unpublish_at > %s)"
+        " order by activates_at desc, created_at desc",
+        (now,),
     )
     return [row[0] for row in await cur.fetchall()]
 

@@ -48,7 +48,7 @@ from app.logging import request_context_middleware, request_id_header
 from app.settings import Settings
 from app.usecases import audit_seals
 from app.usecases.grants.base import Issuance
-from app.usecases.keys import active_signing_key
+from app.usecases.keys import KeyRing, active_signing_key
 from app.usecases.metadata_documents import MetadataDocuments
 from ledger.errors import OAuthError
 
@@ -66,7 +66,11 @@ def create_app(
         await pool.open(wait=True, timeout=30)
         try:
             async with pool.connection() as conn:
-                key = await active_signing_key(conn, settings.key_encryption_secret, clock())
+                key = await active_signing_key(
+                    conn, settings.key_encryption_secret, clock(), settings.signing_alg
+                )
+                keys = KeyRing(settings.key_encryption_secret, settings.key_refresh_interval)
+                await keys.refresh(conn, clock())
                 session_key = await instance_secret(
                     conn, "session_hmac_key", settings.key_encryption_secret
                 )
@@ -79,7 +83,7 @@ def create_app(
                 default_audience=settings.audience,
                 access_token_ttl=settings.access_token_ttl,
                 refresh_token_ttl=settings.refresh_token_ttl,
-                signing_key=key,
+                keys=keys,
                 clock=clock,
                 refresh_token_key=refresh_token_key,
                 allow_any_resource=settings.allow_any_resource,

@@ -4,6 +4,7 @@ RFC 7662 requests."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -55,10 +56,11 @@ async def authenticate_client(
     request: Request[Any, Any, Any],
     client_id: str | None,
     client_secret: str | None,
+    now: datetime,
 ) -> ClientState:
     """Exactly the token endpoint's client authentication: Basic or the body, never both
     with different identities; ``invalid_client`` otherwise."""
     creds = merge_credentials(
         parse_basic(request.headers.get("authorization")), client_id, client_secret
     )
-    return authenticate(await load(conn, CLIENTS, creds.client_id), creds)
+    return authenticate(await load(conn, CLIENTS, creds.client_id), creds, now)

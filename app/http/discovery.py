@@ -75,4 +75,4 @@ def metadata_handler(issuer: str) -> Any:
 async def jwks(request: Request[Any, Any, Any]) -> dict[str, Any]:
     ctx: Context = request.app.state.ctx
     async with ctx.pool.connection() as conn:
-        return {"keys": await published_jwks(conn)}
+        return {"keys": await published_jwks(conn, ctx.clock())}

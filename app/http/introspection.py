@@ -27,7 +27,9 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[bytes]:
         request.headers.get("content-type", ""), await request.body(), TokenParameters
     )
     async with ctx.pool.connection() as conn:
-        caller = await authenticate_client(conn, request, params.client_id, params.client_secret)
+        caller = await authenticate_client(
+            conn, request, params.client_id, params.client_secret, ctx.clock()
+        )
         structlog.contextvars.bind_contextvars(client_id=caller.client_id)
         require_resource_server(caller)
         if params.token is None:

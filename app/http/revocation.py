@@ -25,7 +25,9 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[bytes]:
         request.headers.get("content-type", ""), await request.body(), TokenParameters
     )
     async with ctx.pool.connection() as conn:
-        client = await authenticate_client(conn, request, params.client_id, params.client_secret)
+        client = await authenticate_client(
+            conn, request, params.client_id, params.client_secret, ctx.clock()
+        )
         structlog.contextvars.bind_contextvars(client_id=client.client_id)
         if params.token is None:
             raise InvalidRequest("token is required")

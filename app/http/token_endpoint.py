@@ -103,8 +103,9 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
             )
         except DocumentRefused as exc:
             raise InvalidClient(exc.description, debug="metadata document refused") from None
-        client = authenticate(found, creds)
+        client = authenticate(found, creds, ctx.clock())
         metadata = event_metadata(request, f"client:{client.client_id}")
+        await ctx.issuance.keys.refresh_if_stale(conn, ctx.clock())
         response = await grant(ctx.issuance, conn, req, client, metadata)
     return Response(
         content=msgspec.json.encode(response),

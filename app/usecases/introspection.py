@@ -1,6 +1,6 @@
 """Token introspection (RFC 7662): whether a token is one of ours and may still be used.
 
-An access token is active while it verifies (our key, our issuer, RS256, not expired)
+An access token is active while it verifies (our key, its own algorithm, our issuer, not expired)
 and its family is live: revoking a family makes its access tokens inactive at once,
 although they stay valid to a resource server that only checks their signature. A
 refresh token is active while it is its live family's current one and not expired.

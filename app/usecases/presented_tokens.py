@@ -50,7 +50,7 @@ async def _as_access_token(
 ) -> PresentedAccessToken | None:
     if token.count(".") != 2:
         return None
-    keys = {jwk["kid"]: jwk for jwk in await published_jwks(conn)}
+    keys = {jwk["kid"]: jwk for jwk in await published_jwks(conn, now)}
     claims = verify(token, keys, issuer=issuer, now=now)
     if claims is None:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from ledger.clients import (
@@ -173,3 +174,176 @@ def test_given_no_client_when_registered_with_a_private_use_uri_then_registered(
             registered_at=T0,
         )
     )
+
+
+# --- operator changes (tokenledger clients update/disable/enable/rotate-secret) --------
+
+T1 = datetime(2026, 2, 1, tzinfo=UTC)
+NEW_SECRET = "tls_" + "n" * 43
+
+
+def registered() -> ClientRegistered:
+    return ClientRegistered(
+        client_id="app",
+        name="App",
+        client_type="confidential",
+        secret_hash=hash_secret(SECRET),
+        redirect_uris=["https://app.example.com/cb"],
+        scopes=["mcp"],
+        audience="https://api.example.com",
+        registered_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+def test_an_update_records_every_setting_as_it_now_is() -> None:
+    from ledger.clients import UpdateClient
+    from ledger.events import ClientUpdated
+
+    result = (
+        given_when_then.client.given(registered())
+        .when(
+            UpdateClient(
+                rotate_refresh_tokens=False,
+                refresh_grace_seconds=10,
+                access_token_ttl=300,
+                refresh_idle_ttl=600,
+                audiences=["https://a.example.com", "https://b.example.com"],
+                now=T1,
+            )
+        )
+        .then(
+            ClientUpdated(
+                client_id="app",
+                name="App",
+                redirect_uris=["https://app.example.com/cb"],
+                scopes=["mcp"],
+                rotate_refresh_tokens=False,
+                refresh_grace_seconds=10,
+                access_token_ttl=300,
+                refresh_token_ttl=None,
+                refresh_idle_ttl=600,
+                audiences=["https://a.example.com", "https://b.example.com"],
+                updated_at=T1,
+            )
+        )
+    )
+    state = result.state
+    assert state.audience == "https://a.example.com"  # the first is the default aud
+    assert state.secret_hash == hash_secret(SECRET)  # untouched
+    assert state.version == 2
+
+
+def test_a_registered_audience_is_the_allow_list_until_an_update() -> None:
+    state = given_when_then.client.given(registered()).state
+    assert state.allowed_audiences == ["https://api.example.com"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"refresh_grace_seconds": 301},
+        {"access_token_ttl": 0},
+        {"refresh_idle_ttl": -1},
+        {"redirect_uris": ["javascript:alert(1)"]},
+        {"name": "\x07"},
+    ],
+)
+def test_an_update_with_a_bad_value_is_refused_without_events(change: dict[str, object]) -> None:
+    from ledger.clients import UpdateClient
+
+    given_when_then.client.given(registered()).when(
+        UpdateClient(now=T1, **change)  # type: ignore[arg-type]
+    ).then_error(Rejected)
+
+
+def test_an_unknown_client_cannot_be_updated_disabled_or_rotated() -> None:
+    from ledger.clients import DisableClient, RotateClientSecret, UpdateClient
+
+    for command in (
+        UpdateClient(now=T1),
+        DisableClient(now=T1),
+        RotateClientSecret(secret_hash="x", overlap_seconds=0, now=T1),
+    ):
+        given_when_then.client.given().when(command).then_error(Rejected)
+
+
+def test_disable_and_enable_are_recorded_once_each() -> None:
+    from ledger.clients import DisableClient, EnableClient
+    from ledger.events import ClientDisabled, ClientEnabled
+
+    disabled = ClientDisabled(client_id="app", disabled_at=T1)
+    given_when_then.client.given(registered()).when(DisableClient(now=T1)).then(disabled)
+    given_when_then.client.given(registered(), disabled).when(DisableClient(now=T1)).then()
+    given_when_then.client.given(registered(), disabled).when(EnableClient(now=T1)).then(
+        ClientEnabled(client_id="app", enabled_at=T1)
+    )
+    given_when_then.client.given(registered()).when(EnableClient(now=T1)).then()
+
+
+def test_a_disabled_client_cannot_authenticate_even_with_its_secret() -> None:
+    from ledger.events import ClientDisabled
+
+    state = given_when_then.client.given(
+        registered(), ClientDisabled(client_id="app", disabled_at=T1)
+    ).state
+    creds = ClientCredentials(client_id="app", secret=SECRET, method="client_secret_basic")
+    with pytest.raises(InvalidClient):
+        authenticate(state, creds, T1)
+
+
+def test_the_old_secret_works_until_the_overlap_ends() -> None:
+    from datetime import timedelta
+
+    from ledger.clients import RotateClientSecret
+    from ledger.events import ClientSecretRotated
+
+    rotated = ClientSecretRotated(
+        client_id="app",
+        secret_hash=hash_secret(NEW_SECRET),
+        previous_secret_hash=hash_secret(SECRET),
+        previous_valid_until=T1 + timedelta(hours=1),
+        rotated_at=T1,
+    )
+    command = RotateClientSecret(secret_hash=hash_secret(NEW_SECRET), overlap_seconds=3600, now=T1)
+    state = given_when_then.client.given(registered()).when(command).then(rotated).state
+    old = ClientCredentials(client_id="app", secret=SECRET, method="client_secret_basic")
+    new = ClientCredentials(client_id="app", secret=NEW_SECRET, method="client_secret_basic")
+    assert authenticate(state, new, T1).client_id == "app"
+    assert authenticate(state, old, T1 + timedelta(minutes=59)).client_id == "app"
+    with pytest.raises(InvalidClient):
+        authenticate(state, old, T1 + timedelta(hours=1))
+    with pytest.raises(InvalidClient):
+        authenticate(state, old)  # no clock: only the current secret
+
+
+def test_a_rotation_without_overlap_drops_the_old_secret_at_once() -> None:
+    from ledger.clients import RotateClientSecret
+    from ledger.events import ClientSecretRotated
+
+    command = RotateClientSecret(secret_hash=hash_secret(NEW_SECRET), overlap_seconds=0, now=T1)
+    state = (
+        given_when_then.client.given(registered())
+        .when(command)
+        .then(
+            ClientSecretRotated(
+                client_id="app",
+                secret_hash=hash_secret(NEW_SECRET),
+                previous_secret_hash=None,
+                previous_valid_until=None,
+                rotated_at=T1,
+            )
+        )
+        .state
+    )
+    old = ClientCredentials(client_id="app", secret=SECRET, method="client_secret_basic")
+    with pytest.raises(InvalidClient):
+        authenticate(state, old, T1)
+
+
+def test_a_public_client_has_no_secret_to_rotate() -> None:
+    from ledger.clients import RotateClientSecret
+
+    public = msgspec.structs.replace(registered(), client_type="public", secret_hash=None)
+    given_when_then.client.given(public).when(
+        RotateClientSecret(secret_hash="x", overlap_seconds=0, now=T1)
+    ).then_error(Rejected)

@@ -281,6 +281,41 @@ def test_an_expired_refresh_token_is_refused_without_events(after: timedelta) ->
     family.given(started()).when(refresh(1, T0 + after)).then_error(InvalidGrant)
 
 
+IDLE = dataclasses.replace(ROTATING, idle_ttl=3600)
+
+
+def test_a_refresh_token_unused_past_the_idle_lifetime_is_refused() -> None:
+    family.given(started()).when(refresh(1, T0 + timedelta(seconds=3601), policy=IDLE)).then_error(
+        InvalidGrant
+    )
+
+
+def test_a_refresh_within_the_idle_lifetime_rotates_and_restarts_the_idle_clock() -> None:
+    t1 = T0 + timedelta(seconds=3000)
+    result = family.given(started()).when(refresh(1, t1, policy=IDLE)).then(rotation_to(2, 1, t1))
+    assert result.state.last_refreshed_at == t1
+    # 5000 s after the start, but only 2000 s after the last use: still accepted.
+    t2 = T0 + timedelta(seconds=5000)
+    family.given(started(), rotated(2, t1)).when(refresh(2, t2, policy=IDLE)).then(
+        rotation_to(3, 2, t2)
+    )
+    # ... and refused once idle again.
+    t3 = t1 + timedelta(seconds=3601)
+    family.given(started(), rotated(2, t1)).when(refresh(2, t3, policy=IDLE)).then_error(
+        InvalidGrant
+    )
+
+
+def test_a_non_rotating_refresh_also_restarts_the_idle_clock() -> None:
+    policy = dataclasses.replace(NON_ROTATING, idle_ttl=3600)
+    t1 = T0 + timedelta(seconds=3000)
+    first = family.given(started()).when(refresh(1, t1, policy=policy)).outcome
+    assert first.error is None
+    after = family.given(started(), *first.events)
+    assert after.when(refresh(1, T0 + timedelta(seconds=6000), policy=policy)).outcome.error is None
+    after.when(refresh(1, t1 + timedelta(seconds=3601), policy=policy)).then_error(InvalidGrant)
+
+
 def test_a_wider_scope_is_refused_without_events() -> None:
     now = T0 + timedelta(minutes=5)
     family.given(started()).when(refresh(1, now, scope="mcp admin")).then_error(InvalidScope)

@@ -66,10 +66,10 @@ def test_which_target_a_client_may_ask_for(
     target: str | None, audience: str | None, targets: Targets, allowed: bool
 ) -> None:
     if allowed:
-        check_target(target, audience, targets)
+        check_target(target, [audience] if audience else [], targets)
     else:
         with pytest.raises(InvalidTarget):
-            check_target(target, audience, targets)
+            check_target(target, [audience] if audience else [], targets)
 
 
 def _authorize(client: ClientState, resource: str, targets: Targets) -> None:

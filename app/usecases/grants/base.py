@@ -11,6 +11,7 @@ from typing import Any, Literal
 import msgspec
 from psycopg import AsyncConnection
 
+from app.usecases.keys import KeyRing
 from app.usecases.resources import targets
 from ledger.access_tokens import mint
 from ledger.clients import ClientState
@@ -31,10 +32,15 @@ class Issuance:
     default_audience: str
     access_token_ttl: int
     refresh_token_ttl: int
-    signing_key: SigningKey
+    keys: KeyRing  # the key that signs depends on the time (key rotation)
     clock: Clock
     refresh_token_key: bytes  # derives each refresh token's successor
     allow_any_resource: bool = False  # TOKENLEDGER_ALLOW_ANY_RESOURCE (development)
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The key signing now."""
+        return self.keys.signing_key(self.clock())
 
 
 class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
@@ -89,7 +95,7 @@ async def requested_target(
     target = req.target
     check_target(
         target,
-        client.audience,
+        client.allowed_audiences,
         await targets(conn, target, allow_any=issuance.allow_any_resource),
     )
     return None if target == client.audience else target
@@ -101,6 +107,7 @@ def policy_for(issuance: Issuance, client: ClientState) -> Policy:
         grace_seconds=client.refresh_grace_seconds,
         access_ttl=client.access_token_ttl or issuance.access_token_ttl,
         refresh_ttl=client.refresh_token_ttl or issuance.refresh_token_ttl,
+        idle_ttl=client.refresh_idle_ttl,
     )
 
 
@@ -118,7 +125,7 @@ def token_response(
     family_id: str,
 ) -> TokenResponse:
     access_token = mint(
-        issuance.signing_key,
+        issuance.keys.signing_key(now),
         issuer=issuance.issuer,
         subject=subject,
         audience=audience,
