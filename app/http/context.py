@@ -9,6 +9,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from app.adapters.user_keys import PersonalKeys
 from app.http.cookies import Signer
 from app.settings import Settings
 from app.usecases.grants.base import Issuance
@@ -24,4 +25,5 @@ class Context:
     pool: AsyncConnectionPool[Any]
     issuance: Issuance  # what the grants need, and nothing else of this context
     signer: Signer
+    personal: PersonalKeys  # username lookup and the users' data keys (ledger/personal.py)
     clock: Callable[[], datetime] = utc_now
