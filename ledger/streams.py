@@ -1,7 +1,7 @@
 """The kinds of stream in the log, each with its id prefix and its decider: defined once.
 
 A stream id is ``<prefix><key>``: ``family:<uuid>``, ``code:<hash>``, ``client:<id>``,
-``user:<username>``, ``key:<kid>``, ``session:<hash>``, ``auditor:<name>``,
+``user:<user_id>``, ``key:<kid>``, ``session:<hash>``, ``auditor:<name>``,
 ``ledger:seals``. Everything that names a stream goes through here.
 """
 
