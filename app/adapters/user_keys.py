@@ -101,6 +101,13 @@ class KeyedUser:
         except Unreadable:
             return None
 
+    def seal(self, field: str, value: str) -> str:
+        """``value`` sealed under this user's key; in the clear for a user registered
+        before encryption, who has none (their name is in the log in the clear too)."""
+        if self.data_key is None:
+            return value
+        return personal.seal_field(self.data_key, self.user.user_id, field, value)
+
     @property
     def username(self) -> str | None:
         return self.open("username", self.user.username) if self.user.username else None

@@ -303,9 +303,9 @@ async def _login(
             user_id=user.user.user_id,
             now=now,
             ttl_seconds=settings.session_ttl,
-            metadata=event_metadata(request, f"user:{user.user.user_id}"),
+            metadata=event_metadata(request, f"user:{user.user.user_id}", seal=user.seal),
         )
-    session = SignedIn(state, user.username or "")
+    session = SignedIn(state, user, user.username or "")
     cookies = _cookies(ctx)
     cookie = cookies.set(cookies.session, value, max_age=settings.session_ttl)
     log.info("login", user_id=user.user.user_id, client_id=areq.client_id)
@@ -323,9 +323,9 @@ async def _end_session(
     if not cookie:
         return
     async with ctx.pool.connection() as conn:
-        session = await sessions.current(conn, cookie, ctx.clock())
+        session = await sessions.signed_in(conn, ctx.personal, cookie, ctx.clock())
         if session is not None:
-            metadata = event_metadata(request, f"user:{session.user_id}")
+            metadata = event_metadata(request, f"user:{session.user_id}", seal=session.user.seal)
             await sessions.end(conn, cookie, reason, ctx.clock(), metadata)
 
 
@@ -342,7 +342,7 @@ async def _issue_code(
             session.user_id,
             now=ctx.clock(),
             ttl_seconds=ctx.settings.code_ttl,
-            metadata=event_metadata(request, f"user:{session.user_id}"),
+            metadata=event_metadata(request, f"user:{session.user_id}", seal=session.user.seal),
         )
     log.info("code issued", client_id=areq.client_id, code=short(hash_secret(code)))
     return _redirect_back(ctx, areq.redirect_uri, {"code": code, "state": areq.state})

@@ -55,9 +55,10 @@ async def current(
 
 @dataclass(frozen=True)
 class SignedIn:
-    """A live session and its user's name, opened for the pages ("Signed in as")."""
+    """A live session and its user (their name opened for the pages: "Signed in as")."""
 
     state: SessionState
+    user: user_keys.KeyedUser
     username: str
 
     @property
@@ -75,7 +76,7 @@ async def signed_in(
         return None
     found = await user_keys.find_by_id(conn, keys, state.user_id)
     username = None if found is None or found.user.erased else found.username
-    return None if username is None else SignedIn(state, username)
+    return None if found is None or username is None else SignedIn(state, found, username)
 
 
 async def end(
