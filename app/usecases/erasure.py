@@ -56,5 +56,5 @@ async def erase_user(
             lambda tx: tx.handle(streams.USER, stream_key, EraseUser(now=now), loaded=locked.user),
         )
         revoked = await revoke_all_of_subject(conn, user_id, now, metadata)
-        await throttle.clear_account(conn, name)
+        await throttle.forget_account(conn, name)
     return Erased(user_id, revoked, shredded=not legacy)
