@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ from app.adapters.keys import instance_secret
 from app.adapters.user_keys import personal_keys
 from app.http import (
     audit,
+    audit_openapi,
     authorize,
     discovery,
     forms,
     health,
     introspection,
+    openapi,
     registration,
     revocation,
     token_endpoint,
@@ -128,6 +131,7 @@ def create_app(
             token_endpoint.token,
             revocation.revoke,
             introspection.introspect,
+            openapi.openapi_document,
             *([registration.register] if settings.registration != "off" else []),
             audit.router,
         ],
@@ -144,7 +148,9 @@ def create_app(
         template_config=TemplateConfig(
             directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine
         ),
-        openapi_config=None,
+        # Only /audit is documented (the router opts in); see app/http/audit_openapi.py.
+        openapi_config=audit_openapi.openapi_config(version("tokenledger")),
+        include_in_schema=False,
         # Litestar's default config replaces the root logger's handlers with its own plain
         # text ones; app.logging.configure owns logging (one JSON line per record).
         logging_config=None,
