@@ -20,10 +20,11 @@ from app.adapters.database import (
     require_current_schema,
     run_migrations,
 )
+from app.adapters.user_keys import personal_keys
 from app.http.context import utc_now
 from app.logging import configure
 from app.settings import Settings, SettingsError, from_env
-from app.usecases import registration, revocation
+from app.usecases import erasure, registration, revocation
 
 if TYPE_CHECKING:
     import uvicorn
@@ -150,13 +151,15 @@ def users_add(username: str) -> None:
 
     async def work(url: str) -> str:
         async with await _connect(url) as conn:
+            keys = await personal_keys(conn, settings.key_encryption_secret)
             user = await registration.register_user(
-                conn, username=username, password=password, now=utc_now()
+                conn, keys=keys, username=username, password=password, now=utc_now()
             )
         return user.user_id
 
+    settings = _settings()
     try:
-        user_id = _with_database(_settings(), work)
+        user_id = _with_database(settings, work)
     except (ValueError, registration.Rejected) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"user {username.strip().lower()} added (subject {user_id})")
@@ -173,12 +176,17 @@ def _operator(reason: str | None) -> dict[str, Any]:
 def users_revoke_all(username: str, reason: str | None) -> None:
     """Revoke every live token family (grant) of a user and end their sign-in sessions."""
 
+    settings = _settings()
+
     async def work(url: str) -> revocation.RevokedAll:
         async with await _connect(url) as conn:
-            return await revocation.revoke_all_of_user(conn, username, utc_now(), _operator(reason))
+            keys = await personal_keys(conn, settings.key_encryption_secret)
+            return await revocation.revoke_all_of_user(
+                conn, keys, username, utc_now(), _operator(reason)
+            )
 
     try:
-        revoked = _with_database(_settings(), work)
+        revoked = _with_database(settings, work)
     except (ValueError, LookupError) as exc:
         raise click.ClickException(str(exc)) from None
     for family_id in revoked.families:
@@ -186,6 +194,34 @@ def users_revoke_all(username: str, reason: str | None) -> None:
     who = username.strip().lower()
     click.echo(f"{len(revoked.families)} families of {who} revoked")
     click.echo(f"{revoked.sessions} sign-in sessions of {who} ended")
+
+
+@users.command("erase")
+@click.argument("username")
+@click.option("--reason", default=None, help="Why, recorded with the erasure.")
+def users_erase(username: str, reason: str | None) -> None:
+    """Erase a user (crypto-shredding): delete their data key, so that no personal field
+    of theirs in the log opens again; revoke their grants and end their sessions."""
+    settings = _settings()
+
+    async def work(url: str) -> erasure.Erased:
+        async with await _connect(url) as conn:
+            keys = await personal_keys(conn, settings.key_encryption_secret)
+            return await erasure.erase_user(conn, keys, username, utc_now(), _operator(reason))
+
+    try:
+        erased = _with_database(settings, work)
+    except (ValueError, LookupError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"user {erased.user_id} erased: its data key is deleted")
+    click.echo(f"{len(erased.revoked.families)} families revoked")
+    click.echo(f"{erased.revoked.sessions} sign-in sessions ended")
+    if not erased.shredded:
+        click.echo(
+            "warning: this user was registered before encryption; their username and"
+            " password hash stay readable in the log",
+            err=True,
+        )
 
 
 @main.group()

@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from app.adapters.user_keys import personal_keys
 from app.usecases import handler, registration
 from ledger import streams
 from ledger.codes import IssueCode
@@ -128,7 +129,11 @@ async def main(args: argparse.Namespace) -> None:
             now=now,
         )
         user = await registration.register_user(
-            conn, username=f"u{uuid.uuid4().hex[:8]}", password="bench password", now=now
+            conn,
+            keys=await personal_keys(conn, None),
+            username=f"u{uuid.uuid4().hex[:8]}",
+            password="bench password",
+            now=now,
         )
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"

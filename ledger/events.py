@@ -87,10 +87,22 @@ class ClientSecretRotated(Event, frozen=True, kw_only=True, tag="client_secret_r
 
 
 class UserRegistered(Event, frozen=True, kw_only=True, tag="user_registered"):
+    """Stream ``user:<user_id>``. The personal fields are sealed values under the user's
+    data key (``ledger.personal``), so that erasing the key shreds them."""
+
+    schema_version: ClassVar[int] = 2  # 1: username and password hash in the clear
+
     user_id: str
-    username: str
-    password_hash: str  # argon2id, RFC 9106
+    username: str  # sealed: the normalized username
+    password_hash: str  # sealed: argon2id, RFC 9106
     registered_at: datetime
+
+
+class UserErased(Event, frozen=True, kw_only=True, tag="user_erased"):
+    """The user's data key was deleted: no personal field of theirs opens any more."""
+
+    user_id: str
+    erased_at: datetime
 
 
 # --- authorization codes (stream 'code:<hash>') --------------------------------------
@@ -213,9 +225,10 @@ class TokenFamilyRevoked(Event, frozen=True, kw_only=True, tag="token_family_rev
 class SessionStarted(Event, frozen=True, kw_only=True, tag="session_started"):
     """A user signed in at the pages; the cookie holds a random value, the log its hash."""
 
+    schema_version: ClassVar[int] = 2  # 1: also the username, in the clear
+
     session_hash: str
     user_id: str
-    username: str
     started_at: datetime
     expires_at: datetime
 
@@ -322,6 +335,7 @@ AnyEvent = (
     | ClientEnabled
     | ClientSecretRotated
     | UserRegistered
+    | UserErased
     | AuthorizationCodeIssued
     | AuthorizationCodeRedeemed
     | AuthorizationCodeReplayed
@@ -361,7 +375,26 @@ def encode_event(event: Event) -> dict[str, Any]:
 
 # (type, version) -> a function from that version's data to the next version's data.
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def _user_registered_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 held the username and password hash in the clear: marked as such, they read
+    as the v2 shape (``ledger.personal.plain_field``); they were never shreddable."""
+    return data | {
+        "username": "plain:" + data["username"],
+        "password_hash": "plain:" + data["password_hash"],
+    }
+
+
+def _session_started_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 repeated the username; v2 names the user by id only."""
+    return {k: v for k, v in data.items() if k != "username"}
+
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("user_registered", 1): _user_registered_v1,
+    ("session_started", 1): _session_started_v1,
+}
 
 _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     tag: msgspec.json.Decoder(cls) for tag, cls in EVENT_TYPES.items()

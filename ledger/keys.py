@@ -105,12 +105,26 @@ def derive_key(secret: str, purpose: str) -> bytes:
     return _kek(secret, b"tokenledger:" + purpose.encode())
 
 
+def aead_seal(key: bytes, plain: bytes, aad: bytes) -> bytes:
+    """nonce | AES-256-GCM ciphertext of ``plain`` under a 32-byte ``key``, bound to ``aad``."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(key).encrypt(nonce, plain, aad)
+
+
+def aead_open(key: bytes, blob: bytes, aad: bytes) -> bytes:
+    """The inverse of ``aead_seal``; KeyDecryptionError for a wrong key, aad or altered blob."""
+    try:
+        return AESGCM(key).decrypt(blob[:12], blob[12:], aad)
+    except Exception as exc:  # InvalidTag, or a blob too short to hold a nonce and tag
+        raise KeyDecryptionError("the key cannot open this ciphertext") from exc
+
+
 def seal(plain: bytes, secret: str | None) -> tuple[bytes, bool]:
     """(salt | nonce | AES-256-GCM ciphertext, True), or the plain bytes and False."""
     if not secret:
         return plain, False
-    salt, nonce = os.urandom(16), os.urandom(12)
-    return salt + nonce + AESGCM(_kek(secret, salt)).encrypt(nonce, plain, b"tokenledger"), True
+    salt = os.urandom(16)
+    return salt + aead_seal(_kek(secret, salt), plain, b"tokenledger"), True
 
 
 def unseal(blob: bytes, sealed: bool, secret: str | None) -> bytes:
@@ -120,10 +134,9 @@ def unseal(blob: bytes, sealed: bool, secret: str | None) -> bytes:
         raise KeyDecryptionError(
             "key material is sealed; set TOKENLEDGER_KEY_ENCRYPTION_SECRET to open it"
         )
-    salt, nonce, body = blob[:16], blob[16:28], blob[28:]
     try:
-        return AESGCM(_kek(secret, salt)).decrypt(nonce, body, b"tokenledger")
-    except Exception as exc:  # InvalidTag: wrong secret or altered blob
+        return aead_open(_kek(secret, blob[:16]), blob[16:], b"tokenledger")
+    except KeyDecryptionError as exc:  # wrong secret or altered blob
         raise KeyDecryptionError("TOKENLEDGER_KEY_ENCRYPTION_SECRET cannot open the key") from exc
 
 

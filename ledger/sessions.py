@@ -25,7 +25,6 @@ class SessionState(msgspec.Struct, kw_only=True):
 
     session_hash: str = ""
     user_id: str = ""
-    username: str = ""
     started_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     expires_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     ended_at: datetime | None = None
@@ -45,7 +44,6 @@ def evolve(state: SessionState, event: SessionStarted | SessionEnded) -> Session
             return SessionState(
                 session_hash=event.session_hash,
                 user_id=event.user_id,
-                username=event.username,
                 started_at=event.started_at,
                 expires_at=event.expires_at,
                 version=state.version + 1,
@@ -62,7 +60,6 @@ def evolve(state: SessionState, event: SessionStarted | SessionEnded) -> Session
 class StartSession:
     session_hash: str
     user_id: str
-    username: str
     now: datetime
     ttl_seconds: int
 
@@ -85,7 +82,6 @@ def decide(command: SessionCommand, state: SessionState) -> Decision:
                 SessionStarted(
                     session_hash=command.session_hash,
                     user_id=command.user_id,
-                    username=command.username,
                     started_at=command.now,
                     expires_at=datetime.fromtimestamp(
                         command.now.timestamp() + command.ttl_seconds, UTC

@@ -242,7 +242,11 @@ class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
         if self.subject is not None:
             conds.append(
                 sql.SQL(
-                    "(stream_id in (select 'user:' || username from users where user_id = %s)"
+                    # 'user:<user_id>', or 'user:<name>' for users registered before
+                    # encryption, whose read-model username is 'plain:<name>'.
+                    "(stream_id = 'user:' || %s"
+                    " or stream_id in (select 'user:' || substr(username, 7) from users"
+                    " where user_id = %s and left(username, 6) = 'plain:')"
                     " or stream_id in (select 'session:' || session_hash from sessions"
                     " where user_id = %s)"
                     " or stream_id in (select 'family:' || family_id from token_families"
@@ -251,7 +255,7 @@ class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
                     " where subject = %s))"
                 )
             )
-            params += [self.subject] * 4
+            params += [self.subject] * 5
         if self.family_id is not None:
             conds.append(
                 sql.SQL(

@@ -1,7 +1,7 @@
 """The kinds of stream in the log, each with its id prefix and its decider: defined once.
 
 A stream id is ``<prefix><key>``: ``family:<uuid>``, ``code:<hash>``, ``client:<id>``,
-``user:<username>``, ``key:<kid>``, ``session:<hash>``, ``auditor:<name>``, ``resource:<url>``,
+``user:<user_id>``, ``key:<kid>``, ``session:<hash>``, ``auditor:<name>``, ``resource:<url>``,
 ``ledger:seals``. Everything that names a stream goes through here.
 """
 

@@ -1,4 +1,10 @@
-"""End users of the built-in store: their state and password verification (argon2id)."""
+"""End users of the built-in store: their state, erasure and password verification (argon2id).
+
+A user's stream is ``user:<user_id>``: the username is personal data and so never part
+of a stream id (streams written before that are ``user:<username>``). The username and
+password hash in the events are sealed values (``ledger.personal``) that the shell seals
+before deciding and opens after loading; the decider only moves them.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from ledger.decider import Decider, Decision, accept, refuse
 from ledger.errors import AlreadyExists
-from ledger.events import UserRegistered
+from ledger.events import UserErased, UserRegistered
 
 _hasher = PasswordHasher()  # argon2id with the RFC 9106 low-memory profile
 # A hash of a password nobody has, verified when the user does not exist, so that an
@@ -24,13 +30,19 @@ USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
 
 
 class UserState(msgspec.Struct, kw_only=True):
-    """The ``users`` read model, keyed by the normalized username; version 0: no user."""
+    """The ``users`` read model, keyed by user id; version 0: no user. ``username`` and
+    ``password_hash`` are sealed values, emptied once the user is erased."""
 
     username: str = ""
     user_id: str = ""
     password_hash: str = ""
     registered_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    erased_at: datetime | None = None
     version: int = 0
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
 
 
 INITIAL = UserState()
@@ -45,7 +57,7 @@ def normalize_username(username: str) -> str:
     return username.lower()
 
 
-def evolve(state: UserState, event: UserRegistered) -> UserState:
+def evolve(state: UserState, event: UserRegistered | UserErased) -> UserState:
     match event:
         case UserRegistered():
             return UserState(
@@ -55,28 +67,43 @@ def evolve(state: UserState, event: UserRegistered) -> UserState:
                 registered_at=event.registered_at,
                 version=state.version + 1,
             )
+        case UserErased():
+            return UserState(
+                user_id=state.user_id,
+                registered_at=state.registered_at,
+                erased_at=event.erased_at,
+                version=state.version + 1,
+            )
         case _:
             assert_never(event)
 
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterUser:
-    """A new user: the shell normalized the username and hashed the password."""
+    """A new user: the shell normalized the username, hashed the password and sealed both
+    under the user's new data key."""
 
     user_id: str
-    username: str
-    password_hash: str
+    username: str  # sealed
+    password_hash: str  # sealed
     now: datetime
 
 
-UserCommand = RegisterUser
+@dataclass(frozen=True, kw_only=True)
+class EraseUser:
+    """The shell has deleted the user's data key; this records it."""
+
+    now: datetime
+
+
+UserCommand = RegisterUser | EraseUser
 
 
 def decide(command: UserCommand, state: UserState) -> Decision:
     match command:
         case RegisterUser():
             if state.version:
-                return refuse(AlreadyExists(f"user {command.username!r} already exists"))
+                return refuse(AlreadyExists(f"user {command.user_id} already exists"))
             return accept(
                 UserRegistered(
                     user_id=command.user_id,
@@ -85,6 +112,10 @@ def decide(command: UserCommand, state: UserState) -> Decision:
                     registered_at=command.now,
                 )
             )
+        case EraseUser():
+            if not state.version or state.erased:
+                return accept()  # nothing to erase, or erased already: erasure is idempotent
+            return accept(UserErased(user_id=state.user_id, erased_at=command.now))
         case _:
             assert_never(command)
 
@@ -96,11 +127,10 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def verify_password(user: UserState | None, password: str) -> bool:
-    """Constant work whether or not the user exists."""
-    stored = user.password_hash if user is not None and user.version else _DUMMY_HASH
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Constant work whether or not the user exists (``None``: no such user, or erased)."""
     try:
-        ok = _hasher.verify(stored, password)
+        ok = _hasher.verify(password_hash or _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return False
-    return ok and user is not None and user.version > 0
+    return ok and password_hash is not None

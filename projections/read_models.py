@@ -69,7 +69,7 @@ def _refresh_token_rows(stream_id: str, event: AnyEvent) -> Iterator[tuple[Any, 
 
 
 CLIENTS = ReadModel(streams.CLIENT, "clients", "client_id")
-USERS = ReadModel(streams.USER, "users", "username")
+USERS = ReadModel(streams.USER, "users", "user_id")
 CODES = ReadModel(streams.CODE, "authorization_codes", "code_hash")
 FAMILIES = ReadModel(streams.FAMILY, "token_families", "family_id")
 SESSIONS = ReadModel(streams.SESSION, "sessions", "session_hash")
@@ -229,13 +229,6 @@ async def family_by_refresh_token(
     return PresentedRefreshToken(
         generation=row[0], family=FamilyState(**dict(zip(FAMILIES.columns, row[1:], strict=True)))
     )
-
-
-async def username_of(conn: psycopg.AsyncConnection[Any], user_id: str) -> str | None:
-    """The username of a subject (``users.user_id`` is unique), or None."""
-    cur = await conn.execute("select username from users where user_id = %s", (user_id,))
-    row = await cur.fetchone()
-    return None if row is None else str(row[0])
 
 
 async def active_families_of(conn: psycopg.AsyncConnection[Any], subject: str) -> list[str]:

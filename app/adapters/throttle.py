@@ -127,3 +127,10 @@ async def reserve_registration(
         return None
     left: timedelta = window_start + window - now
     return max(left, timedelta(seconds=1))
+
+
+async def forget_account(conn: psycopg.AsyncConnection[Any], username: str) -> None:
+    """Drop the account's failure count: its key holds the username (``users erase``)."""
+    await conn.execute(
+        "delete from login_throttle where key = %s", (keys(username, None)["account"],)
+    )

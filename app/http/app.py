@@ -22,6 +22,7 @@ from litestar.template.config import TemplateConfig
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
 from app.adapters.metadata_documents import FetchPolicy
+from app.adapters.user_keys import personal_keys
 from app.http import (
     audit,
     audit_openapi,
@@ -78,6 +79,7 @@ def create_app(
                     conn, "refresh_token_key", settings.key_encryption_secret
                 )
                 seal_key = await audit_seals.load_seal_key(conn, settings)
+                personal = await personal_keys(conn, settings.key_encryption_secret)
             issuance = Issuance(
                 issuer=settings.issuer,
                 default_audience=settings.audience,
@@ -104,6 +106,7 @@ def create_app(
                     supported_scopes=settings.scopes_supported,
                     clock=clock,
                 ),
+                personal=personal,
                 clock=clock,
             )
             if not settings.key_encryption_secret:

@@ -20,7 +20,7 @@ from litestar.datastructures import Cookie
 from litestar.exceptions import ClientException
 from litestar.response import Redirect, Template
 
-from app.adapters import throttle
+from app.adapters import throttle, user_keys
 from app.http import forms
 from app.http.context import Context
 from app.http.cookies import Cookies
@@ -29,6 +29,7 @@ from app.http.security import form_post_is_same_origin
 from app.usecases import authorization as authorization_usecase
 from app.usecases import resources as resource_cases
 from app.usecases import sessions
+from app.usecases.sessions import SignedIn
 from ledger import authorization, users
 from ledger.authorization import AuthorizationRequest, RedirectableError, UnsafeToRedirect
 from ledger.clients import ClientState
@@ -38,8 +39,6 @@ from ledger.metadata_documents import DocumentRefused
 from ledger.opaque_tokens import hash_secret, short
 from ledger.protocol import redirect_uri_with
 from ledger.resources import Targets
-from ledger.sessions import SessionState
-from projections.read_models import USERS, load
 
 log = structlog.get_logger(__name__)
 
@@ -156,12 +155,12 @@ def _form_verified(request: Request[Any, Any, Any], ctx: Context, token: str | N
     return False
 
 
-async def _session(request: Request[Any, Any, Any], ctx: Context) -> SessionState | None:
+async def _session(request: Request[Any, Any, Any], ctx: Context) -> SignedIn | None:
     cookie = request.cookies.get(_cookies(ctx).session)
     if not cookie:
         return None
     async with ctx.pool.connection() as conn:
-        return await sessions.current(conn, cookie, ctx.clock())
+        return await sessions.signed_in(conn, ctx.personal, cookie, ctx.clock())
 
 
 async def _page(
@@ -170,7 +169,7 @@ async def _page(
     areq: AuthorizationRequest,
     client: ClientState,
     *,
-    session: SessionState | None,
+    session: SignedIn | None,
     error: str | None = None,
     status: int = 200,
     cookies: list[Cookie] | None = None,
@@ -306,30 +305,34 @@ async def _login(
         user = None
         if reserved:
             try:
-                user = await load(conn, USERS, users.normalize_username(username))
+                user = await user_keys.find_by_username(
+                    conn, ctx.personal, users.normalize_username(username)
+                )
             except ValueError:
                 user = None  # not a possible username: checked like an unknown one
     if not reserved:
         log.warning("login throttled", client_id=areq.client_id)
         return await _page(request, ctx, areq, client, session=None, error=THROTTLED, status=429)
+    # An erased user has no password hash any more (their key is gone): like no user.
+    stored = user.password_hash if user is not None else None
     # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
-    if not await asyncio.to_thread(users.verify_password, user, password) or user is None:
+    if not await asyncio.to_thread(users.verify_password, stored, password) or user is None:
         # The reservation stays: it is this failure's count.
         log.info("login failed", client_id=areq.client_id)
         return await _page(request, ctx, areq, client, session=None, error=BAD_LOGIN)
     async with ctx.pool.connection() as conn:
         await throttle.release_attempt(conn, username, address)
-        value, session = await sessions.start(
+        value, state = await sessions.start(
             conn,
-            user_id=user.user_id,
-            username=user.username,
+            user_id=user.user.user_id,
             now=now,
             ttl_seconds=settings.session_ttl,
-            metadata=event_metadata(request, f"user:{user.user_id}"),
+            metadata=event_metadata(request, f"user:{user.user.user_id}", seal=user.seal),
         )
+    session = SignedIn(state, user, user.username or "")
     cookies = _cookies(ctx)
     cookie = cookies.set(cookies.session, value, max_age=settings.session_ttl)
-    log.info("login", user_id=user.user_id, client_id=areq.client_id)
+    log.info("login", user_id=user.user.user_id, client_id=areq.client_id)
     # A new CSRF nonce for the signed-in session: no token from before sign-in carries over.
     return await _page(
         request, ctx, areq, client, session=session, cookies=[cookie], renew_csrf=True
@@ -344,9 +347,9 @@ async def _end_session(
     if not cookie:
         return
     async with ctx.pool.connection() as conn:
-        session = await sessions.current(conn, cookie, ctx.clock())
+        session = await sessions.signed_in(conn, ctx.personal, cookie, ctx.clock())
         if session is not None:
-            metadata = event_metadata(request, f"user:{session.user_id}")
+            metadata = event_metadata(request, f"user:{session.user_id}", seal=session.user.seal)
             await sessions.end(conn, cookie, reason, ctx.clock(), metadata)
 
 
@@ -354,7 +357,7 @@ async def _issue_code(
     request: Request[Any, Any, Any],
     ctx: Context,
     areq: AuthorizationRequest,
-    session: SessionState,
+    session: SignedIn,
 ) -> Response[Any]:
     async with ctx.pool.connection() as conn:
         code = await authorization_usecase.issue_code(
@@ -363,7 +366,7 @@ async def _issue_code(
             session.user_id,
             now=ctx.clock(),
             ttl_seconds=ctx.settings.code_ttl,
-            metadata=event_metadata(request, f"user:{session.user_id}"),
+            metadata=event_metadata(request, f"user:{session.user_id}", seal=session.user.seal),
         )
     log.info("code issued", client_id=areq.client_id, code=short(hash_secret(code)))
     return _redirect_back(ctx, areq.redirect_uri, {"code": code, "state": areq.state})

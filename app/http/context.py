@@ -9,6 +9,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from app.adapters.user_keys import PersonalKeys
 from app.http.cookies import Signer
 from app.settings import Settings
 from app.usecases.grants.base import Issuance
@@ -26,4 +27,5 @@ class Context:
     issuance: Issuance  # what the grants need, and nothing else of this context
     signer: Signer
     documents: MetadataDocuments  # clients whose client_id is their metadata document's URL
+    personal: PersonalKeys  # username lookup and the users' data keys (ledger/personal.py)
     clock: Callable[[], datetime] = utc_now

@@ -41,6 +41,7 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[bytes]:
             params.token_type_hint,
             issuer=ctx.settings.issuer,
             now=ctx.clock(),
+            keys=ctx.personal,
         )
     return Response(
         content=msgspec.json.encode(answer), media_type="application/json", headers=NO_STORE

@@ -17,7 +17,7 @@ import msgspec
 import psycopg
 
 from app.usecases import handler
-from ledger import store, streams
+from ledger import personal, store, streams
 from ledger.auditors import AddAuditor, AuditorRefused, AuditorState, RecordQuery, RevokeAuditor
 from ledger.events import (
     AuthorizationCodeIssued,
@@ -203,12 +203,17 @@ def _entry(recorded: RecordedEvent) -> TimelineEntry:
         title=title,
         alert=alert,
         generation=generation,
-        client_ip=meta.get("client_ip"),
+        client_ip=_address(meta.get("client_ip")),
         user_agent=meta.get("user_agent"),
         request_id=meta.get("request_id"),
         actor=meta.get("actor"),
         data=data,
     )
+
+
+def _address(value: str | None) -> str | None:
+    """A user's address is sealed under their key (docs/security.md P5): not shown."""
+    return "sealed (personal data)" if value and personal.is_sealed(value) else value
 
 
 async def family_timeline(

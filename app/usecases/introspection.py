@@ -15,10 +15,11 @@ import msgspec
 import psycopg
 import structlog
 
+from app.adapters import user_keys
+from app.adapters.user_keys import PersonalKeys
 from app.usecases.presented_tokens import PresentedAccessToken, PresentedRefreshToken, find
 from ledger.clients import ClientState
 from ledger.errors import InvalidClient
-from projections.read_models import username_of
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +44,14 @@ class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
 INACTIVE = Introspection(active=False)
 
 
+async def _username(
+    conn: psycopg.AsyncConnection[Any], keys: PersonalKeys, user_id: str
+) -> str | None:
+    """The subject's name, when it still opens (not for an erased user)."""
+    found = await user_keys.find_by_id(conn, keys, user_id)
+    return None if found is None or found.user.erased else found.username
+
+
 def require_resource_server(caller: ClientState) -> None:
     """RFC 7662 §2.1, §4: only an authenticated caller may introspect, so that tokens
     cannot be probed; a public client cannot authenticate."""
@@ -61,18 +70,19 @@ async def introspect(
     *,
     issuer: str,
     now: datetime,
+    keys: PersonalKeys,
 ) -> Introspection:
     require_resource_server(caller)
     found = await find(conn, token, hint, issuer=issuer, now=now)
     if isinstance(found, PresentedAccessToken):
-        return await _access_token(conn, found)
+        return await _access_token(conn, found, keys)
     if isinstance(found, PresentedRefreshToken):
-        return await _refresh_token(conn, found, issuer, now)
+        return await _refresh_token(conn, found, issuer, now, keys)
     return INACTIVE
 
 
 async def _access_token(
-    conn: psycopg.AsyncConnection[Any], found: PresentedAccessToken
+    conn: psycopg.AsyncConnection[Any], found: PresentedAccessToken, keys: PersonalKeys
 ) -> Introspection:
     claims, family = found.claims, found.family
     # No family claim (minted before it existed), or a family not ours: nothing proves
@@ -84,7 +94,7 @@ async def _access_token(
         active=True,
         scope=claims.scope,
         client_id=claims.client_id,
-        username=await username_of(conn, claims.sub),
+        username=await _username(conn, keys, claims.sub),
         token_type="Bearer",
         exp=claims.exp,
         iat=claims.iat,
@@ -97,7 +107,11 @@ async def _access_token(
 
 
 async def _refresh_token(
-    conn: psycopg.AsyncConnection[Any], found: PresentedRefreshToken, issuer: str, now: datetime
+    conn: psycopg.AsyncConnection[Any],
+    found: PresentedRefreshToken,
+    issuer: str,
+    now: datetime,
+    keys: PersonalKeys,
 ) -> Introspection:
     family = found.family
     if (
@@ -111,7 +125,7 @@ async def _refresh_token(
         active=True,
         scope=family.scope,
         client_id=family.client_id,
-        username=await username_of(conn, family.subject),
+        username=await _username(conn, keys, family.subject),
         token_type="refresh_token",
         exp=int(family.refresh_expires_at.timestamp()),
         iat=int((issued_at or family.started_at).timestamp()),

@@ -12,9 +12,10 @@ from typing import Any, Literal
 import msgspec
 import psycopg
 
-from app.adapters import throttle
+from app.adapters import throttle, user_keys
+from app.adapters.user_keys import PersonalKeys
 from app.usecases import handler
-from ledger import streams, users
+from ledger import personal, streams, users
 from ledger.client_metadata import ClientMetadata
 from ledger.clients import ClientState, RegisterClient
 from ledger.errors import AlreadyExists, Rejected
@@ -139,22 +140,38 @@ async def register_dynamic_client(
 async def register_user(
     conn: psycopg.AsyncConnection[Any],
     *,
+    keys: PersonalKeys,
     username: str,
     password: str,
     now: datetime,
     metadata: dict[str, Any] | None = None,
 ) -> UserState:
+    """A new user on the stream ``user:<user_id>``, with a new data key that seals the
+    username and password hash in the log (crypto-shredding, ``ledger.personal``)."""
     try:
         username = users.normalize_username(username)
     except ValueError as exc:
         raise Rejected(str(exc)) from None
     if len(password) < 8:
         raise Rejected("a password must be at least 8 characters")
+    user_id = str(uuid.uuid4())
+    data_key = personal.new_data_key()
     command = RegisterUser(
-        user_id=str(uuid.uuid4()),
-        username=username,
-        password_hash=users.hash_password(password),
+        user_id=user_id,
+        username=personal.seal_field(data_key, user_id, "username", username),
+        password_hash=personal.seal_field(
+            data_key, user_id, "password_hash", users.hash_password(password)
+        ),
         now=now,
     )
-    user: UserState = await _create(conn, streams.USER, username, command, metadata or _OPERATOR)
-    return user
+
+    async def work(tx: handler.Transaction) -> UserState:
+        await user_keys.store(tx.conn, keys, user_id, username, data_key)
+        handled = await tx.handle(streams.USER, user_id, command)
+        state: UserState = handled.or_raise()
+        return state
+
+    try:
+        return await handler.run(conn, metadata or _OPERATOR, work)
+    except user_keys.NameTaken:
+        raise AlreadyExists(f"user {username!r} already exists") from None

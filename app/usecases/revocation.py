@@ -15,12 +15,14 @@ from typing import Any
 import psycopg
 import structlog
 
+from app.adapters import user_keys
+from app.adapters.user_keys import PersonalKeys
 from app.usecases import handler, presented_tokens, sessions
 from ledger import streams
 from ledger.events import RevocationReason
 from ledger.families import FamilyState, RevokeFamily
 from ledger.users import normalize_username
-from projections.read_models import USERS, active_families_of, load
+from projections.read_models import active_families_of
 
 log = structlog.get_logger(__name__)
 
@@ -74,20 +76,30 @@ class RevokedAll:
 
 
 async def revoke_all_of_user(
-    conn: psycopg.AsyncConnection[Any], username: str, now: datetime, metadata: dict[str, Any]
+    conn: psycopg.AsyncConnection[Any],
+    keys: PersonalKeys,
+    username: str,
+    now: datetime,
+    metadata: dict[str, Any],
 ) -> RevokedAll:
     """Every live family of one user revoked, and every sign-in session ended, by an
-    operator (A12: the browser is no longer signed in either).
-
-    Each family is its own command (its own locked row and transaction), so a refresh
-    racing this takes its turn on each row like any other writer."""
-    user = await load(conn, USERS, normalize_username(username))
-    if user is None:
+    operator (A12: the browser is no longer signed in either)."""
+    found = await user_keys.find_by_username(conn, keys, normalize_username(username))
+    if found is None:
         raise LookupError(f"no user {username!r}")
+    return await revoke_all_of_subject(conn, found.user.user_id, now, metadata)
+
+
+async def revoke_all_of_subject(
+    conn: psycopg.AsyncConnection[Any], user_id: str, now: datetime, metadata: dict[str, Any]
+) -> RevokedAll:
+    """The same, by user id. Each family is its own command (its own locked row and
+    transaction), so a refresh racing this takes its turn on each row like any other
+    writer."""
     revoked: list[str] = []
-    for family_id in await active_families_of(conn, user.user_id):
+    for family_id in await active_families_of(conn, user_id):
         handled = await revoke_family(conn, family_id, "revoked_by_operator", now, metadata)
         if handled.events:
             revoked.append(family_id)
-    ended = await sessions.end_all(conn, user.user_id, "revoked_by_operator", now, metadata)
+    ended = await sessions.end_all(conn, user_id, "revoked_by_operator", now, metadata)
     return RevokedAll(revoked, ended)

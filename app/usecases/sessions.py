@@ -6,11 +6,14 @@ every replica; the cookie is a random value whose hash keys the stream.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
+from app.adapters import user_keys
+from app.adapters.user_keys import PersonalKeys
 from app.usecases import handler
 from ledger import streams
 from ledger.events import SessionEndReason
@@ -23,7 +26,6 @@ async def start(
     conn: psycopg.AsyncConnection[Any],
     *,
     user_id: str,
-    username: str,
     now: datetime,
     ttl_seconds: int,
     metadata: dict[str, Any],
@@ -34,7 +36,6 @@ async def start(
     command = StartSession(
         session_hash=session_hash,
         user_id=user_id,
-        username=username,
         now=now,
         ttl_seconds=ttl_seconds,
     )
@@ -50,6 +51,32 @@ async def current(
         return None
     state = await load(conn, SESSIONS, hash_secret(cookie))
     return state if state is not None and state.live(now) else None
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A live session and its user (their name opened for the pages: "Signed in as")."""
+
+    state: SessionState
+    user: user_keys.KeyedUser
+    username: str
+
+    @property
+    def user_id(self) -> str:
+        return self.state.user_id
+
+
+async def signed_in(
+    conn: psycopg.AsyncConnection[Any], keys: PersonalKeys, cookie: str | None, now: datetime
+) -> SignedIn | None:
+    """The live session the cookie names with its user's name; None also when the user
+    was erased (their name no longer opens), so an erased user is signed in nowhere."""
+    state = await current(conn, cookie, now)
+    if state is None:
+        return None
+    found = await user_keys.find_by_id(conn, keys, state.user_id)
+    username = None if found is None or found.user.erased else found.username
+    return None if found is None or username is None else SignedIn(state, found, username)
 
 
 async def end(

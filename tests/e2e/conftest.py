@@ -19,6 +19,7 @@ import msgspec
 import pytest
 import uvicorn
 
+from app.adapters.user_keys import personal_keys
 from app.http.app import create_app
 from app.http.context import utc_now
 from app.settings import Settings, from_env
@@ -100,6 +101,10 @@ async def live_user(pool: Pool) -> LiveUser:
     username = f"e2e-{uuid.uuid4().hex[:12]}"
     async with pool.connection() as conn:
         user = await registration.register_user(
-            conn, username=username, password=PASSWORD, now=utc_now()
+            conn,
+            keys=await personal_keys(conn, None),
+            username=username,
+            password=PASSWORD,
+            now=utc_now(),
         )
     return LiveUser(username=username, user_id=user.user_id)

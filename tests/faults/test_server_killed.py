@@ -27,6 +27,7 @@ import httpx
 import psycopg
 import pytest
 
+from app.adapters.user_keys import personal_keys
 from app.http.context import utc_now
 from app.usecases import registration
 from ledger.opaque_tokens import hash_secret
@@ -151,7 +152,13 @@ async def test_sigkill_under_load_leaves_every_family_whole(migrated: str) -> No
             now=utc_now(),
             refresh_grace_seconds=60,  # the README's recommendation for lost answers
         )
-        await registration.register_user(conn, username=username, password=PASSWORD, now=utc_now())
+        await registration.register_user(
+            conn,
+            keys=await personal_keys(conn, None),
+            username=username,
+            password=PASSWORD,
+            now=utc_now(),
+        )
     try:
         async with httpx.AsyncClient(follow_redirects=False) as browser:
             holders = [

@@ -24,6 +24,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from app.adapters.user_keys import personal_keys
 from app.http.app import create_app
 from app.http.context import utc_now
 from app.settings import from_env
@@ -190,7 +191,13 @@ async def user(pool: Pool, clock: Clock) -> str:
     """A fresh username whose password is PASSWORD."""
     username = f"user-{uuid.uuid4().hex[:12]}"
     async with pool.connection() as conn:
-        await registration.register_user(conn, username=username, password=PASSWORD, now=clock())
+        await registration.register_user(
+            conn,
+            keys=await personal_keys(conn, None),
+            username=username,
+            password=PASSWORD,
+            now=clock(),
+        )
     return username
 
 

@@ -129,7 +129,8 @@ async def test_client_and_subject_filters(
     by_subject = await all_pages(client, auditor, subject=f["subject"], limit=1000)
     kinds = {e["stream_id"].split(":", 1)[0] for e in by_subject}
     assert kinds == {"user", "session", "code", "family"}
-    assert f"user:{user}" in {e["stream_id"] for e in by_subject}
+    assert f"user:{f['subject']}" in {e["stream_id"] for e in by_subject}
+    assert user not in str(by_subject)  # the username is sealed, and not a stream id
     assert not await all_pages(client, auditor, client_id="no-such-client")
 
 

@@ -21,6 +21,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from app.adapters.user_keys import personal_keys
 from app.http.app import create_app
 from app.settings import from_env
 from app.usecases import keys as key_cases
@@ -91,7 +92,13 @@ async def _server(url: str, clock: Clock, alg: str = "RS256") -> AsyncIterator[S
             now=clock(),
         )
         username = f"user-{uuid.uuid4().hex[:8]}"
-        await registration.register_user(conn, username=username, password=PASSWORD, now=clock())
+        await registration.register_user(
+            conn,
+            keys=await personal_keys(conn, None),
+            username=username,
+            password=PASSWORD,
+            now=clock(),
+        )
     settings = from_env(
         {},
         issuer=ISSUER,

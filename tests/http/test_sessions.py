@@ -8,10 +8,11 @@ from datetime import timedelta
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from app.adapters import user_keys
+from app.adapters.user_keys import personal_keys
 from app.usecases import sessions
 from ledger.opaque_tokens import hash_secret
 from ledger.users import normalize_username
-from projections.read_models import USERS, load
 from tests.conftest import Pool
 from tests.http.authorize_helpers import assert_error_page, codes_issued, params_for
 from tests.http.conftest import Clock, Registered, csrf_token_of, log_in
@@ -98,13 +99,15 @@ async def test_ending_all_of_a_users_sessions(
     before = await codes_issued(pool, public_client.client_id)
 
     async with pool.connection() as conn:
-        found = await load(conn, USERS, normalize_username(user))
+        found = await user_keys.find_by_username(
+            conn, await personal_keys(conn, None), normalize_username(user)
+        )
         assert found is not None
         ended = await sessions.end_all(
-            conn, found.user_id, "revoked_by_operator", clock(), {"actor": "operator"}
+            conn, found.user.user_id, "revoked_by_operator", clock(), {"actor": "operator"}
         )
         again = await sessions.end_all(
-            conn, found.user_id, "revoked_by_operator", clock(), {"actor": "operator"}
+            conn, found.user.user_id, "revoked_by_operator", clock(), {"actor": "operator"}
         )
     assert (ended, again) == (2, 0)
     assert not await shows_consent(client, params)

@@ -24,6 +24,7 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.adapters.user_keys import personal_keys
 from app.http.app import create_app
 from app.settings import from_env
 from app.usecases import registration, revocation
@@ -85,7 +86,13 @@ async def run_script(database_url: str, grace: int, script: list[Step]) -> None:
             refresh_grace_seconds=grace,
         )
         username = f"prop-{uuid.uuid4().hex[:12]}"
-        await registration.register_user(conn, username=username, password=PASSWORD, now=clock())
+        await registration.register_user(
+            conn,
+            keys=await personal_keys(conn, None),
+            username=username,
+            password=PASSWORD,
+            now=clock(),
+        )
         client = Registered(client_id, "http://127.0.0.1:51000/callback")
 
         async with browser_client(app, ISSUER) as http:

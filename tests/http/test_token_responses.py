@@ -7,6 +7,8 @@ from typing import Any
 import jwt
 import pytest
 
+from app.adapters import user_keys
+from app.adapters.user_keys import personal_keys
 from tests.http.conftest import (
     ISSUER,
     Registered,
@@ -40,10 +42,9 @@ async def _jwks(http: Http) -> dict[str, dict[str, Any]]:
 
 
 async def _user_id(conn: Conn, username: str) -> str:
-    cur = await conn.execute("select user_id from users where username = %s", (username,))
-    row = await cur.fetchone()
-    assert row is not None
-    return str(row[0])
+    found = await user_keys.find_by_username(conn, await personal_keys(conn, None), username)
+    assert found is not None
+    return found.user.user_id
 
 
 @pytest.mark.parametrize("grant", ["authorization_code", "refresh_token"])

@@ -80,7 +80,7 @@ def rotation(fid: str, generation: int, token: str, at: datetime) -> RefreshToke
 @dataclass
 class World:
     client_id: str
-    username: str
+    user_id: str
     code_hashes: list[str]
     family_ids: list[str]  # [reused and revoked, active, non-rotating and revoked]
     refresh_hashes: list[str]
@@ -88,7 +88,7 @@ class World:
 
 async def build_world(conn: Conn) -> World:
     n = uuid4().hex
-    client_id, username = f"client-{n}", f"user-{n}"
+    client_id, user_id = f"client-{n}", uuid4().hex
     t = [T0 + timedelta(seconds=s) for s in range(10)]
 
     await record(
@@ -107,10 +107,13 @@ async def build_world(conn: Conn) -> World:
     )
     await record(
         conn,
-        streams.USER.id(username),
+        streams.USER.id(user_id),
         None,
         UserRegistered(
-            user_id=uuid4().hex, username=username, password_hash="$argon2id$x", registered_at=T0
+            user_id=user_id,
+            username="aes256gcm:sealed-name",
+            password_hash="aes256gcm:sealed-hash",
+            registered_at=T0,
         ),
     )
 
@@ -212,7 +215,7 @@ async def build_world(conn: Conn) -> World:
         fam,
         TokenFamilyRevoked(family_id=fid, reason="revoked_by_client", revoked_at=t[8]),
     )
-    return World(client_id, username, code_hashes, family_ids, tokens)
+    return World(client_id, user_id, code_hashes, family_ids, tokens)
 
 
 @pytest.fixture
@@ -230,8 +233,8 @@ async def test_inline_rows_equal_a_fold_of_each_stream(conn: Conn, world: World)
     assert await load(conn, CLIENTS, world.client_id) == await folded(
         conn, streams.CLIENT.id(world.client_id)
     )
-    assert await load(conn, USERS, world.username) == await folded(
-        conn, streams.USER.id(world.username)
+    assert await load(conn, USERS, world.user_id) == await folded(
+        conn, streams.USER.id(world.user_id)
     )
     for code_hash in world.code_hashes:
         assert await load(conn, CODES, code_hash) == await folded(conn, streams.CODE.id(code_hash))

@@ -14,16 +14,13 @@ HASH = "5e55" * 16
 STARTED = SessionStarted(
     session_hash=HASH,
     user_id="user-1",
-    username="alice",
     started_at=T0,
     expires_at=T0 + timedelta(hours=8),
 )
 
 
 def start() -> StartSession:
-    return StartSession(
-        session_hash=HASH, user_id="user-1", username="alice", now=T0, ttl_seconds=8 * 3600
-    )
+    return StartSession(session_hash=HASH, user_id="user-1", now=T0, ttl_seconds=8 * 3600)
 
 
 def test_sign_in_starts_a_session_that_lasts_its_ttl() -> None:
