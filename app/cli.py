@@ -296,6 +296,85 @@ def clients_add(
         click.echo("Store it now: only its hash is kept.", err=True)
 
 
+@clients.command("require-api-key")
+@click.argument("client_id")
+@click.option("--off", is_flag=True, help="No longer require an API key.")
+def clients_require_api_key(client_id: str, off: bool) -> None:
+    """Require an x-api-key on the client's token requests (see `clients api-keys`)."""
+    from app.usecases import api_keys
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await api_keys.require(conn, client_id, not off, utc_now(), _operator_metadata())
+
+    try:
+        _with_database(_settings(), work)
+    except registration.Rejected as exc:
+        raise click.ClickException(f"{client_id}: {exc}") from None
+    click.echo(f"client {client_id} {'no longer requires' if off else 'requires'} an API key")
+
+
+@clients.group("api-keys")
+def clients_api_keys() -> None:
+    """API keys a client sends in the x-api-key header."""
+
+
+@clients_api_keys.command("add")
+@click.argument("client_id")
+def clients_api_keys_add(client_id: str) -> None:
+    """Add an API key; it is printed once (only its hash is kept)."""
+    from app.usecases import api_keys
+
+    async def work(url: str) -> api_keys.NewApiKey:
+        async with await _connect(url) as conn:
+            return await api_keys.add(conn, client_id, utc_now(), _operator_metadata())
+
+    try:
+        new = _with_database(_settings(), work)
+    except registration.Rejected as exc:
+        raise click.ClickException(f"{client_id}: {exc}") from None
+    click.echo(f"api key {new.key_id} added to client {client_id}")
+    click.echo(f"x-api-key: {new.key}")
+    click.echo("Store it now: only its hash is kept.", err=True)
+
+
+@clients_api_keys.command("list")
+@click.argument("client_id")
+def clients_api_keys_list(client_id: str) -> None:
+    """Every API key of the client, active or revoked (ids and hash prefixes only)."""
+    from app.usecases import api_keys
+
+    async def work(url: str) -> list[api_keys.ApiKeyInfo]:
+        async with await _connect(url) as conn:
+            return await api_keys.list_keys(conn, client_id)
+
+    try:
+        keys = _with_database(_settings(), work)
+    except registration.Rejected as exc:
+        raise click.ClickException(f"{client_id}: {exc}") from None
+    for k in keys:
+        state = f"revoked {k.revoked_at.isoformat()}" if k.revoked_at else "active"
+        click.echo(f"{k.key_id}\t{state}\tadded {k.added_at.isoformat()}\tsha256 {k.hash_prefix}")
+
+
+@clients_api_keys.command("revoke")
+@click.argument("client_id")
+@click.argument("key_id")
+def clients_api_keys_revoke(client_id: str, key_id: str) -> None:
+    """Revoke an API key: it is refused from the next request on."""
+    from app.usecases import api_keys
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await api_keys.revoke(conn, client_id, key_id, utc_now(), _operator_metadata())
+
+    try:
+        _with_database(_settings(), work)
+    except registration.Rejected as exc:
+        raise click.ClickException(f"{client_id}: {exc}") from None
+    click.echo(f"api key {key_id} of client {client_id} revoked")
+
+
 @main.group()
 def projections() -> None:
     """The read models folded from the event log."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, assert_never
@@ -10,8 +11,13 @@ import msgspec
 
 from ledger.decider import Decider, Decision, accept, refuse
 from ledger.errors import AlreadyExists, InvalidClient, InvalidRequest, Rejected
-from ledger.events import ClientRegistered
-from ledger.opaque_tokens import secret_matches
+from ledger.events import (
+    ClientApiKeyAdded,
+    ClientApiKeyRequirementSet,
+    ClientApiKeyRevoked,
+    ClientRegistered,
+)
+from ledger.opaque_tokens import hash_secret, secret_matches
 from ledger.protocol import validate_redirect_uri_registration
 
 AuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
@@ -36,12 +42,22 @@ class ClientState(msgspec.Struct, kw_only=True):
     audience: str | None = None
     registered_at: datetime = _EPOCH
     version: int = 0
+    # API keys (``x-api-key``): the active ones, as parallel lists of ids and SHA-256
+    # hashes, so the token endpoint checks a key from the one client row it reads anyway.
+    require_api_key: bool = False
+    api_key_ids: list[str] = msgspec.field(default_factory=list)
+    api_key_hashes: list[str] = msgspec.field(default_factory=list)
 
 
 INITIAL = ClientState()
 
 
-def evolve(state: ClientState, event: ClientRegistered) -> ClientState:
+ClientEvent = (
+    ClientRegistered | ClientApiKeyRequirementSet | ClientApiKeyAdded | ClientApiKeyRevoked
+)
+
+
+def evolve(state: ClientState, event: ClientEvent) -> ClientState:
     match event:
         case ClientRegistered():
             return ClientState(
@@ -57,6 +73,29 @@ def evolve(state: ClientState, event: ClientRegistered) -> ClientState:
                 refresh_token_ttl=event.refresh_token_ttl,
                 audience=event.audience,
                 registered_at=event.registered_at,
+                version=state.version + 1,
+            )
+        case ClientApiKeyRequirementSet():
+            return msgspec.structs.replace(
+                state, require_api_key=event.required, version=state.version + 1
+            )
+        case ClientApiKeyAdded():
+            return msgspec.structs.replace(
+                state,
+                api_key_ids=[*state.api_key_ids, event.key_id],
+                api_key_hashes=[*state.api_key_hashes, event.key_hash],
+                version=state.version + 1,
+            )
+        case ClientApiKeyRevoked():
+            kept = [
+                (i, h)
+                for i, h in zip(state.api_key_ids, state.api_key_hashes, strict=True)
+                if i != event.key_id
+            ]
+            return msgspec.structs.replace(
+                state,
+                api_key_ids=[i for i, _ in kept],
+                api_key_hashes=[h for _, h in kept],
                 version=state.version + 1,
             )
         case _:
@@ -79,13 +118,67 @@ class RegisterClient:
     now: datetime
 
 
-ClientCommand = RegisterClient
+@dataclass(frozen=True, kw_only=True)
+class SetApiKeyRequirement:
+    required: bool
+    now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddApiKey:
+    """A new API key; the shell has generated it and passes only its id and hash."""
+
+    key_id: str
+    key_hash: str
+    now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokeApiKey:
+    key_id: str
+    now: datetime
+
+
+ClientCommand = RegisterClient | SetApiKeyRequirement | AddApiKey | RevokeApiKey
 
 
 def decide(command: ClientCommand, state: ClientState) -> Decision:
     match command:
         case RegisterClient():
             return _register(command, state)
+        case SetApiKeyRequirement():
+            if not state.version:
+                return refuse(Rejected("no such client"))
+            if state.require_api_key == command.required:
+                return accept()
+            return accept(
+                ClientApiKeyRequirementSet(
+                    client_id=state.client_id, required=command.required, set_at=command.now
+                )
+            )
+        case AddApiKey():
+            if not state.version:
+                return refuse(Rejected("no such client"))
+            if command.key_id in state.api_key_ids or command.key_hash in state.api_key_hashes:
+                return refuse(AlreadyExists(f"API key {command.key_id!r} already exists"))
+            return accept(
+                ClientApiKeyAdded(
+                    client_id=state.client_id,
+                    key_id=command.key_id,
+                    key_hash=command.key_hash,
+                    added_at=command.now,
+                )
+            )
+        case RevokeApiKey():
+            if not state.version:
+                return refuse(Rejected("no such client"))
+            if command.key_id not in state.api_key_ids:
+                return refuse(Rejected(f"client has no active API key {command.key_id!r}"))
+            return accept(
+                ClientApiKeyRevoked(
+                    client_id=state.client_id, key_id=command.key_id, revoked_at=command.now
+                )
+            )
         case _:
             assert_never(command)
 
@@ -152,6 +245,22 @@ def authenticate(client: ClientState | None, creds: ClientCredentials) -> Client
     if not secret_matches(creds.secret, client.secret_hash):
         raise InvalidClient("client authentication failed", debug="wrong secret")
     return client
+
+
+def check_api_key(client: ClientState, presented: str | None) -> None:
+    """The ``x-api-key`` rule: a client that requires a key must be sent one of its active
+    keys, and a key that is sent must be one of them even when none is required (a wrong
+    credential is never ignored). Every stored hash is compared in constant time."""
+    if presented is None:
+        if client.require_api_key:
+            raise InvalidClient("client authentication failed", debug="API key required")
+        return
+    presented_hash = hash_secret(presented)
+    matched = False
+    for stored in client.api_key_hashes:
+        matched |= hmac.compare_digest(presented_hash, stored)
+    if not matched:
+        raise InvalidClient("client authentication failed", debug="unknown API key")
 
 
 def merge_credentials(

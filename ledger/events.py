@@ -43,6 +43,31 @@ class ClientRegistered(Event, frozen=True, kw_only=True, tag="client_registered"
     registered_at: datetime
 
 
+class ClientApiKeyRequirementSet(
+    Event, frozen=True, kw_only=True, tag="client_api_key_requirement_set"
+):
+    """Whether the client's token requests must carry one of its API keys (``x-api-key``)."""
+
+    client_id: str
+    required: bool
+    set_at: datetime
+
+
+class ClientApiKeyAdded(Event, frozen=True, kw_only=True, tag="client_api_key_added"):
+    """An API key of the client: only the SHA-256 of the key shown once."""
+
+    client_id: str
+    key_id: str
+    key_hash: str
+    added_at: datetime
+
+
+class ClientApiKeyRevoked(Event, frozen=True, kw_only=True, tag="client_api_key_revoked"):
+    client_id: str
+    key_id: str
+    revoked_at: datetime
+
+
 # --- users ---------------------------------------------------------------------------
 
 
@@ -248,6 +273,9 @@ class LedgerSealed(Event, frozen=True, kw_only=True, tag="ledger_sealed"):
 
 AnyEvent = (
     ClientRegistered
+    | ClientApiKeyRequirementSet
+    | ClientApiKeyAdded
+    | ClientApiKeyRevoked
     | UserRegistered
     | AuthorizationCodeIssued
     | AuthorizationCodeRedeemed

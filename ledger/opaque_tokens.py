@@ -17,6 +17,7 @@ REFRESH_PREFIX = "tlr_"
 CLIENT_SECRET_PREFIX = "tls_"
 SESSION_PREFIX = "tlsn_"
 AUDITOR_PREFIX = "tla_"
+API_KEY_PREFIX = "tlk_"
 
 
 def new_secret(prefix: str) -> str:

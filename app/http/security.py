@@ -68,7 +68,10 @@ CORS_PREFIXES = (
 )
 CORS_PREFLIGHT: tuple[tuple[bytes, bytes], ...] = (
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-    (b"access-control-allow-headers", b"Authorization, Content-Type, X-Request-ID"),
+    (
+        b"access-control-allow-headers",
+        b"Authorization, Content-Type, X-Request-ID, X-Api-Key",
+    ),
     (b"access-control-max-age", b"600"),
 )
 
