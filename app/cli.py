@@ -252,6 +252,11 @@ def clients() -> None:
     help="Accept the immediately previous refresh token this long after a rotation.",
 )
 @click.option("--audience", default=None, help="The aud of this client's access tokens.")
+@click.option(
+    "--publishable-key",
+    is_flag=True,
+    help="Also issue a publishable client key (x-stack-publishable-client-key).",
+)
 def clients_add(
     client_id: str,
     redirect_uris: tuple[str, ...],
@@ -262,6 +267,7 @@ def clients_add(
     no_rotate: bool,
     grace_seconds: int,
     audience: str | None,
+    publishable_key: bool,
 ) -> None:
     """Register a client. A confidential client's secret is printed once."""
     if public and secret_stdin:
@@ -294,6 +300,33 @@ def clients_add(
     if registered.secret is not None and not secret_stdin:
         click.echo(f"client_secret: {registered.secret}")
         click.echo("Store it now: only its hash is kept.", err=True)
+    if publishable_key:
+        _issue_publishable_key(settings, client_id)
+
+
+def _issue_publishable_key(settings: Settings, client_id: str) -> None:
+    from app.usecases import publishable_keys
+
+    async def work(url: str) -> str:
+        async with await _connect(url) as conn:
+            return await publishable_keys.issue(
+                conn, client_id, settings.project_id, utc_now(), _operator_metadata()
+            )
+
+    try:
+        key = _with_database(settings, work)
+    except registration.Rejected as exc:
+        raise click.ClickException(f"{client_id}: {exc}") from None
+    click.echo(f"x-stack-project-id: {settings.project_id}")
+    click.echo(f"x-stack-publishable-client-key: {key}")
+    click.echo("Only its hash is kept; a new one replaces it.", err=True)
+
+
+@clients.command("publishable-key")
+@click.argument("client_id")
+def clients_publishable_key(client_id: str) -> None:
+    """Issue the client a new publishable client key (replacing its previous one)."""
+    _issue_publishable_key(_settings(), client_id)
 
 
 @clients.command("require-api-key")

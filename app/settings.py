@@ -20,6 +20,8 @@ def _default_data_dir(env: Mapping[str, str]) -> Path:
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     issuer: str = "http://127.0.0.1:8000"
+    # The one project (tenant) this server serves today; see docs/tenancy.md.
+    project_id: str = "default"
     host: str = "127.0.0.1"
     port: int = 8000
     database_url: str | None = None
@@ -109,6 +111,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "TOKENLEDGER_KEY_ENCRYPTION_SECRET": "key_encryption_secret",
         "TOKENLEDGER_REGISTRATION": "registration",
         "TOKENLEDGER_REGISTRATION_ACCESS_TOKEN": "registration_access_token",
+        "TOKENLEDGER_PROJECT_ID": "project_id",
     }
     for key, field in plain.items():
         if env.get(key):
@@ -145,6 +148,9 @@ def validate(settings: Settings) -> None:
         raise SettingsError(
             "TOKENLEDGER_REGISTRATION=token needs TOKENLEDGER_REGISTRATION_ACCESS_TOKEN"
         )
+    project = settings.project_id
+    if not project or len(project) > 64 or not all(c.isalnum() or c in "-_" for c in project):
+        raise SettingsError("TOKENLEDGER_PROJECT_ID must be 1 to 64 letters, digits, '-' or '_'")
     unknown = [s for s in settings.default_scope if s not in settings.scopes_supported]
     if unknown:
         raise SettingsError(f"default scope {unknown} is not in TOKENLEDGER_SCOPES")

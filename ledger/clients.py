@@ -15,6 +15,7 @@ from ledger.events import (
     ClientApiKeyAdded,
     ClientApiKeyRequirementSet,
     ClientApiKeyRevoked,
+    ClientPublishableKeyIssued,
     ClientRegistered,
 )
 from ledger.opaque_tokens import hash_secret, secret_matches
@@ -47,13 +48,20 @@ class ClientState(msgspec.Struct, kw_only=True):
     require_api_key: bool = False
     api_key_ids: list[str] = msgspec.field(default_factory=list)
     api_key_hashes: list[str] = msgspec.field(default_factory=list)
+    # The publishable client key (Stack Auth's headers): its hash and its project.
+    publishable_key_hash: str | None = None
+    publishable_key_project: str | None = None
 
 
 INITIAL = ClientState()
 
 
 ClientEvent = (
-    ClientRegistered | ClientApiKeyRequirementSet | ClientApiKeyAdded | ClientApiKeyRevoked
+    ClientRegistered
+    | ClientApiKeyRequirementSet
+    | ClientApiKeyAdded
+    | ClientApiKeyRevoked
+    | ClientPublishableKeyIssued
 )
 
 
@@ -98,6 +106,13 @@ def evolve(state: ClientState, event: ClientEvent) -> ClientState:
                 api_key_hashes=[h for _, h in kept],
                 version=state.version + 1,
             )
+        case ClientPublishableKeyIssued():
+            return msgspec.structs.replace(
+                state,
+                publishable_key_hash=event.key_hash,
+                publishable_key_project=event.project_id,
+                version=state.version + 1,
+            )
         case _:
             assert_never(event)
 
@@ -139,7 +154,18 @@ class RevokeApiKey:
     now: datetime
 
 
-ClientCommand = RegisterClient | SetApiKeyRequirement | AddApiKey | RevokeApiKey
+@dataclass(frozen=True, kw_only=True)
+class IssuePublishableKey:
+    """A new publishable key for the client in ``project_id``, replacing any previous one."""
+
+    project_id: str
+    key_hash: str
+    now: datetime
+
+
+ClientCommand = (
+    RegisterClient | SetApiKeyRequirement | AddApiKey | RevokeApiKey | IssuePublishableKey
+)
 
 
 def decide(command: ClientCommand, state: ClientState) -> Decision:
@@ -177,6 +203,17 @@ def decide(command: ClientCommand, state: ClientState) -> Decision:
             return accept(
                 ClientApiKeyRevoked(
                     client_id=state.client_id, key_id=command.key_id, revoked_at=command.now
+                )
+            )
+        case IssuePublishableKey():
+            if not state.version:
+                return refuse(Rejected("no such client"))
+            return accept(
+                ClientPublishableKeyIssued(
+                    client_id=state.client_id,
+                    project_id=command.project_id,
+                    key_hash=command.key_hash,
+                    issued_at=command.now,
                 )
             )
         case _:
@@ -261,6 +298,18 @@ def check_api_key(client: ClientState, presented: str | None) -> None:
         matched |= hmac.compare_digest(presented_hash, stored)
     if not matched:
         raise InvalidClient("client authentication failed", debug="unknown API key")
+
+
+def check_publishable_key(client: ClientState | None, project_id: str) -> ClientState:
+    """Stack Auth's headers: the client found by the publishable key's hash must exist and
+    its key must be bound to the project the request names."""
+    if client is None or not client.version:
+        raise InvalidClient("client authentication failed", debug="unknown publishable key")
+    if client.publishable_key_project != project_id:
+        raise InvalidClient(
+            "client authentication failed", debug="publishable key of another project"
+        )
+    return client
 
 
 def merge_credentials(

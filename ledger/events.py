@@ -68,6 +68,19 @@ class ClientApiKeyRevoked(Event, frozen=True, kw_only=True, tag="client_api_key_
     revoked_at: datetime
 
 
+class ClientPublishableKeyIssued(
+    Event, frozen=True, kw_only=True, tag="client_publishable_key_issued"
+):
+    """A publishable client key (Stack Auth's ``x-stack-publishable-client-key``) bound to
+    one project and this client; it replaces the client's previous one. The key is not a
+    secret, but it is still kept only as its SHA-256: it is found by its hash."""
+
+    client_id: str
+    project_id: str
+    key_hash: str
+    issued_at: datetime
+
+
 # --- users ---------------------------------------------------------------------------
 
 
@@ -276,6 +289,7 @@ AnyEvent = (
     | ClientApiKeyRequirementSet
     | ClientApiKeyAdded
     | ClientApiKeyRevoked
+    | ClientPublishableKeyIssued
     | UserRegistered
     | AuthorizationCodeIssued
     | AuthorizationCodeRedeemed

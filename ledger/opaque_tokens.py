@@ -18,6 +18,7 @@ CLIENT_SECRET_PREFIX = "tls_"
 SESSION_PREFIX = "tlsn_"
 AUDITOR_PREFIX = "tla_"
 API_KEY_PREFIX = "tlk_"
+PUBLISHABLE_KEY_PREFIX = "tlpk_"
 
 
 def new_secret(prefix: str) -> str:

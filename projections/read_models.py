@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from ledger import streams
+from ledger.clients import ClientState
 from ledger.events import AnyEvent, RefreshTokenRotated, TokenFamilyStarted
 from ledger.families import FamilyState
 from ledger.streams import StreamKind
@@ -180,6 +181,24 @@ def _select_sql(model: ReadModel[Any], lock: bool) -> bytes:
         )
         .as_bytes(None)
     )
+
+
+@functools.cache
+def _client_by_publishable_key_sql() -> bytes:
+    return (
+        sql.SQL("select {cols} from clients where publishable_key_hash = %s")
+        .format(cols=sql.SQL(", ").join(map(sql.Identifier, CLIENTS.columns)))
+        .as_bytes(None)
+    )
+
+
+async def client_by_publishable_key(
+    conn: psycopg.AsyncConnection[Any], key_hash: str
+) -> ClientState | None:
+    """The client whose publishable key has this hash (a unique index), or None."""
+    async with conn.cursor(row_factory=class_row(ClientState)) as cur:
+        await cur.execute(_client_by_publishable_key_sql(), (key_hash,))
+        return await cur.fetchone()
 
 
 class PresentedRefreshToken(msgspec.Struct, kw_only=True):

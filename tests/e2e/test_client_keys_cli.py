@@ -61,3 +61,36 @@ async def test_require_add_list_revoke_api_keys(database_url: str) -> None:
     )
     assert status == 0, err
     assert "no longer requires" in out
+
+
+async def test_publishable_keys_from_add_and_reissue(database_url: str) -> None:
+    client_id = f"stack-{uuid.uuid4().hex[:8]}"
+    status, out, err = await run_cli(
+        [
+            "clients",
+            "add",
+            client_id,
+            "--public",
+            "--redirect-uri",
+            "https://example.com/callback",
+            "--publishable-key",
+        ],
+        database_url,
+        env={"TOKENLEDGER_PROJECT_ID": "acme"},
+    )
+    assert status == 0, err
+    assert "x-stack-project-id: acme" in out
+    first = out.split("x-stack-publishable-client-key: ", 1)[1].strip()
+    assert first.startswith("tlpk_")
+    status, out, err = await run_cli(["clients", "publishable-key", client_id], database_url)
+    assert status == 0, err
+    assert "x-stack-project-id: default" in out
+    second = out.split("x-stack-publishable-client-key: ", 1)[1].strip()
+    assert second != first
+    status, _, err = await run_cli(
+        ["clients", "publishable-key", client_id],
+        database_url,
+        env={"TOKENLEDGER_PROJECT_ID": "no spaces allowed"},
+    )
+    assert status == 1
+    assert "TOKENLEDGER_PROJECT_ID" in err

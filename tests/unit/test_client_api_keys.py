@@ -7,12 +7,20 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ledger.clients import AddApiKey, RevokeApiKey, SetApiKeyRequirement, check_api_key
+from ledger.clients import (
+    AddApiKey,
+    IssuePublishableKey,
+    RevokeApiKey,
+    SetApiKeyRequirement,
+    check_api_key,
+    check_publishable_key,
+)
 from ledger.errors import AlreadyExists, InvalidClient, Rejected
 from ledger.events import (
     ClientApiKeyAdded,
     ClientApiKeyRequirementSet,
     ClientApiKeyRevoked,
+    ClientPublishableKeyIssued,
     ClientRegistered,
 )
 from ledger.opaque_tokens import hash_secret
@@ -118,3 +126,24 @@ def test_api_key_check(history: tuple[object, ...], presented: str | None, ok: b
     else:
         with pytest.raises(InvalidClient):
             check_api_key(client, presented)
+
+
+# --- publishable client keys (Stack Auth) -----------------------------------------------
+
+
+def test_given_a_client_when_a_publishable_key_is_issued_then_it_is_bound_to_the_project() -> None:
+    issued = ClientPublishableKeyIssued(
+        client_id="app", project_id="default", key_hash=hash_secret(KEY), issued_at=T0
+    )
+    result = (
+        spec.given(REGISTERED)
+        .when(IssuePublishableKey(project_id="default", key_hash=hash_secret(KEY), now=T0))
+        .then(issued)
+    )
+    assert check_publishable_key(result.state, "default") is result.state
+    for found, project in ((result.state, "other"), (None, "default")):
+        with pytest.raises(InvalidClient):
+            check_publishable_key(found, project)
+    spec.given().when(
+        IssuePublishableKey(project_id="default", key_hash=hash_secret(KEY), now=T0)
+    ).then_error(Rejected)
