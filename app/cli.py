@@ -409,6 +409,90 @@ def clients_api_keys_revoke(client_id: str, key_id: str) -> None:
 
 
 @main.group()
+def projects() -> None:
+    """Projects (tenants); see docs/tenancy.md. One is served: TOKENLEDGER_PROJECT_ID."""
+
+
+def _project_line(p: Any) -> str:
+    if not p.recorded:
+        state = "active (implicit: not recorded)"
+    elif p.disabled_at is not None:
+        state = f"disabled {p.disabled_at.isoformat()}"
+    else:
+        state = f"active, added {p.added_at.isoformat()}"
+    served = "served" if p.served else "not served"
+    return f"{p.project_id}\t{p.name}\t{state}\t{served}"
+
+
+@projects.command("add")
+@click.argument("project_id")
+@click.option("--name", default=None, help="A name for people [default: the id].")
+def projects_add(project_id: str, name: str | None) -> None:
+    """Record a project."""
+    from app.usecases import projects as project_cases
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await project_cases.add(conn, project_id, name, utc_now(), _operator_metadata())
+
+    try:
+        _with_database(_settings(), work)
+    except project_cases.Rejected as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"project {project_id} added")
+
+
+@projects.command("list")
+def projects_list() -> None:
+    """Every project: recorded ones, and the served one even if never recorded."""
+    from app.usecases import projects as project_cases
+
+    settings = _settings()
+
+    async def work(url: str) -> list[Any]:
+        async with await _connect(url) as conn:
+            return await project_cases.list_projects(conn, settings.project_id)
+
+    for p in _with_database(settings, work):
+        click.echo(_project_line(p))
+
+
+@projects.command("show")
+@click.argument("project_id")
+def projects_show(project_id: str) -> None:
+    """One project."""
+    from app.usecases import projects as project_cases
+
+    settings = _settings()
+
+    async def work(url: str) -> Any:
+        async with await _connect(url) as conn:
+            return await project_cases.show(conn, project_id, settings.project_id)
+
+    try:
+        click.echo(_project_line(_with_database(settings, work)))
+    except project_cases.Rejected as exc:
+        raise click.ClickException(f"{project_id}: {exc}") from None
+
+
+@projects.command("disable")
+@click.argument("project_id")
+def projects_disable(project_id: str) -> None:
+    """Disable a project: its x-stack-project-id is refused from the next request on."""
+    from app.usecases import projects as project_cases
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await project_cases.disable(conn, project_id, utc_now(), _operator_metadata())
+
+    try:
+        _with_database(_settings(), work)
+    except project_cases.Rejected as exc:
+        raise click.ClickException(f"{project_id}: {exc}") from None
+    click.echo(f"project {project_id} disabled")
+
+
+@main.group()
 def projections() -> None:
     """The read models folded from the event log."""
 

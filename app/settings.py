@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from ledger.projects import valid_project_id
+
 
 class SettingsError(ValueError):
     pass
@@ -148,8 +150,7 @@ def validate(settings: Settings) -> None:
         raise SettingsError(
             "TOKENLEDGER_REGISTRATION=token needs TOKENLEDGER_REGISTRATION_ACCESS_TOKEN"
         )
-    project = settings.project_id
-    if not project or len(project) > 64 or not all(c.isalnum() or c in "-_" for c in project):
+    if not valid_project_id(settings.project_id):
         raise SettingsError("TOKENLEDGER_PROJECT_ID must be 1 to 64 letters, digits, '-' or '_'")
     unknown = [s for s in settings.default_scope if s not in settings.scopes_supported]
     if unknown:

@@ -265,6 +265,22 @@ class AuditQueryRecorded(Event, frozen=True, kw_only=True, tag="audit_query_reco
     queried_at: datetime
 
 
+# --- projects (stream 'project:<id>', ledger/projects.py) ----------------------------
+
+
+class ProjectAdded(Event, frozen=True, kw_only=True, tag="project_added"):
+    """A project (tenant); see docs/tenancy.md for what it scopes today and later."""
+
+    project_id: str
+    name: str
+    added_at: datetime
+
+
+class ProjectDisabled(Event, frozen=True, kw_only=True, tag="project_disabled"):
+    project_id: str
+    disabled_at: datetime
+
+
 # --- seals (stream 'ledger:seals', ledger/seals.py) ------------------------------------
 
 
@@ -306,6 +322,8 @@ AnyEvent = (
     | AuditorAdded
     | AuditorRevoked
     | AuditQueryRecorded
+    | ProjectAdded
+    | ProjectDisabled
     | LedgerSealed
 )
 

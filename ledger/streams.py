@@ -2,6 +2,7 @@
 
 A stream id is ``<prefix><key>``: ``family:<uuid>``, ``code:<hash>``, ``client:<id>``,
 ``user:<username>``, ``key:<kid>``, ``session:<hash>``, ``auditor:<name>``,
+``project:<id>``,
 ``ledger:seals``. Everything that names a stream goes through here.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ledger import auditors, clients, codes, families, keys, seals, sessions, users
+from ledger import auditors, clients, codes, families, keys, projects, seals, sessions, users
 from ledger.decider import Decider
 
 C = TypeVar("C")
@@ -36,6 +37,7 @@ FAMILY = StreamKind("family:", families.DECIDER)
 SIGNING_KEY = StreamKind("key:", keys.DECIDER)
 SESSION = StreamKind("session:", sessions.DECIDER)
 AUDITOR = StreamKind("auditor:", auditors.DECIDER)
+PROJECT = StreamKind("project:", projects.DECIDER)
 # One stream, 'ledger:seals': the signed heads over the whole log.
 SEALS = StreamKind("ledger:", seals.DECIDER)
 
@@ -47,6 +49,7 @@ KINDS: tuple[StreamKind[Any, Any], ...] = (
     SIGNING_KEY,
     SESSION,
     AUDITOR,
+    PROJECT,
     SEALS,
 )
 

@@ -23,6 +23,7 @@ from ledger import streams
 from ledger.clients import ClientState
 from ledger.events import AnyEvent, RefreshTokenRotated, TokenFamilyStarted
 from ledger.families import FamilyState
+from ledger.projects import ProjectState
 from ledger.streams import StreamKind
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -75,7 +76,16 @@ CODES = ReadModel(streams.CODE, "authorization_codes", "code_hash")
 FAMILIES = ReadModel(streams.FAMILY, "token_families", "family_id")
 SESSIONS = ReadModel(streams.SESSION, "sessions", "session_hash")
 AUDITORS = ReadModel(streams.AUDITOR, "auditors", "name")
-READ_MODELS: tuple[ReadModel[Any], ...] = (CLIENTS, USERS, CODES, FAMILIES, SESSIONS, AUDITORS)
+PROJECTS = ReadModel(streams.PROJECT, "projects", "project_id")
+READ_MODELS: tuple[ReadModel[Any], ...] = (
+    CLIENTS,
+    USERS,
+    CODES,
+    FAMILIES,
+    SESSIONS,
+    AUDITORS,
+    PROJECTS,
+)
 
 REFRESH_TOKENS = SideTable(
     "refresh_tokens", ("token_hash", "family_id", "generation"), _refresh_token_rows
@@ -239,6 +249,17 @@ async def family_by_refresh_token(
     return PresentedRefreshToken(
         generation=row[0], family=FamilyState(**dict(zip(FAMILIES.columns, row[1:], strict=True)))
     )
+
+
+async def all_projects(conn: psycopg.AsyncConnection[Any]) -> list[ProjectState]:
+    """Every recorded project, by id."""
+    async with conn.cursor(row_factory=class_row(PROJECTS.state_type)) as cur:
+        await cur.execute(
+            sql.SQL("select {cols} from projects order by project_id").format(
+                cols=sql.SQL(", ").join(map(sql.Identifier, PROJECTS.columns))
+            )
+        )
+        return await cur.fetchall()
 
 
 async def username_of(conn: psycopg.AsyncConnection[Any], user_id: str) -> str | None:

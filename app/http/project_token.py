@@ -22,7 +22,7 @@ from app.http.token_endpoint import (
     parse_body,
     presented_header,
 )
-from app.usecases import publishable_keys
+from app.usecases import projects, publishable_keys
 from ledger.clients import ClientState, authenticate, check_api_key, merge_credentials
 from ledger.errors import InvalidClient
 
@@ -46,9 +46,10 @@ async def project_token(request: Request[Any, Any, Any]) -> Response[bytes]:
     structlog.contextvars.bind_contextvars(project_id=project_id, grant_type=req.grant_type)
 
     async def resolve(conn: psycopg.AsyncConnection[Any]) -> ClientState:
-        # One project today (TOKENLEDGER_PROJECT_ID): any other id is unknown.
-        if project_id != ctx.settings.project_id:
-            raise InvalidClient("client authentication failed", debug="unknown project")
+        # One project today (TOKENLEDGER_PROJECT_ID): any other id is unknown, and a
+        # disabled one is refused like an unknown one.
+        if not await projects.servable(conn, project_id, ctx.settings.project_id):
+            raise InvalidClient("client authentication failed", debug="unknown or disabled project")
         client = await publishable_keys.resolve(conn, project_id, key)
         structlog.contextvars.bind_contextvars(client_id=client.client_id)
         # The key names the client; its credentials (a confidential client's secret)

@@ -94,3 +94,32 @@ async def test_publishable_keys_from_add_and_reissue(database_url: str) -> None:
     )
     assert status == 1
     assert "TOKENLEDGER_PROJECT_ID" in err
+
+
+async def test_projects_add_list_show_disable(database_url: str) -> None:
+    project = f"t{uuid.uuid4().hex[:8]}"
+    env = {"TOKENLEDGER_PROJECT_ID": project}
+    _, out, _ = await run_cli(["projects", "list"], database_url, env=env)
+    assert f"{project}\t{project}\tactive (implicit: not recorded)\tserved" in out
+    status, out, err = await run_cli(
+        ["projects", "add", project, "--name", "Tenant"], database_url, env=env
+    )
+    assert status == 0, err
+    status, _, err = await run_cli(["projects", "add", project], database_url)
+    assert status == 1
+    assert "already exists" in err
+    status, out, err = await run_cli(["projects", "show", project], database_url, env=env)
+    assert status == 0, err
+    assert out.startswith(f"{project}\tTenant\tactive, added ")
+    assert out.rstrip().endswith("\tserved")
+    status, _, err = await run_cli(["projects", "disable", project], database_url)
+    assert status == 0, err
+    _, out, _ = await run_cli(["projects", "show", project], database_url)
+    assert "\tdisabled " in out
+    assert out.rstrip().endswith("\tnot served")
+    status, _, err = await run_cli(["projects", "show", "nope-" + project], database_url)
+    assert status == 1
+    assert "no such project" in err
+    status, _, err = await run_cli(["projects", "add", "bad id"], database_url)
+    assert status == 1
+    assert "project id" in err

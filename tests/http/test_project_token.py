@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from app.http.app import create_app
 from app.settings import from_env
-from app.usecases import publishable_keys, registration
+from app.usecases import projects, publishable_keys, registration
 from tests.conftest import Pool
 from tests.http.conftest import ISSUER, Clock, Registered, authorize
 from tests.http.token_helpers import FORM, Http, assert_error, assert_tokens
@@ -188,3 +188,30 @@ async def test_the_project_id_is_configurable(
         # The right project and key reach the grant, which refuses the made-up token.
         answer = await http.post(PATH, json=body, headers=stack(acme_key, project="acme"))
         assert_error(answer, 400, "invalid_grant")
+
+
+async def test_a_disabled_project_is_refused(
+    database_url: str, pool: Pool, clock: Clock, public_client: Registered
+) -> None:
+    """A project recorded and then disabled is refused like an unknown one (its own
+    TOKENLEDGER_PROJECT_ID, so the shared default project stays enabled for the others)."""
+    project = f"p{uuid.uuid4().hex[:8]}"
+    settings = from_env(
+        {"TOKENLEDGER_PROJECT_ID": project, "TOKENLEDGER_SEAL_INTERVAL": "0"},
+        issuer=ISSUER,
+        database_url=database_url,
+    )
+    key = await with_key(pool, clock, public_client, project=project)
+    body = {"grant_type": "refresh_token", "refresh_token": "tlr_" + "x" * 43}
+    async with AsyncTestClient(create_app(settings, database_url)) as http:
+        # Not recorded: the configured project is served as it always was.
+        answer = await http.post(PATH, json=body, headers=stack(key, project=project))
+        assert_error(answer, 400, "invalid_grant")
+        async with pool.connection() as conn:
+            await projects.add(conn, project, "Tenant", clock(), META)
+        answer = await http.post(PATH, json=body, headers=stack(key, project=project))
+        assert_error(answer, 400, "invalid_grant")
+        async with pool.connection() as conn:
+            await projects.disable(conn, project, clock(), META)
+        answer = await http.post(PATH, json=body, headers=stack(key, project=project))
+        assert_error(answer, 401, "invalid_client")
