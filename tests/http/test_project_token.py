@@ -16,7 +16,7 @@ from app.settings import from_env
 from app.usecases import projects, publishable_keys, registration
 from tests.conftest import Pool
 from tests.http.conftest import ISSUER, Clock, Registered, authorize
-from tests.http.token_helpers import FORM, Http, assert_error, assert_tokens
+from tests.http.token_helpers import FORM, Http, assert_error, assert_log_agrees, assert_tokens
 
 PATH = "/api/v1/auth/oauth/token"
 META = {"actor": "test"}
@@ -213,5 +213,6 @@ async def test_a_disabled_project_is_refused(
         assert_error(answer, 400, "invalid_grant")
         async with pool.connection() as conn:
             await projects.disable(conn, project, clock(), META)
+            await assert_log_agrees(conn)  # the projects table folds as a rebuild does
         answer = await http.post(PATH, json=body, headers=stack(key, project=project))
         assert_error(answer, 401, "invalid_client")
