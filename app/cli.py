@@ -288,6 +288,11 @@ def clients() -> None:
     help="Accept the immediately previous refresh token this long after a rotation.",
 )
 @click.option("--audience", default=None, help="The aud of this client's access tokens.")
+@click.option(
+    "--publishable-key",
+    is_flag=True,
+    help="Also issue a publishable client key (x-stack-publishable-client-key).",
+)
 def clients_add(
     client_id: str,
     redirect_uris: tuple[str, ...],
@@ -298,6 +303,7 @@ def clients_add(
     no_rotate: bool,
     grace_seconds: int,
     audience: str | None,
+    publishable_key: bool,
 ) -> None:
     """Register a client. A confidential client's secret is printed once."""
     if public and secret_stdin:
@@ -330,6 +336,196 @@ def clients_add(
     if registered.secret is not None and not secret_stdin:
         click.echo(f"client_secret: {registered.secret}")
         click.echo("Store it now: only its hash is kept.", err=True)
+    if publishable_key:
+        _issue_publishable_key(settings, client_id)
+
+
+def _issue_publishable_key(settings: Settings, client_id: str) -> None:
+    from app.usecases import publishable_keys
+
+    async def work(url: str) -> str:
+        async with await _connect(url) as conn:
+            return await publishable_keys.issue(
+                conn, client_id, settings.project_id, utc_now(), _operator_metadata()
+            )
+
+    try:
+        key = _with_database(settings, work)
+    except registration.Rejected as exc:
+        raise click.ClickException(f"{client_id}: {exc}") from None
+    click.echo(f"x-stack-project-id: {settings.project_id}")
+    click.echo(f"x-stack-publishable-client-key: {key}")
+    click.echo("Only its hash is kept; a new one replaces it.", err=True)
+
+
+@clients.command("publishable-key")
+@click.argument("client_id")
+def clients_publishable_key(client_id: str) -> None:
+    """Issue the client a new publishable client key (replacing its previous one)."""
+    _issue_publishable_key(_settings(), client_id)
+
+
+@clients.command("require-api-key")
+@click.argument("client_id")
+@click.option("--off", is_flag=True, help="No longer require an API key.")
+def clients_require_api_key(client_id: str, off: bool) -> None:
+    """Require an x-api-key on the client's token requests (see `clients api-keys`)."""
+    from app.usecases import api_keys
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await api_keys.require(conn, client_id, not off, utc_now(), _operator_metadata())
+
+    try:
+        _with_database(_settings(), work)
+    except registration.Rejected as exc:
+        raise click.ClickException(f"{client_id}: {exc}") from None
+    click.echo(f"client {client_id} {'no longer requires' if off else 'requires'} an API key")
+
+
+@clients.group("api-keys")
+def clients_api_keys() -> None:
+    """API keys a client sends in the x-api-key header."""
+
+
+@clients_api_keys.command("add")
+@click.argument("client_id")
+def clients_api_keys_add(client_id: str) -> None:
+    """Add an API key; it is printed once (only its hash is kept)."""
+    from app.usecases import api_keys
+
+    async def work(url: str) -> api_keys.NewApiKey:
+        async with await _connect(url) as conn:
+            return await api_keys.add(conn, client_id, utc_now(), _operator_metadata())
+
+    try:
+        new = _with_database(_settings(), work)
+    except registration.Rejected as exc:
+        raise click.ClickException(f"{client_id}: {exc}") from None
+    click.echo(f"api key {new.key_id} added to client {client_id}")
+    click.echo(f"x-api-key: {new.key}")
+    click.echo("Store it now: only its hash is kept.", err=True)
+
+
+@clients_api_keys.command("list")
+@click.argument("client_id")
+def clients_api_keys_list(client_id: str) -> None:
+    """Every API key of the client, active or revoked (ids and hash prefixes only)."""
+    from app.usecases import api_keys
+
+    async def work(url: str) -> list[api_keys.ApiKeyInfo]:
+        async with await _connect(url) as conn:
+            return await api_keys.list_keys(conn, client_id)
+
+    try:
+        keys = _with_database(_settings(), work)
+    except registration.Rejected as exc:
+        raise click.ClickException(f"{client_id}: {exc}") from None
+    for k in keys:
+        state = f"revoked {k.revoked_at.isoformat()}" if k.revoked_at else "active"
+        click.echo(f"{k.key_id}\t{state}\tadded {k.added_at.isoformat()}\tsha256 {k.hash_prefix}")
+
+
+@clients_api_keys.command("revoke")
+@click.argument("client_id")
+@click.argument("key_id")
+def clients_api_keys_revoke(client_id: str, key_id: str) -> None:
+    """Revoke an API key: it is refused from the next request on."""
+    from app.usecases import api_keys
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await api_keys.revoke(conn, client_id, key_id, utc_now(), _operator_metadata())
+
+    try:
+        _with_database(_settings(), work)
+    except registration.Rejected as exc:
+        raise click.ClickException(f"{client_id}: {exc}") from None
+    click.echo(f"api key {key_id} of client {client_id} revoked")
+
+
+@main.group()
+def projects() -> None:
+    """Projects (tenants); see docs/tenancy.md. One is served: TOKENLEDGER_PROJECT_ID."""
+
+
+def _project_line(p: Any) -> str:
+    if not p.recorded:
+        state = "active (implicit: not recorded)"
+    elif p.disabled_at is not None:
+        state = f"disabled {p.disabled_at.isoformat()}"
+    else:
+        state = f"active, added {p.added_at.isoformat()}"
+    served = "served" if p.served else "not served"
+    return f"{p.project_id}\t{p.name}\t{state}\t{served}"
+
+
+@projects.command("add")
+@click.argument("project_id")
+@click.option("--name", default=None, help="A name for people [default: the id].")
+def projects_add(project_id: str, name: str | None) -> None:
+    """Record a project."""
+    from app.usecases import projects as project_cases
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await project_cases.add(conn, project_id, name, utc_now(), _operator_metadata())
+
+    try:
+        _with_database(_settings(), work)
+    except project_cases.Rejected as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"project {project_id} added")
+
+
+@projects.command("list")
+def projects_list() -> None:
+    """Every project: recorded ones, and the served one even if never recorded."""
+    from app.usecases import projects as project_cases
+
+    settings = _settings()
+
+    async def work(url: str) -> list[Any]:
+        async with await _connect(url) as conn:
+            return await project_cases.list_projects(conn, settings.project_id)
+
+    for p in _with_database(settings, work):
+        click.echo(_project_line(p))
+
+
+@projects.command("show")
+@click.argument("project_id")
+def projects_show(project_id: str) -> None:
+    """One project."""
+    from app.usecases import projects as project_cases
+
+    settings = _settings()
+
+    async def work(url: str) -> Any:
+        async with await _connect(url) as conn:
+            return await project_cases.show(conn, project_id, settings.project_id)
+
+    try:
+        click.echo(_project_line(_with_database(settings, work)))
+    except project_cases.Rejected as exc:
+        raise click.ClickException(f"{project_id}: {exc}") from None
+
+
+@projects.command("disable")
+@click.argument("project_id")
+def projects_disable(project_id: str) -> None:
+    """Disable a project: its x-stack-project-id is refused from the next request on."""
+    from app.usecases import projects as project_cases
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await project_cases.disable(conn, project_id, utc_now(), _operator_metadata())
+
+    try:
+        _with_database(_settings(), work)
+    except project_cases.Rejected as exc:
+        raise click.ClickException(f"{project_id}: {exc}") from None
+    click.echo(f"project {project_id} disabled")
 
 
 def _client_lines(client: Any) -> list[tuple[str, str]]:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from ledger.projects import valid_project_id
+
 
 class SettingsError(ValueError):
     pass
@@ -20,6 +22,8 @@ def _default_data_dir(env: Mapping[str, str]) -> Path:
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     issuer: str = "http://127.0.0.1:8000"
+    # The one project (tenant) this server serves today; see docs/tenancy.md.
+    project_id: str = "default"
     host: str = "127.0.0.1"
     port: int = 8000
     database_url: str | None = None
@@ -178,6 +182,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "TOKENLEDGER_REGISTRATION": "registration",
         "TOKENLEDGER_REGISTRATION_ACCESS_TOKEN": "registration_access_token",
         "TOKENLEDGER_SIGNING_ALG": "signing_alg",
+        "TOKENLEDGER_PROJECT_ID": "project_id",
     }
     for key, field in plain.items():
         if env.get(key):
@@ -226,6 +231,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError(
             "TOKENLEDGER_CIMD_ALLOW_HTTP needs TOKENLEDGER_CIMD_ALLOW_PRIVATE (tests only)"
         )
+    if not valid_project_id(settings.project_id):
+        raise SettingsError("TOKENLEDGER_PROJECT_ID must be 1 to 64 letters, digits, '-' or '_'")
     unknown = [s for s in settings.default_scope if s not in settings.scopes_supported]
     if unknown:
         raise SettingsError(f"default scope {unknown} is not in TOKENLEDGER_SCOPES")

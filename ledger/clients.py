@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, assert_never
@@ -11,13 +12,17 @@ import msgspec
 from ledger.decider import Decider, Decision, accept, refuse
 from ledger.errors import AlreadyExists, InvalidClient, InvalidRequest, Rejected
 from ledger.events import (
+    ClientApiKeyAdded,
+    ClientApiKeyRequirementSet,
+    ClientApiKeyRevoked,
     ClientDisabled,
     ClientEnabled,
+    ClientPublishableKeyIssued,
     ClientRegistered,
     ClientSecretRotated,
     ClientUpdated,
 )
-from ledger.opaque_tokens import secret_matches
+from ledger.opaque_tokens import hash_secret, secret_matches
 from ledger.protocol import validate_redirect_uri_registration
 
 AuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
@@ -51,6 +56,15 @@ class ClientState(msgspec.Struct, kw_only=True):
     previous_secret_expires_at: datetime | None = None
     updated_at: datetime | None = None
 
+    # API keys (``x-api-key``): the active ones, as parallel lists of ids and SHA-256
+    # hashes, so the token endpoint checks a key from the one client row it reads anyway.
+    require_api_key: bool = False
+    api_key_ids: list[str] = msgspec.field(default_factory=list)
+    api_key_hashes: list[str] = msgspec.field(default_factory=list)
+    # The publishable client key (Stack Auth's headers): its hash and its project.
+    publishable_key_hash: str | None = None
+    publishable_key_project: str | None = None
+
     @property
     def allowed_audiences(self) -> list[str]:
         """The registered audiences; a client registered with one ``--audience`` has it."""
@@ -65,7 +79,15 @@ class ClientState(msgspec.Struct, kw_only=True):
 INITIAL = ClientState()
 
 ClientEvent = (
-    ClientRegistered | ClientUpdated | ClientDisabled | ClientEnabled | ClientSecretRotated
+    ClientRegistered
+    | ClientUpdated
+    | ClientDisabled
+    | ClientEnabled
+    | ClientSecretRotated
+    | ClientApiKeyRequirementSet
+    | ClientApiKeyAdded
+    | ClientApiKeyRevoked
+    | ClientPublishableKeyIssued
 )
 
 
@@ -122,6 +144,36 @@ def evolve(state: ClientState, event: ClientEvent) -> ClientState:
                 updated_at=event.rotated_at,
                 version=state.version + 1,
             )
+        case ClientApiKeyRequirementSet():
+            return msgspec.structs.replace(
+                state, require_api_key=event.required, version=state.version + 1
+            )
+        case ClientApiKeyAdded():
+            return msgspec.structs.replace(
+                state,
+                api_key_ids=[*state.api_key_ids, event.key_id],
+                api_key_hashes=[*state.api_key_hashes, event.key_hash],
+                version=state.version + 1,
+            )
+        case ClientApiKeyRevoked():
+            kept = [
+                (i, h)
+                for i, h in zip(state.api_key_ids, state.api_key_hashes, strict=True)
+                if i != event.key_id
+            ]
+            return msgspec.structs.replace(
+                state,
+                api_key_ids=[i for i, _ in kept],
+                api_key_hashes=[h for _, h in kept],
+                version=state.version + 1,
+            )
+        case ClientPublishableKeyIssued():
+            return msgspec.structs.replace(
+                state,
+                publishable_key_hash=event.key_hash,
+                publishable_key_project=event.project_id,
+                version=state.version + 1,
+            )
         case _:
             assert_never(event)
 
@@ -161,12 +213,33 @@ class UpdateClient:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SetApiKeyRequirement:
+    required: bool
+    now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
 class DisableClient:
     now: datetime
 
 
 @dataclass(frozen=True, kw_only=True)
+class AddApiKey:
+    """A new API key; the shell has generated it and passes only its id and hash."""
+
+    key_id: str
+    key_hash: str
+    now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
 class EnableClient:
+    now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokeApiKey:
+    key_id: str
     now: datetime
 
 
@@ -180,7 +253,26 @@ class RotateClientSecret:
     now: datetime
 
 
-ClientCommand = RegisterClient | UpdateClient | DisableClient | EnableClient | RotateClientSecret
+@dataclass(frozen=True, kw_only=True)
+class IssuePublishableKey:
+    """A new publishable key for the client in ``project_id``, replacing any previous one."""
+
+    project_id: str
+    key_hash: str
+    now: datetime
+
+
+ClientCommand = (
+    RegisterClient
+    | UpdateClient
+    | DisableClient
+    | EnableClient
+    | RotateClientSecret
+    | SetApiKeyRequirement
+    | AddApiKey
+    | RevokeApiKey
+    | IssuePublishableKey
+)
 
 MAX_GRACE_SECONDS = 300
 
@@ -205,6 +297,50 @@ def decide(command: ClientCommand, state: ClientState) -> Decision:
             return accept(ClientEnabled(client_id=state.client_id, enabled_at=command.now))
         case RotateClientSecret():
             return _rotate_secret(command, state)
+        case SetApiKeyRequirement():
+            if not state.version:
+                return refuse(Rejected("no such client"))
+            if state.require_api_key == command.required:
+                return accept()
+            return accept(
+                ClientApiKeyRequirementSet(
+                    client_id=state.client_id, required=command.required, set_at=command.now
+                )
+            )
+        case AddApiKey():
+            if not state.version:
+                return refuse(Rejected("no such client"))
+            if command.key_id in state.api_key_ids or command.key_hash in state.api_key_hashes:
+                return refuse(AlreadyExists(f"API key {command.key_id!r} already exists"))
+            return accept(
+                ClientApiKeyAdded(
+                    client_id=state.client_id,
+                    key_id=command.key_id,
+                    key_hash=command.key_hash,
+                    added_at=command.now,
+                )
+            )
+        case RevokeApiKey():
+            if not state.version:
+                return refuse(Rejected("no such client"))
+            if command.key_id not in state.api_key_ids:
+                return refuse(Rejected(f"client has no active API key {command.key_id!r}"))
+            return accept(
+                ClientApiKeyRevoked(
+                    client_id=state.client_id, key_id=command.key_id, revoked_at=command.now
+                )
+            )
+        case IssuePublishableKey():
+            if not state.version:
+                return refuse(Rejected("no such client"))
+            return accept(
+                ClientPublishableKeyIssued(
+                    client_id=state.client_id,
+                    project_id=command.project_id,
+                    key_hash=command.key_hash,
+                    issued_at=command.now,
+                )
+            )
         case _:
             assert_never(command)
 
@@ -380,6 +516,34 @@ def authenticate(
     ):
         return client
     raise InvalidClient("client authentication failed", debug="wrong secret")
+
+
+def check_api_key(client: ClientState, presented: str | None) -> None:
+    """The ``x-api-key`` rule: a client that requires a key must be sent one of its active
+    keys, and a key that is sent must be one of them even when none is required (a wrong
+    credential is never ignored). Every stored hash is compared in constant time."""
+    if presented is None:
+        if client.require_api_key:
+            raise InvalidClient("client authentication failed", debug="API key required")
+        return
+    presented_hash = hash_secret(presented)
+    matched = False
+    for stored in client.api_key_hashes:
+        matched |= hmac.compare_digest(presented_hash, stored)
+    if not matched:
+        raise InvalidClient("client authentication failed", debug="unknown API key")
+
+
+def check_publishable_key(client: ClientState | None, project_id: str) -> ClientState:
+    """Stack Auth's headers: the client found by the publishable key's hash must exist and
+    its key must be bound to the project the request names."""
+    if client is None or not client.version:
+        raise InvalidClient("client authentication failed", debug="unknown publishable key")
+    if client.publishable_key_project != project_id:
+        raise InvalidClient(
+            "client authentication failed", debug="publishable key of another project"
+        )
+    return client
 
 
 def merge_credentials(

@@ -83,6 +83,44 @@ class ClientSecretRotated(Event, frozen=True, kw_only=True, tag="client_secret_r
     rotated_at: datetime
 
 
+class ClientApiKeyRequirementSet(
+    Event, frozen=True, kw_only=True, tag="client_api_key_requirement_set"
+):
+    """Whether the client's token requests must carry one of its API keys (``x-api-key``)."""
+
+    client_id: str
+    required: bool
+    set_at: datetime
+
+
+class ClientApiKeyAdded(Event, frozen=True, kw_only=True, tag="client_api_key_added"):
+    """An API key of the client: only the SHA-256 of the key shown once."""
+
+    client_id: str
+    key_id: str
+    key_hash: str
+    added_at: datetime
+
+
+class ClientApiKeyRevoked(Event, frozen=True, kw_only=True, tag="client_api_key_revoked"):
+    client_id: str
+    key_id: str
+    revoked_at: datetime
+
+
+class ClientPublishableKeyIssued(
+    Event, frozen=True, kw_only=True, tag="client_publishable_key_issued"
+):
+    """A publishable client key (Stack Auth's ``x-stack-publishable-client-key``) bound to
+    one project and this client; it replaces the client's previous one. The key is not a
+    secret, but it is still kept only as its SHA-256: it is found by its hash."""
+
+    client_id: str
+    project_id: str
+    key_hash: str
+    issued_at: datetime
+
+
 # --- users ---------------------------------------------------------------------------
 
 
@@ -309,6 +347,22 @@ class ResourceRemoved(Event, frozen=True, kw_only=True, tag="resource_removed"):
     removed_at: datetime
 
 
+# --- projects (stream 'project:<id>', ledger/projects.py) ----------------------------
+
+
+class ProjectAdded(Event, frozen=True, kw_only=True, tag="project_added"):
+    """A project (tenant); see docs/tenancy.md for what it scopes today and later."""
+
+    project_id: str
+    name: str
+    added_at: datetime
+
+
+class ProjectDisabled(Event, frozen=True, kw_only=True, tag="project_disabled"):
+    project_id: str
+    disabled_at: datetime
+
+
 # --- seals (stream 'ledger:seals', ledger/seals.py) ------------------------------------
 
 
@@ -334,6 +388,10 @@ AnyEvent = (
     | ClientDisabled
     | ClientEnabled
     | ClientSecretRotated
+    | ClientApiKeyRequirementSet
+    | ClientApiKeyAdded
+    | ClientApiKeyRevoked
+    | ClientPublishableKeyIssued
     | UserRegistered
     | UserErased
     | AuthorizationCodeIssued
@@ -352,6 +410,8 @@ AnyEvent = (
     | AuditorAdded
     | AuditorRevoked
     | AuditQueryRecorded
+    | ProjectAdded
+    | ProjectDisabled
     | LedgerSealed
     | ResourceRegistered
     | ResourceRemoved

@@ -17,6 +17,8 @@ REFRESH_PREFIX = "tlr_"
 CLIENT_SECRET_PREFIX = "tls_"
 SESSION_PREFIX = "tlsn_"
 AUDITOR_PREFIX = "tla_"
+API_KEY_PREFIX = "tlk_"
+PUBLISHABLE_KEY_PREFIX = "tlpk_"
 
 
 def new_secret(prefix: str) -> str:

@@ -2,6 +2,7 @@
 
 A stream id is ``<prefix><key>``: ``family:<uuid>``, ``code:<hash>``, ``client:<id>``,
 ``user:<user_id>``, ``key:<kid>``, ``session:<hash>``, ``auditor:<name>``, ``resource:<url>``,
+``project:<id>``,
 ``ledger:seals``. Everything that names a stream goes through here.
 """
 
@@ -10,7 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ledger import auditors, clients, codes, families, keys, resources, seals, sessions, users
+from ledger import (
+    auditors,
+    clients,
+    codes,
+    families,
+    keys,
+    projects,
+    resources,
+    seals,
+    sessions,
+    users,
+)
 from ledger.decider import Decider
 
 C = TypeVar("C")
@@ -37,6 +49,7 @@ SIGNING_KEY = StreamKind("key:", keys.DECIDER)
 SESSION = StreamKind("session:", sessions.DECIDER)
 AUDITOR = StreamKind("auditor:", auditors.DECIDER)
 RESOURCE = StreamKind("resource:", resources.DECIDER)
+PROJECT = StreamKind("project:", projects.DECIDER)
 # One stream, 'ledger:seals': the signed heads over the whole log.
 SEALS = StreamKind("ledger:", seals.DECIDER)
 
@@ -49,6 +62,7 @@ KINDS: tuple[StreamKind[Any, Any], ...] = (
     SESSION,
     AUDITOR,
     RESOURCE,
+    PROJECT,
     SEALS,
 )
 

@@ -20,8 +20,10 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from ledger import streams
+from ledger.clients import ClientState
 from ledger.events import AnyEvent, RefreshTokenRotated, TokenFamilyStarted
 from ledger.families import FamilyState
+from ledger.projects import ProjectState
 from ledger.streams import StreamKind
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -75,6 +77,7 @@ FAMILIES = ReadModel(streams.FAMILY, "token_families", "family_id")
 SESSIONS = ReadModel(streams.SESSION, "sessions", "session_hash")
 AUDITORS = ReadModel(streams.AUDITOR, "auditors", "name")
 RESOURCES = ReadModel(streams.RESOURCE, "resources", "url")
+PROJECTS = ReadModel(streams.PROJECT, "projects", "project_id")
 READ_MODELS: tuple[ReadModel[Any], ...] = (
     CLIENTS,
     USERS,
@@ -83,6 +86,7 @@ READ_MODELS: tuple[ReadModel[Any], ...] = (
     SESSIONS,
     AUDITORS,
     RESOURCES,
+    PROJECTS,
 )
 
 REFRESH_TOKENS = SideTable(
@@ -191,6 +195,24 @@ def _select_sql(model: ReadModel[Any], lock: bool) -> bytes:
     )
 
 
+@functools.cache
+def _client_by_publishable_key_sql() -> bytes:
+    return (
+        sql.SQL("select {cols} from clients where publishable_key_hash = %s")
+        .format(cols=sql.SQL(", ").join(map(sql.Identifier, CLIENTS.columns)))
+        .as_bytes(None)
+    )
+
+
+async def client_by_publishable_key(
+    conn: psycopg.AsyncConnection[Any], key_hash: str
+) -> ClientState | None:
+    """The client whose publishable key has this hash (a unique index), or None."""
+    async with conn.cursor(row_factory=class_row(ClientState)) as cur:
+        await cur.execute(_client_by_publishable_key_sql(), (key_hash,))
+        return await cur.fetchone()
+
+
 class PresentedRefreshToken(msgspec.Struct, kw_only=True):
     """A refresh token's family, locked, and the token's generation in it."""
 
@@ -229,6 +251,17 @@ async def family_by_refresh_token(
     return PresentedRefreshToken(
         generation=row[0], family=FamilyState(**dict(zip(FAMILIES.columns, row[1:], strict=True)))
     )
+
+
+async def all_projects(conn: psycopg.AsyncConnection[Any]) -> list[ProjectState]:
+    """Every recorded project, by id."""
+    async with conn.cursor(row_factory=class_row(PROJECTS.state_type)) as cur:
+        await cur.execute(
+            sql.SQL("select {cols} from projects order by project_id").format(
+                cols=sql.SQL(", ").join(map(sql.Identifier, PROJECTS.columns))
+            )
+        )
+        return await cur.fetchall()
 
 
 async def active_families_of(conn: psycopg.AsyncConnection[Any], subject: str) -> list[str]:

@@ -12,8 +12,8 @@ import psycopg
 from litestar import Request
 
 from app.http import forms
-from app.http.token_endpoint import parse_basic
-from ledger.clients import ClientState, authenticate, merge_credentials
+from app.http.token_endpoint import parse_basic, presented_header
+from ledger.clients import ClientState, authenticate, check_api_key, merge_credentials
 from ledger.errors import InvalidRequest
 from projections.read_models import CLIENTS, load
 
@@ -59,8 +59,12 @@ async def authenticate_client(
     now: datetime,
 ) -> ClientState:
     """Exactly the token endpoint's client authentication: Basic or the body, never both
-    with different identities; ``invalid_client`` otherwise."""
+    with different identities, and the client's ``x-api-key`` rule; ``invalid_client``
+    otherwise."""
     creds = merge_credentials(
         parse_basic(request.headers.get("authorization")), client_id, client_secret
     )
-    return authenticate(await load(conn, CLIENTS, creds.client_id), creds, now)
+    api_key = presented_header(request, "x-api-key")
+    client = authenticate(await load(conn, CLIENTS, creds.client_id), creds, now)
+    check_api_key(client, api_key)
+    return client

@@ -61,6 +61,7 @@ async def security_headers(message: Message, scope: Scope) -> None:
 # /oauth/authorize never get CORS headers.
 CORS_PREFIXES = (
     "/oauth/token",
+    "/api/v1/auth/oauth/token",
     "/oauth/register",
     "/oauth/revoke",
     "/oauth/introspect",
@@ -73,7 +74,8 @@ CORS_PREFLIGHT: tuple[tuple[bytes, bytes], ...] = (
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
     (
         b"access-control-allow-headers",
-        b"Authorization, Content-Type, MCP-Protocol-Version, X-Request-ID",
+        b"Authorization, Content-Type, MCP-Protocol-Version, X-Request-ID, X-Api-Key,"
+        b" X-Stack-Project-Id, X-Stack-Publishable-Client-Key",
     ),
     (b"access-control-max-age", b"600"),
 )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
 import msgspec
+import psycopg
 import structlog
 from litestar import Request, Response, post
 
@@ -16,8 +18,8 @@ from app.http.context import Context
 from app.http.errors import NO_STORE
 from app.http.event_metadata import event_metadata
 from app.usecases.grants import GRANTS
-from app.usecases.grants.base import TokenRequest
-from ledger.clients import authenticate, merge_credentials
+from app.usecases.grants.base import Grant, TokenRequest
+from ledger.clients import ClientState, authenticate, check_api_key, merge_credentials
 from ledger.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
 from ledger.metadata_documents import DocumentRefused
 
@@ -80,30 +82,43 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return client_id, secret
 
 
-@post("/oauth/token", status_code=200, request_max_body_size=MAX_BODY)
-async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
-    ctx: Context = request.app.state.ctx
-    req = parse_body(request.headers.get("content-type", ""), await request.body())
+def presented_header(request: Request[Any, Any, Any], name: str) -> str | None:
+    """A credential header's value, or None when absent. Sent twice, or holding a NUL, it
+    is refused rather than one copy picked: a credential is never half-read."""
+    values = request.headers.getall(name, [])
+    if not values:
+        return None
+    if len(values) > 1 or "\x00" in values[0]:
+        raise InvalidClient("client authentication failed", debug=f"malformed {name} header")
+    value: str = values[0]
+    return value
+
+
+def grant_for(req: TokenRequest) -> Grant:
     if req.grant_type is None:
         raise InvalidRequest("grant_type is required")
     grant = GRANTS.get(req.grant_type)
     if grant is None:
         raise UnsupportedGrantType(f"grant_type {req.grant_type!r} is not supported")
-    creds = merge_credentials(
-        parse_basic(request.headers.get("authorization")), req.client_id, req.client_secret
-    )
-    structlog.contextvars.bind_contextvars(client_id=creds.client_id, grant_type=req.grant_type)
+    return grant
+
+
+ClientResolver = Callable[[psycopg.AsyncConnection[Any]], Awaitable[ClientState]]
+
+
+async def issue(
+    request: Request[Any, Any, Any], req: TokenRequest, grant: Grant, resolve: ClientResolver
+) -> Response[bytes]:
+    """The token endpoint once the request is parsed: find and authenticate the client
+    (``resolve``, which differs per route), run the grant, answer without caching.
+
+    Every route that issues tokens comes through here, so the grants and the response
+    are the same whichever way the client identified itself.
+    """
+    ctx: Context = request.app.state.ctx
     # One connection for the request: the client lookup and the grant's transaction.
-    # A metadata document is fetched before a connection is taken, not while holding one.
-    prefetched = await ctx.documents.prefetch(creds.client_id)
     async with ctx.pool.connection() as conn:
-        try:
-            found = await ctx.documents.client(
-                conn, creds.client_id, event_metadata(request, "metadata_document"), prefetched
-            )
-        except DocumentRefused as exc:
-            raise InvalidClient(exc.description, debug="metadata document refused") from None
-        client = authenticate(found, creds, ctx.clock())
+        client = await resolve(conn)
         metadata = event_metadata(request, f"client:{client.client_id}")
         await ctx.issuance.keys.refresh_if_stale(conn, ctx.clock())
         response = await grant(ctx.issuance, conn, req, client, metadata)
@@ -112,3 +127,30 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
         media_type="application/json",
         headers=NO_STORE,
     )
+
+
+@post("/oauth/token", status_code=200, request_max_body_size=MAX_BODY)
+async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
+    req = parse_body(request.headers.get("content-type", ""), await request.body())
+    grant = grant_for(req)
+    creds = merge_credentials(
+        parse_basic(request.headers.get("authorization")), req.client_id, req.client_secret
+    )
+    api_key = presented_header(request, "x-api-key")
+    structlog.contextvars.bind_contextvars(client_id=creds.client_id, grant_type=req.grant_type)
+    ctx: Context = request.app.state.ctx
+    # A metadata document is fetched before a connection is taken, not while holding one.
+    prefetched = await ctx.documents.prefetch(creds.client_id)
+
+    async def resolve(conn: psycopg.AsyncConnection[Any]) -> ClientState:
+        try:
+            found = await ctx.documents.client(
+                conn, creds.client_id, event_metadata(request, "metadata_document"), prefetched
+            )
+        except DocumentRefused as exc:
+            raise InvalidClient(exc.description, debug="metadata document refused") from None
+        client = authenticate(found, creds, ctx.clock())
+        check_api_key(client, api_key)
+        return client
+
+    return await issue(request, req, grant, resolve)

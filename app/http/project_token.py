@@ -1,0 +1,70 @@
+"""POST /api/v1/auth/oauth/token: the token endpoint as Stack Auth's clients call it
+(seed 004). The headers ``x-stack-project-id`` and ``x-stack-publishable-client-key``
+(both required) name the project and the client, so the body needs no ``client_id``; if
+one is sent it must agree. Everything after finding the client is the token endpoint's
+own ``issue``: the same grants, answers and errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import structlog
+from litestar import Request, Response, post
+
+from app.http.context import Context
+from app.http.token_endpoint import (
+    MAX_BODY,
+    grant_for,
+    issue,
+    parse_basic,
+    parse_body,
+    presented_header,
+)
+from app.usecases import projects, publishable_keys
+from ledger.clients import ClientState, authenticate, check_api_key, merge_credentials
+from ledger.errors import InvalidClient
+
+PATH = "/api/v1/auth/oauth/token"
+
+
+@post(PATH, status_code=200, request_max_body_size=MAX_BODY)
+async def project_token(request: Request[Any, Any, Any]) -> Response[bytes]:
+    ctx: Context = request.app.state.ctx
+    req = parse_body(request.headers.get("content-type", ""), await request.body())
+    grant = grant_for(req)
+    project_id = presented_header(request, "x-stack-project-id")
+    key = presented_header(request, "x-stack-publishable-client-key")
+    if not project_id or not key:
+        raise InvalidClient(
+            "x-stack-project-id and x-stack-publishable-client-key are required",
+            debug="a project header is missing",
+        )
+    basic = parse_basic(request.headers.get("authorization"))
+    api_key = presented_header(request, "x-api-key")
+    structlog.contextvars.bind_contextvars(project_id=project_id, grant_type=req.grant_type)
+
+    async def resolve(conn: psycopg.AsyncConnection[Any]) -> ClientState:
+        # One project today (TOKENLEDGER_PROJECT_ID): any other id is unknown, and a
+        # disabled one is refused like an unknown one.
+        if not await projects.servable(conn, project_id, ctx.settings.project_id):
+            raise InvalidClient("client authentication failed", debug="unknown or disabled project")
+        client = await publishable_keys.resolve(conn, project_id, key)
+        structlog.contextvars.bind_contextvars(client_id=client.client_id)
+        # The key names the client; its credentials (a confidential client's secret)
+        # are still checked as at /oauth/token, and a client_id sent must be the same.
+        body_id = req.client_id
+        if body_id is None and basic is None:
+            body_id = client.client_id
+        creds = merge_credentials(basic, body_id, req.client_secret)
+        if creds.client_id != client.client_id:
+            raise InvalidClient(
+                "client_id does not match the publishable client key",
+                debug=f"client_id {creds.client_id} for the key of {client.client_id}",
+            )
+        authenticate(client, creds, ctx.clock())
+        check_api_key(client, api_key)
+        return client
+
+    return await issue(request, req, grant, resolve)

@@ -1,0 +1,93 @@
+"""Projects (tenants): adding, listing, showing and disabling them, and whether the
+project a request names may be served.
+
+One project is served today: the one ``TOKENLEDGER_PROJECT_ID`` names (``default``). It
+exists without being recorded, so a fresh server behaves as before; recording it
+(``projects add default``) gives it a name and lets an operator disable it.
+docs/tenancy.md describes the rest of the design.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import psycopg
+
+from app.usecases import handler
+from ledger import streams
+from ledger.errors import Rejected
+from ledger.projects import AddProject, DisableProject, ProjectState
+from projections.read_models import PROJECTS, all_projects, load
+
+__all__ = ["ProjectView", "Rejected", "add", "disable", "list_projects", "servable", "show"]
+
+
+class ProjectView(msgspec.Struct, frozen=True):
+    project_id: str
+    name: str
+    recorded: bool  # False: the configured project, never added
+    served: bool  # the project this server answers for (TOKENLEDGER_PROJECT_ID)
+    added_at: datetime | None
+    disabled_at: datetime | None
+
+
+def _view(state: ProjectState, configured: str) -> ProjectView:
+    return ProjectView(
+        state.project_id,
+        state.name,
+        True,
+        state.project_id == configured,
+        state.added_at,
+        state.disabled_at,
+    )
+
+
+def _implicit(configured: str) -> ProjectView:
+    return ProjectView(configured, configured, False, True, None, None)
+
+
+async def add(
+    conn: psycopg.AsyncConnection[Any],
+    project_id: str,
+    name: str | None,
+    now: datetime,
+    metadata: dict[str, Any],
+) -> ProjectState:
+    command = AddProject(project_id=project_id, name=name, now=now)
+    handled = await handler.handle(conn, streams.PROJECT, project_id, command, metadata)
+    return handled.or_raise()
+
+
+async def disable(
+    conn: psycopg.AsyncConnection[Any], project_id: str, now: datetime, metadata: dict[str, Any]
+) -> ProjectState:
+    command = DisableProject(now=now)
+    handled = await handler.handle(conn, streams.PROJECT, project_id, command, metadata)
+    return handled.or_raise()
+
+
+async def list_projects(conn: psycopg.AsyncConnection[Any], configured: str) -> list[ProjectView]:
+    views = [_view(p, configured) for p in await all_projects(conn)]
+    if not any(v.project_id == configured for v in views):
+        views.insert(0, _implicit(configured))
+    return views
+
+
+async def show(conn: psycopg.AsyncConnection[Any], project_id: str, configured: str) -> ProjectView:
+    state = await load(conn, PROJECTS, project_id)
+    if state is not None:
+        return _view(state, configured)
+    if project_id == configured:
+        return _implicit(configured)
+    raise Rejected("no such project")
+
+
+async def servable(conn: psycopg.AsyncConnection[Any], project_id: str, configured: str) -> bool:
+    """Whether a request naming ``project_id`` may be answered: it is the configured
+    project and it has not been disabled."""
+    if project_id != configured:
+        return False
+    state = await load(conn, PROJECTS, project_id)
+    return state is None or state.disabled_at is None
