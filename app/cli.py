@@ -110,7 +110,8 @@ def uvicorn_config(
         access_log=False,
         log_level="warning",
         log_config=None,  # uvicorn's records go to the root logger: JSON like ours
-        proxy_headers=True,
+        # X-Forwarded-* are handled by app/http/proxies.py, from trusted proxies only.
+        proxy_headers=False,
         timeout_keep_alive=settings.http_keep_alive_timeout,
         limit_concurrency=settings.http_limit_concurrency,
         h11_max_incomplete_event_size=settings.http_max_header_bytes,

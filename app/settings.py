@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +57,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     http_read_timeout: int = 10  # seconds to read a whole request (app/server.py)
     http_limit_concurrency: int = 1000
     http_max_header_bytes: int = 16 * 1024
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (app/http/proxies.py):
+    # addresses or CIDR blocks; none by default, so the TCP peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def audience(self) -> str:
@@ -121,6 +125,10 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         values["scopes_supported"] = tuple(env["TOKENLEDGER_SCOPES"].split())
     if env.get("TOKENLEDGER_DEFAULT_SCOPE") is not None:
         values["default_scope"] = tuple(env["TOKENLEDGER_DEFAULT_SCOPE"].split())
+    if env.get("TOKENLEDGER_TRUSTED_PROXIES"):
+        values["trusted_proxies"] = tuple(
+            p.strip() for p in env["TOKENLEDGER_TRUSTED_PROXIES"].split(",") if p.strip()
+        )
     if env.get("TOKENLEDGER_LOG_FORMAT"):
         values["log_json"] = env["TOKENLEDGER_LOG_FORMAT"].lower() == "json"
     values.update(overrides)
@@ -145,6 +153,13 @@ def validate(settings: Settings) -> None:
         raise SettingsError(
             "TOKENLEDGER_REGISTRATION=token needs TOKENLEDGER_REGISTRATION_ACCESS_TOKEN"
         )
+    for proxy in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"TOKENLEDGER_TRUSTED_PROXIES: {proxy!r} is not an IP address or CIDR block"
+            ) from None
     unknown = [s for s in settings.default_scope if s not in settings.scopes_supported]
     if unknown:
         raise SettingsError(f"default scope {unknown} is not in TOKENLEDGER_SCOPES")
