@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _settings() -> Settings:
+def _settings(**overrides: object) -> Settings:
     try:
-        return from_env()
+        return from_env(None, **overrides)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -83,8 +83,10 @@ def serve(host: str | None, port: int | None, no_migrate: bool) -> None:
 
     from app.http.app import create_app
 
-    settings = _settings()
+    given = {"host": host, "port": port}
+    settings = _settings(**{k: v for k, v in given.items() if v is not None})
     configure(settings.log_json)
+    _announce(settings)
     with database_url(settings) as url:
         try:
             asyncio.run(require_current_schema(url) if no_migrate else run_migrations(url))
@@ -92,6 +94,23 @@ def serve(host: str | None, port: int | None, no_migrate: bool) -> None:
             raise click.ClickException(str(exc)) from None
         app = create_app(settings, url)
         uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
+
+
+def _announce(settings: Settings) -> None:
+    """Say at start which issuer (and so which endpoint base) the metadata advertises."""
+    import structlog
+
+    log = structlog.get_logger("app.cli")
+    source = "TOKENLEDGER_ISSUER" if os.environ.get("TOKENLEDGER_ISSUER") else "host and port"
+    log.info(
+        "serving",
+        issuer=settings.issuer,
+        issuer_from=source,
+        host=settings.host,
+        port=settings.port,
+    )
+    if source != "TOKENLEDGER_ISSUER" and settings.host in ("0.0.0.0", "::"):  # noqa: S104
+        log.warning("listening on every address: set TOKENLEDGER_ISSUER to the public URL")
 
 
 def uvicorn_config(

@@ -19,10 +19,14 @@ def _default_data_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / "tokenledger"
 
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
-    issuer: str = "http://127.0.0.1:8000"
-    host: str = "127.0.0.1"
-    port: int = 8000
+    issuer: str = "http://127.0.0.1:8000"  # from_env: default_issuer(host, port)
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
     database_url: str | None = None
     data_dir: Path = Path(".tokenledger")
     scopes_supported: tuple[str, ...] = ("mcp",)
@@ -93,6 +97,17 @@ _INT_SETTINGS = {
 _MAY_BE_ZERO = {"TOKENLEDGER_SEAL_INTERVAL"}
 
 
+def default_issuer(host: str, port: int) -> str:
+    """Without TOKENLEDGER_ISSUER, the issuer is where the server listens: the metadata's
+    endpoints then point at the port actually served. A wildcard host (``0.0.0.0``, ``::``)
+    names no address a client could use: loopback is advertised, and ``serve`` warns."""
+    if host in ("0.0.0.0", "", "::"):  # noqa: S104 (compared, not bound)
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Build settings from ``env`` (default: the process environment); see the README."""
     env = os.environ if env is None else env
@@ -132,6 +147,9 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
     if env.get("TOKENLEDGER_LOG_FORMAT"):
         values["log_json"] = env["TOKENLEDGER_LOG_FORMAT"].lower() == "json"
     values.update(overrides)
+    if "issuer" not in values:
+        host, port = values.get("host", DEFAULT_HOST), values.get("port", DEFAULT_PORT)
+        values["issuer"] = default_issuer(str(host), int(port))  # type: ignore[call-overload]
     settings = Settings(**values)  # type: ignore[arg-type]
     validate(settings)
     return settings
