@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -77,12 +78,25 @@ def main() -> None:
     is_flag=True,
     help="Do not migrate (run as the runtime role, which cannot): refuse a schema behind.",
 )
-def serve(host: str | None, port: int | None, no_migrate: bool) -> None:
-    """Migrate the database and serve HTTP (embedded PostgreSQL without DATABASE_URL)."""
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes [TOKENLEDGER_WORKERS; default: the number of cores].",
+)
+def serve(host: str | None, port: int | None, no_migrate: bool, workers: int | None) -> None:
+    """Migrate the database and serve HTTP (embedded PostgreSQL without DATABASE_URL).
+
+    SIGTERM and Ctrl-C alike stop accepting, let in-flight requests finish, then stop
+    the workers and the embedded PostgreSQL."""
     import uvicorn
 
     from app.http.app import create_app
 
+    # uvicorn drains, then re-raises SIGTERM; with the default action that killed the
+    # process before the embedded PostgreSQL was stopped (Ctrl-C's KeyboardInterrupt
+    # unwound through the cleanup). SystemExit unwinds like it.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     given = {"host": host, "port": port}
     settings = _settings(**{k: v for k, v in given.items() if v is not None})
     configure(settings.log_json)
@@ -92,8 +106,54 @@ def serve(host: str | None, port: int | None, no_migrate: bool) -> None:
             asyncio.run(require_current_schema(url) if no_migrate else run_migrations(url))
         except SchemaBehind as exc:
             raise click.ClickException(str(exc)) from None
-        app = create_app(settings, url)
-        uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
+        count = workers or settings.workers or os.cpu_count() or 1
+        if count == 1:
+            app = create_app(settings, url)
+            uvicorn.Server(uvicorn_config(app, settings)).run()
+            return
+        _serve_workers(settings, url, count)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _serve_workers(settings: Settings, url: str, count: int) -> None:
+    """uvicorn's supervisor: one socket, ``count`` worker processes, each with its own
+    pool; on SIGTERM or SIGINT each worker drains, then the supervisor returns."""
+    from uvicorn.supervisors import Multiprocess
+
+    from app.server import WorkerConfig
+
+    # What the workers need from this process: the database (the embedded server runs
+    # here only) and the issuer settled here (from --host/--port).
+    os.environ.update(
+        DATABASE_URL=url,
+        TOKENLEDGER_ISSUER=settings.issuer,
+        TOKENLEDGER_HOST=settings.host,
+        TOKENLEDGER_PORT=str(settings.port),
+    )
+    config = WorkerConfig(
+        "app.server:worker_app",
+        factory=True,
+        workers=count,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_level="warning",
+        log_config=None,
+        proxy_headers=False,
+        timeout_keep_alive=settings.http_keep_alive_timeout,
+        limit_concurrency=settings.http_limit_concurrency,
+        h11_max_incomplete_event_size=settings.http_max_header_bytes,
+        read_timeout=settings.http_read_timeout,
+        max_head_bytes=settings.http_max_header_bytes,
+    )
+    sock = config.bind_socket()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
 
 
 def _announce(settings: Settings) -> None:

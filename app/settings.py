@@ -50,6 +50,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # shutdown; 0 turns the background sealer off (`tokenledger audit seal` still works).
     seal_interval: int = 5
     seal_key_file: Path | None = None  # an Ed25519 private key (PEM, PKCS #8)
+    workers: int | None = None  # None: the number of cores (serve --workers)
     pool_min_size: int = 2
     pool_max_size: int = 20
     log_json: bool | None = None  # None: JSON unless stderr is a terminal
@@ -85,6 +86,7 @@ _INT_SETTINGS = {
     "TOKENLEDGER_LOGIN_WINDOW": "login_window",
     "TOKENLEDGER_REGISTRATIONS_PER_ADDRESS": "registrations_per_address",
     "TOKENLEDGER_REGISTRATION_WINDOW": "registration_window",
+    "TOKENLEDGER_WORKERS": "workers",
     "TOKENLEDGER_POOL_MIN_SIZE": "pool_min_size",
     "TOKENLEDGER_POOL_MAX_SIZE": "pool_max_size",
     "TOKENLEDGER_HTTP_KEEP_ALIVE_TIMEOUT": "http_keep_alive_timeout",
