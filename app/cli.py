@@ -156,6 +156,27 @@ def _serve_workers(settings: Settings, url: str, count: int) -> None:
         sock.close()
 
 
+@main.group()
+def config() -> None:
+    """The settings, read from the environment."""
+
+
+@config.command("check")
+def config_check() -> None:
+    """Print the effective settings (secrets masked); exit non-zero on an invalid one."""
+    from app.settings import effective
+
+    try:
+        settings = from_env()
+    except SettingsError as exc:
+        raise click.ClickException(f"invalid setting: {exc}") from None
+    for name, value in effective(settings):
+        click.echo(f"{name}={value}")
+    if settings.seal_key_file is not None and not settings.seal_key_file.is_file():
+        raise click.ClickException(f"TOKENLEDGER_SEAL_KEY_FILE: no file {settings.seal_key_file}")
+    click.echo("settings are valid", err=True)
+
+
 def _announce(settings: Settings) -> None:
     """Say at start which issuer (and so which endpoint base) the metadata advertises."""
     import structlog

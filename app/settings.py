@@ -99,6 +99,70 @@ _INT_SETTINGS = {
 _MAY_BE_ZERO = {"TOKENLEDGER_SEAL_INTERVAL"}
 
 
+_PLAIN_SETTINGS = {
+    "TOKENLEDGER_ISSUER": "issuer",
+    "TOKENLEDGER_HOST": "host",
+    "DATABASE_URL": "database_url",
+    "TOKENLEDGER_DEFAULT_AUDIENCE": "default_audience",
+    "TOKENLEDGER_KEY_ENCRYPTION_SECRET": "key_encryption_secret",
+    "TOKENLEDGER_REGISTRATION": "registration",
+    "TOKENLEDGER_REGISTRATION_ACCESS_TOKEN": "registration_access_token",
+}
+# Every variable from_env reads, with the field it sets (the README lists each one).
+ENVIRONMENT: dict[str, str] = {
+    **_PLAIN_SETTINGS,
+    **_INT_SETTINGS,
+    "TOKENLEDGER_DATA_DIR": "data_dir",
+    "TOKENLEDGER_SEAL_KEY_FILE": "seal_key_file",
+    "TOKENLEDGER_SCOPES": "scopes_supported",
+    "TOKENLEDGER_DEFAULT_SCOPE": "default_scope",
+    "TOKENLEDGER_LOG_FORMAT": "log_json",
+    "TOKENLEDGER_TRUSTED_PROXIES": "trusted_proxies",
+}
+_UNSET = {
+    "workers": "(unset: the number of cores)",
+    "log_json": "(unset: json unless stderr is a terminal)",
+    "default_audience": "(unset: the issuer)",
+}
+SECRETS = {"key_encryption_secret", "registration_access_token"}
+
+
+def effective(settings: Settings) -> list[tuple[str, str]]:
+    """(variable, value) for every setting, as ``tokenledger config check`` shows them:
+    secrets masked, and a database URL's password too."""
+    shown = []
+    for name, field in ENVIRONMENT.items():
+        value = getattr(settings, field)
+        if field in SECRETS:
+            text = "(unset)" if value is None else "******** (set)"
+        elif field == "database_url":
+            text = "(unset: embedded PostgreSQL)" if value is None else _mask_password(value)
+        elif value is None:
+            text = _UNSET.get(field, "(unset)")
+        elif value == ():
+            text = "(none)"
+        elif isinstance(value, tuple):
+            text = (" " if field.endswith("scope") or field == "scopes_supported" else ",").join(
+                value
+            )
+        elif field == "log_json":
+            text = "json" if value else "console"
+        else:
+            text = str(value)
+        shown.append((name, text))
+    return shown
+
+
+def _mask_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def default_issuer(host: str, port: int) -> str:
     """Without TOKENLEDGER_ISSUER, the issuer is where the server listens: the metadata's
     endpoints then point at the port actually served. A wildcard host (``0.0.0.0``, ``::``)
@@ -122,16 +186,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
                 raise SettingsError(f"{key} must be an integer, not {env[key]!r}") from None
             if values[field] < (0 if key in _MAY_BE_ZERO else 1):  # type: ignore[operator]
                 raise SettingsError(f"{key} must be positive")
-    plain = {
-        "TOKENLEDGER_ISSUER": "issuer",
-        "TOKENLEDGER_HOST": "host",
-        "DATABASE_URL": "database_url",
-        "TOKENLEDGER_DEFAULT_AUDIENCE": "default_audience",
-        "TOKENLEDGER_KEY_ENCRYPTION_SECRET": "key_encryption_secret",
-        "TOKENLEDGER_REGISTRATION": "registration",
-        "TOKENLEDGER_REGISTRATION_ACCESS_TOKEN": "registration_access_token",
-    }
-    for key, field in plain.items():
+    for key, field in _PLAIN_SETTINGS.items():
         if env.get(key):
             values[field] = env[key]
     if env.get("TOKENLEDGER_DATA_DIR"):
