@@ -48,6 +48,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     registration_window: int = 3600
     # Seals (ledger/seals.py): every this many seconds when there are new events, and on
     # shutdown; 0 turns the background sealer off (`tokenledger audit seal` still works).
+    # Token requests (POST /oauth/token) per registered client and per client address
+    # in a fixed window of this many seconds; then 429 with Retry-After. 0: no limit.
+    token_requests_per_client: int = 600
+    token_requests_per_address: int = 3000
+    token_rate_window: int = 60
     seal_interval: int = 5
     seal_key_file: Path | None = None  # an Ed25519 private key (PEM, PKCS #8)
     workers: int | None = None  # None: the number of cores (serve --workers)
@@ -94,9 +99,16 @@ _INT_SETTINGS = {
     "TOKENLEDGER_HTTP_LIMIT_CONCURRENCY": "http_limit_concurrency",
     "TOKENLEDGER_HTTP_MAX_HEADER_BYTES": "http_max_header_bytes",
     "TOKENLEDGER_SEAL_INTERVAL": "seal_interval",
+    "TOKENLEDGER_TOKEN_REQUESTS_PER_CLIENT": "token_requests_per_client",
+    "TOKENLEDGER_TOKEN_REQUESTS_PER_ADDRESS": "token_requests_per_address",
+    "TOKENLEDGER_TOKEN_RATE_WINDOW": "token_rate_window",
 }
 # Integer settings for which 0 means "off".
-_MAY_BE_ZERO = {"TOKENLEDGER_SEAL_INTERVAL"}
+_MAY_BE_ZERO = {
+    "TOKENLEDGER_SEAL_INTERVAL",
+    "TOKENLEDGER_TOKEN_REQUESTS_PER_CLIENT",
+    "TOKENLEDGER_TOKEN_REQUESTS_PER_ADDRESS",
+}
 
 
 _PLAIN_SETTINGS = {

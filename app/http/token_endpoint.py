@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote_plus
 
 import msgspec
+import psycopg
 import structlog
 from litestar import Request, Response, post
 
+from app.adapters import throttle
 from app.http import forms
 from app.http.context import Context
 from app.http.errors import NO_STORE
@@ -18,10 +22,11 @@ from app.http.event_metadata import event_metadata
 from app.usecases.grants import GRANTS
 from app.usecases.grants.base import TokenRequest
 from ledger.clients import authenticate, merge_credentials
-from ledger.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
+from ledger.errors import InvalidClient, InvalidRequest, TooManyRequests, UnsupportedGrantType
 from projections.read_models import CLIENTS, load
 
 MAX_BODY = 64 * 1024
+log = structlog.get_logger(__name__)
 
 
 def parse_body(content_type: str, body: bytes) -> TokenRequest:
@@ -80,6 +85,33 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return client_id, secret
 
 
+async def _count_request(
+    request: Request[Any, Any, Any],
+    ctx: Context,
+    conn: psycopg.AsyncConnection[Any],
+    client_id: str | None,
+) -> None:
+    """Token requests per client (a registered one: made-up ids add no rows) and per
+    address, counted in PostgreSQL so that every replica shares them; before the client
+    is authenticated, so that guessing a secret counts too."""
+    settings = ctx.settings
+    address = request.client.host if request.client else None
+    limits = []
+    if client_id is not None:
+        limits.append((f"token-client:{client_id}", settings.token_requests_per_client))
+    if address:
+        limits.append((f"token-ip:{address}", settings.token_requests_per_address))
+    retry = await throttle.reserve(
+        conn, limits, timedelta(seconds=settings.token_rate_window), ctx.clock()
+    )
+    if retry is not None:
+        log.warning("token requests throttled", address=address)
+        raise TooManyRequests(
+            "too many token requests; try again later",
+            retry_after=math.ceil(retry.total_seconds()),
+        )
+
+
 @post("/oauth/token", status_code=200, request_max_body_size=MAX_BODY)
 async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     ctx: Context = request.app.state.ctx
@@ -95,7 +127,9 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     structlog.contextvars.bind_contextvars(client_id=creds.client_id, grant_type=req.grant_type)
     # One connection for the request: the client lookup and the grant's transaction.
     async with ctx.pool.connection() as conn:
-        client = authenticate(await load(conn, CLIENTS, creds.client_id), creds)
+        found = await load(conn, CLIENTS, creds.client_id)
+        await _count_request(request, ctx, conn, found.client_id if found else None)
+        client = authenticate(found, creds)
         metadata = event_metadata(request, f"client:{client.client_id}")
         response = await grant(ctx.issuance, conn, req, client, metadata)
     return Response(
