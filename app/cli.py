@@ -20,6 +20,7 @@ from app.adapters.database import (
     database_url,
     require_current_schema,
     run_migrations,
+    wait_for_database,
 )
 from app.http.context import utc_now
 from app.logging import configure
@@ -103,7 +104,10 @@ def serve(host: str | None, port: int | None, no_migrate: bool, workers: int | N
     _announce(settings)
     with database_url(settings) as url:
         try:
-            asyncio.run(require_current_schema(url) if no_migrate else run_migrations(url))
+            # --no-migrate: also wait for the migration (a one-shot service) to finish.
+            asyncio.run(wait_for_database(url, settings.database_wait, schema=no_migrate))
+            if not no_migrate:
+                asyncio.run(run_migrations(url))
         except SchemaBehind as exc:
             raise click.ClickException(str(exc)) from None
         count = workers or settings.workers or os.cpu_count() or 1
@@ -224,6 +228,7 @@ def migrate() -> None:
     """Apply the migrations that have not been applied yet."""
     settings = _settings()
     with database_url(settings) as url:
+        asyncio.run(wait_for_database(url, settings.database_wait))
         applied = asyncio.run(run_migrations(url))
     click.echo(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
 

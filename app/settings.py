@@ -55,6 +55,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     token_rate_window: int = 60
     seal_interval: int = 5
     seal_key_file: Path | None = None  # an Ed25519 private key (PEM, PKCS #8)
+    database_wait: int = 60  # seconds serve and migrate wait for the database at start
     workers: int | None = None  # None: the number of cores (serve --workers)
     pool_min_size: int = 2
     pool_max_size: int = 20
@@ -92,6 +93,7 @@ _INT_SETTINGS = {
     "TOKENLEDGER_REGISTRATIONS_PER_ADDRESS": "registrations_per_address",
     "TOKENLEDGER_REGISTRATION_WINDOW": "registration_window",
     "TOKENLEDGER_WORKERS": "workers",
+    "TOKENLEDGER_DATABASE_WAIT": "database_wait",
     "TOKENLEDGER_POOL_MIN_SIZE": "pool_min_size",
     "TOKENLEDGER_POOL_MAX_SIZE": "pool_max_size",
     "TOKENLEDGER_HTTP_KEEP_ALIVE_TIMEOUT": "http_keep_alive_timeout",
@@ -105,6 +107,7 @@ _INT_SETTINGS = {
 }
 # Integer settings for which 0 means "off".
 _MAY_BE_ZERO = {
+    "TOKENLEDGER_DATABASE_WAIT",
     "TOKENLEDGER_SEAL_INTERVAL",
     "TOKENLEDGER_TOKEN_REQUESTS_PER_CLIENT",
     "TOKENLEDGER_TOKEN_REQUESTS_PER_ADDRESS",

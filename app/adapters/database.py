@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import warnings
 from collections.abc import Iterator
@@ -76,3 +77,25 @@ def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:
         kwargs={"autocommit": True},
         name="tokenledger",
     )
+
+
+async def wait_for_database(url: str, seconds: float, *, schema: bool = False) -> None:
+    """Retry until the database answers (and, with ``schema``, until no migration is
+    pending), for at most ``seconds``: containers start in any order, and compose
+    engines do not all wait for a health check (podman-compose does not)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    delay = 0.2
+    while True:
+        try:
+            if schema:
+                await require_current_schema(url)
+            else:
+                conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5)
+                await conn.close()
+            return
+        except (psycopg.OperationalError, SchemaBehind) as exc:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise
+            log.info("waiting for the database", reason=str(exc).splitlines()[0][:200])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
