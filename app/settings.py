@@ -59,6 +59,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     workers: int | None = None  # None: the number of cores (serve --workers)
     pool_min_size: int = 2
     pool_max_size: int = 20
+    # Toward the database (issue 10): a request waits at most db_pool_timeout seconds for
+    # a connection, then gets 503; past db_pool_max_waiting queued requests it gets 503 at
+    # once. Server-side limits bound a lock or a slow statement; TCP keepalives find a
+    # peer that vanished; connect_timeout bounds a connection attempt.
+    db_pool_timeout: float = 1.0
+    db_pool_max_waiting: int = 200
+    db_reconnect_timeout: float = 300.0
+    db_connect_timeout: int = 2
+    db_statement_timeout_ms: int = 5000
+    # Seconds beyond statement_timeout to wait for a server that answers nothing at all
+    # (frozen), before the connection is dropped and the request answered 503.
+    db_reply_margin: float = 1.0
+    db_lock_timeout_ms: int = 2000
+    db_idle_in_transaction_timeout_ms: int = 10000
+    db_keepalives_idle: int = 10
+    db_keepalives_interval: int = 5
+    db_keepalives_count: int = 3
     log_json: bool | None = None  # None: JSON unless stderr is a terminal
     # Against slow and numerous clients: idle keep-alive connections are closed after
     # this many seconds, and a request not read whole within the read timeout; past this
@@ -96,6 +113,14 @@ _INT_SETTINGS = {
     "TOKENLEDGER_DATABASE_WAIT": "database_wait",
     "TOKENLEDGER_POOL_MIN_SIZE": "pool_min_size",
     "TOKENLEDGER_POOL_MAX_SIZE": "pool_max_size",
+    "TOKENLEDGER_DB_POOL_MAX_WAITING": "db_pool_max_waiting",
+    "TOKENLEDGER_DB_CONNECT_TIMEOUT": "db_connect_timeout",
+    "TOKENLEDGER_DB_STATEMENT_TIMEOUT_MS": "db_statement_timeout_ms",
+    "TOKENLEDGER_DB_LOCK_TIMEOUT_MS": "db_lock_timeout_ms",
+    "TOKENLEDGER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": "db_idle_in_transaction_timeout_ms",
+    "TOKENLEDGER_DB_KEEPALIVES_IDLE": "db_keepalives_idle",
+    "TOKENLEDGER_DB_KEEPALIVES_INTERVAL": "db_keepalives_interval",
+    "TOKENLEDGER_DB_KEEPALIVES_COUNT": "db_keepalives_count",
     "TOKENLEDGER_HTTP_KEEP_ALIVE_TIMEOUT": "http_keep_alive_timeout",
     "TOKENLEDGER_HTTP_READ_TIMEOUT": "http_read_timeout",
     "TOKENLEDGER_HTTP_LIMIT_CONCURRENCY": "http_limit_concurrency",
@@ -104,6 +129,11 @@ _INT_SETTINGS = {
     "TOKENLEDGER_TOKEN_REQUESTS_PER_CLIENT": "token_requests_per_client",
     "TOKENLEDGER_TOKEN_REQUESTS_PER_ADDRESS": "token_requests_per_address",
     "TOKENLEDGER_TOKEN_RATE_WINDOW": "token_rate_window",
+}
+_FLOAT_SETTINGS = {
+    "TOKENLEDGER_DB_POOL_TIMEOUT": "db_pool_timeout",
+    "TOKENLEDGER_DB_RECONNECT_TIMEOUT": "db_reconnect_timeout",
+    "TOKENLEDGER_DB_REPLY_MARGIN": "db_reply_margin",
 }
 # Integer settings for which 0 means "off".
 _MAY_BE_ZERO = {
@@ -127,6 +157,7 @@ _PLAIN_SETTINGS = {
 ENVIRONMENT: dict[str, str] = {
     **_PLAIN_SETTINGS,
     **_INT_SETTINGS,
+    **_FLOAT_SETTINGS,
     "TOKENLEDGER_DATA_DIR": "data_dir",
     "TOKENLEDGER_SEAL_KEY_FILE": "seal_key_file",
     "TOKENLEDGER_SCOPES": "scopes_supported",
@@ -200,6 +231,14 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
             except ValueError:
                 raise SettingsError(f"{key} must be an integer, not {env[key]!r}") from None
             if values[field] < (0 if key in _MAY_BE_ZERO else 1):  # type: ignore[operator]
+                raise SettingsError(f"{key} must be positive")
+    for key, field in _FLOAT_SETTINGS.items():
+        if env.get(key):
+            try:
+                values[field] = float(env[key])
+            except ValueError:
+                raise SettingsError(f"{key} must be a number, not {env[key]!r}") from None
+            if not values[field] > 0:  # type: ignore[operator]
                 raise SettingsError(f"{key} must be positive")
     for key, field in _PLAIN_SETTINGS.items():
         if env.get(key):

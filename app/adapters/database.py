@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import structlog
-from psycopg_pool import AsyncConnectionPool
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from app.settings import Settings
 from migrations import migrate, pending
@@ -68,14 +73,181 @@ async def require_current_schema(url: str) -> None:
         )
 
 
+class _CappedBackoff(AttemptWithBackoff):
+    """psycopg_pool's reconnection backoff, but never more than RECONNECT_MAX_DELAY apart.
+
+    The stock policy doubles the delay without a cap, so the longer an outage lasted the
+    longer the pool took to notice the database was back (issue 10: 25 s after a 90 s
+    outage). Failed attempts against a database that is down cost nothing but a refused
+    connection, so trying twice a second is cheap.
+    """
+
+    INITIAL_DELAY = 0.1
+    RECONNECT_MAX_DELAY = 0.5
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, self.RECONNECT_MAX_DELAY)
+
+
+def _bounded_connection_class(deadline: float) -> type[psycopg.AsyncConnection[Any]]:
+    """Connections that give up on a server that does not answer at all.
+
+    ``statement_timeout`` bounds a query the server is running; a server that is frozen
+    (SIGSTOP, a paused VM, stalled storage) answers nothing, and TCP keepalives do not
+    notice (the kernel still acknowledges). Past ``deadline`` the connection is closed
+    and the request gets ``OperationalError`` (503); the pool replaces the connection.
+    psycopg's own interruption path would first try a server-side cancel for 10 s.
+    """
+
+    class BoundedConnection(psycopg.AsyncConnection[Any]):
+        async def wait(
+            self,
+            gen: Any,
+            interval: float = 0.1,
+            timeout: float | None = None,  # noqa: ASYNC109 (psycopg's own signature)
+        ) -> Any:
+            try:
+                return await super().wait(gen, interval, deadline if timeout is None else timeout)
+            except psycopg.errors._WaitTimeout:
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"no answer from the database within {deadline} s"
+                ) from None
+
+    return BoundedConnection
+
+
+class Pool(AsyncConnectionPool[psycopg.AsyncConnection[Any]]):
+    """The application's pool: reconnects at most half a second apart (see _CappedBackoff)."""
+
+    async def _add_connection(
+        self, attempt: AttemptWithBackoff | None, growing: bool = False
+    ) -> None:
+        if attempt is None:
+            attempt = _CappedBackoff(timeout=self.reconnect_timeout)
+        await super()._add_connection(attempt, growing=growing)
+
+    async def _getconn_with_check_loop(self, deadline: float) -> psycopg.AsyncConnection[Any]:
+        """psycopg_pool's loop, with the capped backoff between failed checks: its own
+        waits a second after the second dead connection, which spends the whole
+        ``db_pool_timeout`` of a request arriving just after a restart."""
+        attempt: AttemptWithBackoff | None = None
+        while True:
+            conn = await self._getconn_unchecked(deadline - time.monotonic())
+            try:
+                await self._check_connection(conn)
+            except Exception:
+                await self._putconn(conn, from_getconn=True)
+            except BaseException:
+                await self._putconn(conn, from_getconn=True)
+                raise
+            else:
+                return conn
+            now = time.monotonic()
+            if attempt is None:
+                attempt = _CappedBackoff(timeout=deadline - now)
+            else:
+                attempt.update_delay(now)
+            if attempt.time_to_give_up(now):
+                raise PoolTimeout()
+            await asyncio.sleep(attempt.delay)
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """libpq parameters for every connection the server makes: a bounded connection
+    attempt, and TCP keepalives so that a peer that vanished is noticed in seconds."""
+    return {
+        "connect_timeout": settings.db_connect_timeout,
+        "keepalives": 1,
+        "keepalives_idle": settings.db_keepalives_idle,
+        "keepalives_interval": settings.db_keepalives_interval,
+        "keepalives_count": settings.db_keepalives_count,
+    }
+
+
+def _configure(settings: Settings) -> Any:
+    """Server-side limits, set once per pooled connection: a lock held elsewhere or a
+    runaway statement fails the request (503) instead of holding it for as long."""
+    limits = {
+        "statement_timeout": settings.db_statement_timeout_ms,
+        "lock_timeout": settings.db_lock_timeout_ms,
+        "idle_in_transaction_session_timeout": settings.db_idle_in_transaction_timeout_ms,
+    }
+
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(
+            sql.SQL("select {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("set_config({}, {}, false)").format(
+                        sql.Literal(name), sql.Literal(str(value))
+                    )
+                    for name, value in limits.items()
+                )
+            )
+        )
+
+    return configure
+
+
+async def probe(url: str, settings: Settings) -> None:
+    """Raise unless the database answers ``select 1`` within a couple of seconds.
+
+    For ``/readyz``: a connection of its own, not the pool's, so that a busy pool (load)
+    does not read as a dead database, and a frozen server (which accepts TCP but never
+    answers) fails within ``connect_timeout`` rather than hanging the probe.
+    """
+    params = conninfo_to_dict(url)
+    options = f"{params.get('options') or ''} -c statement_timeout=1000".strip()
+    conninfo = make_conninfo(url, **connection_options(settings), options=options)
+    async with asyncio.timeout(settings.db_connect_timeout + 1.5):
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        try:
+            await conn.execute("select 1")
+        finally:
+            await conn.close()
+
+
+async def check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check on each checkout, without a round trip for a healthy connection.
+
+    An idle connection has nothing to read; a server that stopped or ended the session
+    left an error message or end-of-file on the socket. Only then is the connection
+    asked (an empty query), which raises for a dead one, so the pool replaces it instead
+    of handing it to a request. (``AsyncConnectionPool.check_connection`` would add a
+    round trip to every request.)
+    """
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        await conn.execute("")
+
+
 def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:
-    return AsyncConnectionPool(
+    """The pool, failing fast when the database is away (issue 10).
+
+    A request waits at most ``db_pool_timeout`` for a connection (then ``PoolTimeout``,
+    answered 503); past ``db_pool_max_waiting`` queued requests it is refused at once
+    (``TooManyRequests``, 503). Each connection is checked when handed out, so one that
+    died with the server is replaced rather than given to a request. Every connection
+    carries the timeouts of ``connection_options`` and ``_configure``.
+    """
+    return Pool(
         url,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         open=False,
-        kwargs={"autocommit": True},
+        kwargs={"autocommit": True, **connection_options(settings)},
+        configure=_configure(settings),
         name="tokenledger",
+        timeout=settings.db_pool_timeout,
+        max_waiting=settings.db_pool_max_waiting,
+        reconnect_timeout=settings.db_reconnect_timeout,
+        check=check_connection,
+        connection_class=_bounded_connection_class(
+            settings.db_statement_timeout_ms / 1000 + settings.db_reply_margin
+        ),
     )
 
 

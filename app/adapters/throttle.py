@@ -6,6 +6,11 @@ requests per client and per address (``reserve``, docs/security.md T-rate).
 A key that reached its limit of failures inside the current window is refused until
 the window ends. Unknown usernames are counted like known ones, so the throttle tells
 nothing about which accounts exist.
+
+An attempt is *reserved* (counted as a failure) before the password is checked, in one
+statement per key that only counts while under the limit, and released if the password
+was right (A18). Reading the count, checking, and recording afterwards let forty
+parallel guesses all be checked against a limit of ten.
 """
 
 from __future__ import annotations
@@ -32,50 +37,64 @@ def keys(username: str, address: str | None) -> dict[str, str]:
     return found
 
 
-async def is_blocked(
+_RESERVE = (
+    "insert into login_throttle as t (key, window_start, failures) values (%(key)s, %(now)s, 1)"
+    " on conflict (key) do update set"
+    "  failures = case when t.window_start <= %(expired)s then 1 else t.failures + 1 end,"
+    "  window_start = case when t.window_start <= %(expired)s then excluded.window_start"
+    "                 else t.window_start end"
+    " where t.window_start <= %(expired)s or t.failures < %(limit)s"
+    " returning failures"
+)
+
+
+async def reserve_attempt(
     conn: psycopg.AsyncConnection[Any],
     username: str,
     address: str | None,
     limits: Limits,
     now: datetime,
 ) -> bool:
+    """Count this attempt as a failure, before it is checked; False (and nothing counted)
+    when the account or the address is already at its limit.
+
+    The conditional upsert takes the key's row lock, so parallel attempts queue on it
+    and each sees the count of the ones before: at most ``limit`` get through.
+    """
     wanted = keys(username, address)
-    cur = await conn.execute(
-        "select key, failures from login_throttle where key = any(%s) and window_start > %s",
-        (list(wanted.values()), now - limits.window),
-    )
-    counts = dict(await cur.fetchall())
-    return counts.get(wanted["account"], 0) >= limits.per_account or (
-        "address" in wanted and counts.get(wanted["address"], 0) >= limits.per_address
-    )
+    limit_of = {"account": limits.per_account, "address": limits.per_address}
+    async with conn.transaction():
+        for kind in ("account", "address"):  # always this order: no deadlock between keys
+            if kind not in wanted:
+                continue
+            cur = await conn.execute(
+                _RESERVE,
+                {
+                    "key": wanted[kind],
+                    "now": now,
+                    "expired": now - limits.window,
+                    "limit": limit_of[kind],
+                },
+            )
+            if await cur.fetchone() is None:
+                raise psycopg.Rollback()  # undo the other key's count too; refused
+        return True
+    return False
 
 
-async def record_failure(
-    conn: psycopg.AsyncConnection[Any],
-    username: str,
-    address: str | None,
-    limits: Limits,
-    now: datetime,
+async def release_attempt(
+    conn: psycopg.AsyncConnection[Any], username: str, address: str | None
 ) -> None:
-    expired_before = now - limits.window
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "insert into login_throttle as t (key, window_start, failures) values (%s, %s, 1)"
-            " on conflict (key) do update set"
-            "  failures = case when t.window_start <= %s then 1 else t.failures + 1 end,"
-            "  window_start = case when t.window_start <= %s then excluded.window_start"
-            "                 else t.window_start end",
-            [
-                (key, now, expired_before, expired_before)
-                for key in keys(username, address).values()
-            ],
-        )
-
-
-async def clear_account(conn: psycopg.AsyncConnection[Any], username: str) -> None:
-    await conn.execute(
-        "delete from login_throttle where key = %s", (keys(username, None)["account"],)
-    )
+    """The password was right: forget the account's failures, and give the address back
+    the attempt reserved for it (a sign-in is not a failure)."""
+    wanted = keys(username, address)
+    async with conn.transaction():
+        await conn.execute("delete from login_throttle where key = %s", (wanted["account"],))
+        if "address" in wanted:
+            await conn.execute(
+                "update login_throttle set failures = greatest(failures - 1, 0) where key = %s",
+                (wanted["address"],),
+            )
 
 
 async def reserve_registration(
@@ -88,7 +107,7 @@ async def reserve_registration(
     """Count one registration for ``address``; when that goes past ``limit`` inside the
     current window, the time until the window ends, else None. Counted before the
     registration is written, in one statement, so that parallel requests cannot all slip
-    under the limit (as A12 for sign-ins)."""
+    under the limit (as A18 for sign-ins)."""
     if address is None:
         return None
     expired_before = now - window

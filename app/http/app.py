@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import structlog
 from litestar import Litestar
 from litestar.exceptions import HTTPException
@@ -32,7 +33,12 @@ from app.http import (
 )
 from app.http.context import Context, utc_now
 from app.http.cookies import Signer
-from app.http.errors import http_error_response, internal_error_response, oauth_error_response
+from app.http.errors import (
+    database_unavailable_response,
+    http_error_response,
+    internal_error_response,
+    oauth_error_response,
+)
 from app.http.proxies import parse_trusted, trusted_proxy_middleware
 from app.http.security import cors_headers, security_headers
 from app.logging import request_context_middleware, request_id_header
@@ -133,6 +139,7 @@ def create_app(
         exception_handlers={
             OAuthError: oauth_error_response,
             HTTPException: http_error_response,
+            psycopg.OperationalError: database_unavailable_response,
             HTTP_500_INTERNAL_SERVER_ERROR: internal_error_response,
         },
         template_config=TemplateConfig(

@@ -277,23 +277,25 @@ async def _login(
         window=timedelta(seconds=settings.login_window),
     )
     async with ctx.pool.connection() as conn:
-        if await throttle.is_blocked(conn, username, address, limits, now):
-            log.warning("login throttled", client_id=areq.client_id)
-            return await _page(
-                request, ctx, areq, client, session=None, error=THROTTLED, status=429
-            )
-        try:
-            user = await load(conn, USERS, users.normalize_username(username))
-        except ValueError:
-            user = None
+        # Reserve the attempt before checking it (A18): parallel guesses queue on the
+        # counter instead of all reading it before any failure is recorded.
+        reserved = await throttle.reserve_attempt(conn, username, address, limits, now)
+        user = None
+        if reserved:
+            try:
+                user = await load(conn, USERS, users.normalize_username(username))
+            except ValueError:
+                user = None  # not a possible username: checked like an unknown one
+    if not reserved:
+        log.warning("login throttled", client_id=areq.client_id)
+        return await _page(request, ctx, areq, client, session=None, error=THROTTLED, status=429)
     # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
     if not await asyncio.to_thread(users.verify_password, user, password) or user is None:
-        async with ctx.pool.connection() as conn:
-            await throttle.record_failure(conn, username, address, limits, now)
+        # The reservation stays: it is this failure's count.
         log.info("login failed", client_id=areq.client_id)
         return await _page(request, ctx, areq, client, session=None, error=BAD_LOGIN)
     async with ctx.pool.connection() as conn:
-        await throttle.clear_account(conn, username)
+        await throttle.release_attempt(conn, username, address)
         value, session = await sessions.start(
             conn,
             user_id=user.user_id,

@@ -1,4 +1,9 @@
-"""Where OAuth errors and HTTP errors become responses: RFC 6749 §5.2 JSON bodies."""
+"""Where OAuth errors and HTTP errors become responses: RFC 6749 §5.2 JSON bodies.
+
+A database that cannot be reached (down, frozen, or the pool exhausted) is not a bug
+of ours: it is answered 503 ``temporarily_unavailable`` with ``Retry-After``
+(RFC 6749 §4.1.2.1 names that error), or a page saying so on the sign-in pages.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+from litestar.response import Template
 
 from ledger.errors import InvalidClient, InvalidToken, OAuthError, TooManyRequests
 
@@ -63,4 +69,28 @@ def internal_error_response(request: Request[Any, Any, Any], exc: Exception) -> 
         status_code=500,
         media_type="application/json",
         headers=NO_STORE,
+    )
+
+
+RETRY_AFTER_SECONDS = "2"
+HTML_PAGES = ("/oauth/authorize", "/oauth/logout")  # what a person sees: a page, not JSON
+
+
+def database_unavailable_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """``psycopg.OperationalError``, which covers the pool's ``PoolTimeout`` and
+    ``TooManyRequests``, a lost connection, and a statement or lock timeout."""
+    log.warning("database unavailable", error=type(exc).__name__, detail=str(exc)[:200])
+    headers = dict(NO_STORE) | {"Retry-After": RETRY_AFTER_SECONDS}
+    if request.url.path.startswith(HTML_PAGES):
+        return Template("unavailable.html", status_code=503, headers=headers)
+    return Response(
+        content=msgspec.json.encode(
+            ErrorBody(
+                "temporarily_unavailable",
+                "the service is temporarily unavailable; retry after a short wait",
+            )
+        ),
+        status_code=503,
+        media_type="application/json",
+        headers=headers,
     )

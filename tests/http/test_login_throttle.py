@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from typing import Any
 
+import httpx
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from app.http import authorize as authorize_module
 from app.http.app import create_app
 from app.settings import from_env
 from tests.http.conftest import (
@@ -113,3 +118,61 @@ async def test_one_address_is_throttled_across_accounts(
         clock.advance(61)
         status, text = await _sign_in(http, params, f"fresh-{uuid.uuid4().hex}", "x")
         assert status == 200
+
+
+async def test_parallel_guesses_are_checked_at_most_the_limit(
+    database_url: str,
+    public_client: Registered,
+    user: str,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A18: the attempt is reserved before the password is checked, so forty guesses sent
+    at once (the right one last) meet the same limit of ten as forty in a row."""
+    # A generous pool wait: forty requests at once on a cold pool is not what this tests.
+    settings = from_env(
+        {},
+        issuer=ISSUER,
+        database_url=database_url,
+        login_failures_per_address=1_000_000,
+        db_pool_timeout=10.0,
+    )
+    app = create_app(settings, database_url, clock=clock)
+    checked = 0
+    verify = authorize_module.users.verify_password
+
+    def counting_verify(*args: Any) -> bool:
+        nonlocal checked
+        checked += 1
+        return verify(*args)
+
+    monkeypatch.setattr(authorize_module.users, "verify_password", counting_verify)
+    # Not the test client: it handles one request at a time. ASGITransport runs the app
+    # on this event loop, so the forty requests really overlap.
+    async with (
+        app.lifespan(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http,
+    ):
+        params = authorize_params(public_client, pkce_pair()[1])
+        page = await http.get("/oauth/authorize", params=params)
+        token = csrf_token_of(page.text)
+        guesses = [f"wrong {i}" for i in range(39)] + [PASSWORD]
+        answers = await asyncio.gather(
+            *(
+                http.post(
+                    "/oauth/authorize",
+                    data={
+                        **params,
+                        "csrf_token": token,
+                        "action": "login",
+                        "username": user,
+                        "password": guess,
+                    },
+                )
+                for guess in guesses
+            )
+        )
+    assert checked <= 10
+    throttled = [a for a in answers if a.status_code == 429 and THROTTLED in a.text]
+    assert len(throttled) >= 30
+    assert all(a.status_code in (200, 429) for a in answers)
