@@ -153,9 +153,19 @@ def _serve_workers(settings: Settings, url: str, count: int) -> None:
         read_timeout=settings.http_read_timeout,
         max_head_bytes=settings.http_max_header_bytes,
     )
+
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:
+            # Stop listening here first: the parent's copy of the socket would otherwise
+            # keep taking connections that no worker accepts any more, and drop them
+            # unanswered at exit (seen as lost requests while a replica restarted).
+            for listening in self.sockets:
+                listening.close()
+            super().terminate_all()
+
     sock = config.bind_socket()
     try:
-        Multiprocess(config, sockets=[sock]).run()
+        Supervisor(config, sockets=[sock]).run()
     finally:
         sock.close()
 
