@@ -57,6 +57,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     seal_key_file: Path | None = None  # an Ed25519 private key (PEM, PKCS #8)
     database_wait: int = 60  # seconds serve and migrate wait for the database at start
     workers: int | None = None  # None: the number of cores (serve --workers)
+    # RFC 8707 resources: tokens are only for registered resource servers
+    # (`tokenledger resources add`) unless this development setting allows any URI.
+    allow_any_resource: bool = False
+    # Client ID Metadata Documents (app/adapters/metadata_documents.py). Private
+    # addresses and plain http are for tests only: both let a client id make this server
+    # fetch from its own network.
+    cimd_enabled: bool = True
+    cimd_allow_private: bool = False
+    cimd_allow_http: bool = False  # http://127.0.0.1 only, and only with allow_private
+    cimd_timeout: float = 3.0
+    cimd_max_bytes: int = 64 * 1024
     pool_min_size: int = 2
     pool_max_size: int = 20
     # Toward the database (issue 10): a request waits at most db_pool_timeout seconds for
@@ -130,10 +141,17 @@ _INT_SETTINGS = {
     "TOKENLEDGER_TOKEN_REQUESTS_PER_ADDRESS": "token_requests_per_address",
     "TOKENLEDGER_TOKEN_RATE_WINDOW": "token_rate_window",
 }
+_BOOL_SETTINGS = {
+    "TOKENLEDGER_ALLOW_ANY_RESOURCE": "allow_any_resource",
+    "TOKENLEDGER_CIMD": "cimd_enabled",
+    "TOKENLEDGER_CIMD_ALLOW_PRIVATE": "cimd_allow_private",
+    "TOKENLEDGER_CIMD_ALLOW_HTTP": "cimd_allow_http",
+}
 _FLOAT_SETTINGS = {
     "TOKENLEDGER_DB_POOL_TIMEOUT": "db_pool_timeout",
     "TOKENLEDGER_DB_RECONNECT_TIMEOUT": "db_reconnect_timeout",
     "TOKENLEDGER_DB_REPLY_MARGIN": "db_reply_margin",
+    "TOKENLEDGER_CIMD_TIMEOUT": "cimd_timeout",
 }
 # Integer settings for which 0 means "off".
 _MAY_BE_ZERO = {
@@ -158,6 +176,7 @@ ENVIRONMENT: dict[str, str] = {
     **_PLAIN_SETTINGS,
     **_INT_SETTINGS,
     **_FLOAT_SETTINGS,
+    **_BOOL_SETTINGS,
     "TOKENLEDGER_DATA_DIR": "data_dir",
     "TOKENLEDGER_SEAL_KEY_FILE": "seal_key_file",
     "TOKENLEDGER_SCOPES": "scopes_supported",
@@ -191,6 +210,8 @@ def effective(settings: Settings) -> list[tuple[str, str]]:
             text = (" " if field.endswith("scope") or field == "scopes_supported" else ",").join(
                 value
             )
+        elif isinstance(value, bool) and field != "log_json":
+            text = "true" if value else "false"
         elif field == "log_json":
             text = "json" if value else "console"
         else:
@@ -255,6 +276,12 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         values["trusted_proxies"] = tuple(
             p.strip() for p in env["TOKENLEDGER_TRUSTED_PROXIES"].split(",") if p.strip()
         )
+    for key, field in _BOOL_SETTINGS.items():
+        if env.get(key):
+            value = env[key].strip().lower()
+            if value not in ("1", "true", "yes", "0", "false", "no"):
+                raise SettingsError(f"{key} must be true or false, not {env[key]!r}")
+            values[field] = value in ("1", "true", "yes")
     if env.get("TOKENLEDGER_LOG_FORMAT"):
         values["log_json"] = env["TOKENLEDGER_LOG_FORMAT"].lower() == "json"
     values.update(overrides)
@@ -289,6 +316,10 @@ def validate(settings: Settings) -> None:
             raise SettingsError(
                 f"TOKENLEDGER_TRUSTED_PROXIES: {proxy!r} is not an IP address or CIDR block"
             ) from None
+    if settings.cimd_allow_http and not settings.cimd_allow_private:
+        raise SettingsError(
+            "TOKENLEDGER_CIMD_ALLOW_HTTP needs TOKENLEDGER_CIMD_ALLOW_PRIVATE (tests only)"
+        )
     unknown = [s for s in settings.default_scope if s not in settings.scopes_supported]
     if unknown:
         raise SettingsError(f"default scope {unknown} is not in TOKENLEDGER_SCOPES")
