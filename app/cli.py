@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from app.adapters.database import (
     database_url,
     require_current_schema,
     run_migrations,
+    wait_for_database,
 )
 from app.adapters.user_keys import personal_keys
 from app.http.context import utc_now
@@ -32,9 +34,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _settings() -> Settings:
+def _settings(**overrides: object) -> Settings:
     try:
-        return from_env()
+        return from_env(None, **overrides)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -78,21 +80,133 @@ def main() -> None:
     is_flag=True,
     help="Do not migrate (run as the runtime role, which cannot): refuse a schema behind.",
 )
-def serve(host: str | None, port: int | None, no_migrate: bool) -> None:
-    """Migrate the database and serve HTTP (embedded PostgreSQL without DATABASE_URL)."""
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes [TOKENLEDGER_WORKERS; default: the number of cores].",
+)
+def serve(host: str | None, port: int | None, no_migrate: bool, workers: int | None) -> None:
+    """Migrate the database and serve HTTP (embedded PostgreSQL without DATABASE_URL).
+
+    SIGTERM and Ctrl-C alike stop accepting, let in-flight requests finish, then stop
+    the workers and the embedded PostgreSQL."""
     import uvicorn
 
     from app.http.app import create_app
 
-    settings = _settings()
+    # uvicorn drains, then re-raises SIGTERM; with the default action that killed the
+    # process before the embedded PostgreSQL was stopped (Ctrl-C's KeyboardInterrupt
+    # unwound through the cleanup). SystemExit unwinds like it.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    given = {"host": host, "port": port}
+    settings = _settings(**{k: v for k, v in given.items() if v is not None})
     configure(settings.log_json)
+    _announce(settings)
     with database_url(settings) as url:
         try:
-            asyncio.run(require_current_schema(url) if no_migrate else run_migrations(url))
+            # --no-migrate: also wait for the migration (a one-shot service) to finish.
+            asyncio.run(wait_for_database(url, settings.database_wait, schema=no_migrate))
+            if not no_migrate:
+                asyncio.run(run_migrations(url))
         except SchemaBehind as exc:
             raise click.ClickException(str(exc)) from None
-        app = create_app(settings, url)
-        uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
+        count = workers or settings.workers or os.cpu_count() or 1
+        if count == 1:
+            app = create_app(settings, url)
+            uvicorn.Server(uvicorn_config(app, settings)).run()
+            return
+        _serve_workers(settings, url, count)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _serve_workers(settings: Settings, url: str, count: int) -> None:
+    """uvicorn's supervisor: one socket, ``count`` worker processes, each with its own
+    pool; on SIGTERM or SIGINT each worker drains, then the supervisor returns."""
+    from uvicorn.supervisors import Multiprocess
+
+    from app.server import WorkerConfig
+
+    # What the workers need from this process: the database (the embedded server runs
+    # here only) and the issuer settled here (from --host/--port).
+    os.environ.update(
+        DATABASE_URL=url,
+        TOKENLEDGER_ISSUER=settings.issuer,
+        TOKENLEDGER_HOST=settings.host,
+        TOKENLEDGER_PORT=str(settings.port),
+    )
+    config = WorkerConfig(
+        "app.server:worker_app",
+        factory=True,
+        workers=count,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_level="warning",
+        log_config=None,
+        proxy_headers=False,
+        timeout_keep_alive=settings.http_keep_alive_timeout,
+        limit_concurrency=settings.http_limit_concurrency,
+        h11_max_incomplete_event_size=settings.http_max_header_bytes,
+        read_timeout=settings.http_read_timeout,
+        max_head_bytes=settings.http_max_header_bytes,
+    )
+
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:
+            # Stop listening here first: the parent's copy of the socket would otherwise
+            # keep taking connections that no worker accepts any more, and drop them
+            # unanswered at exit (seen as lost requests while a replica restarted).
+            for listening in self.sockets:
+                listening.close()
+            super().terminate_all()
+
+    sock = config.bind_socket()
+    try:
+        Supervisor(config, sockets=[sock]).run()
+    finally:
+        sock.close()
+
+
+@main.group()
+def config() -> None:
+    """The settings, read from the environment."""
+
+
+@config.command("check")
+def config_check() -> None:
+    """Print the effective settings (secrets masked); exit non-zero on an invalid one."""
+    from app.settings import effective
+
+    try:
+        settings = from_env()
+    except SettingsError as exc:
+        raise click.ClickException(f"invalid setting: {exc}") from None
+    for name, value in effective(settings):
+        click.echo(f"{name}={value}")
+    if settings.seal_key_file is not None and not settings.seal_key_file.is_file():
+        raise click.ClickException(f"TOKENLEDGER_SEAL_KEY_FILE: no file {settings.seal_key_file}")
+    click.echo("settings are valid", err=True)
+
+
+def _announce(settings: Settings) -> None:
+    """Say at start which issuer (and so which endpoint base) the metadata advertises."""
+    import structlog
+
+    log = structlog.get_logger("app.cli")
+    source = "TOKENLEDGER_ISSUER" if os.environ.get("TOKENLEDGER_ISSUER") else "host and port"
+    log.info(
+        "serving",
+        issuer=settings.issuer,
+        issuer_from=source,
+        host=settings.host,
+        port=settings.port,
+    )
+    if source != "TOKENLEDGER_ISSUER" and settings.host in ("0.0.0.0", "::"):  # noqa: S104
+        log.warning("listening on every address: set TOKENLEDGER_ISSUER to the public URL")
 
 
 def uvicorn_config(
@@ -111,7 +225,8 @@ def uvicorn_config(
         access_log=False,
         log_level="warning",
         log_config=None,  # uvicorn's records go to the root logger: JSON like ours
-        proxy_headers=True,
+        # X-Forwarded-* are handled by app/http/proxies.py, from trusted proxies only.
+        proxy_headers=False,
         timeout_keep_alive=settings.http_keep_alive_timeout,
         limit_concurrency=settings.http_limit_concurrency,
         h11_max_incomplete_event_size=settings.http_max_header_bytes,
@@ -124,6 +239,7 @@ def migrate() -> None:
     """Apply the migrations that have not been applied yet."""
     settings = _settings()
     with database_url(settings) as url:
+        asyncio.run(wait_for_database(url, settings.database_wait))
         applied = asyncio.run(run_migrations(url))
     click.echo(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
 

@@ -11,9 +11,11 @@ head (URL and headers), which uvicorn does for h11 but not for httptools.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httptools
 import structlog
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = structlog.get_logger(__name__)
@@ -78,3 +80,33 @@ def read_timeout_protocol(seconds: float, max_head_bytes: int) -> type[ReadTimeo
     """The protocol class for uvicorn's ``http=``, with these limits per request."""
     limits = {"read_timeout": float(seconds), "max_head_bytes": max_head_bytes}
     return type("ReadTimeoutProtocol", (ReadTimeoutProtocol,), limits)
+
+
+class WorkerConfig(uvicorn.Config):
+    """uvicorn's config for ``serve --workers N``: it is pickled to each worker process,
+    where a class made by :func:`read_timeout_protocol` could not follow, so the protocol
+    class is made in :meth:`load`, which runs in the worker."""
+
+    def __init__(self, *args: Any, read_timeout: float, max_head_bytes: int, **kwargs: Any):
+        kwargs["http"] = "httptools"
+        super().__init__(*args, **kwargs)
+        self.read_timeout = read_timeout
+        self.max_head_bytes = max_head_bytes
+
+    def load(self) -> None:
+        super().load()
+        self.http_protocol_class = read_timeout_protocol(self.read_timeout, self.max_head_bytes)
+
+
+def worker_app() -> Any:
+    """The app in a worker process (uvicorn ``factory=True``): the parent passed the
+    database URL and the issuer it settled on through the environment, so no worker
+    starts an embedded PostgreSQL of its own."""
+    from app.http.app import create_app
+    from app.logging import configure
+    from app.settings import from_env
+
+    settings = from_env()
+    configure(settings.log_json)
+    assert settings.database_url is not None, "the parent sets DATABASE_URL"
+    return create_app(settings, settings.database_url)

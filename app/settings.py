@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,12 +21,16 @@ def _default_data_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / "tokenledger"
 
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
-    issuer: str = "http://127.0.0.1:8000"
+    issuer: str = "http://127.0.0.1:8000"  # from_env: default_issuer(host, port)
     # The one project (tenant) this server serves today; see docs/tenancy.md.
     project_id: str = "default"
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
     database_url: str | None = None
     data_dir: Path = Path(".tokenledger")
     scopes_supported: tuple[str, ...] = ("mcp",)
@@ -53,8 +58,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     registration_window: int = 3600
     # Seals (ledger/seals.py): every this many seconds when there are new events, and on
     # shutdown; 0 turns the background sealer off (`tokenledger audit seal` still works).
+    # Token requests (POST /oauth/token) per registered client and per client address
+    # in a fixed window of this many seconds; then 429 with Retry-After. 0: no limit.
+    token_requests_per_client: int = 600
+    token_requests_per_address: int = 3000
+    token_rate_window: int = 60
     seal_interval: int = 5
     seal_key_file: Path | None = None  # an Ed25519 private key (PEM, PKCS #8)
+    database_wait: int = 60  # seconds serve and migrate wait for the database at start
+    workers: int | None = None  # None: the number of cores (serve --workers)
     # RFC 8707 resources: tokens are only for registered resource servers
     # (`tokenledger resources add`) unless this development setting allows any URI.
     allow_any_resource: bool = False
@@ -94,6 +106,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     http_read_timeout: int = 10  # seconds to read a whole request (app/server.py)
     http_limit_concurrency: int = 1000
     http_max_header_bytes: int = 16 * 1024
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (app/http/proxies.py):
+    # addresses or CIDR blocks; none by default, so the TCP peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def audience(self) -> str:
@@ -115,6 +130,8 @@ _INT_SETTINGS = {
     "TOKENLEDGER_LOGIN_WINDOW": "login_window",
     "TOKENLEDGER_REGISTRATIONS_PER_ADDRESS": "registrations_per_address",
     "TOKENLEDGER_REGISTRATION_WINDOW": "registration_window",
+    "TOKENLEDGER_WORKERS": "workers",
+    "TOKENLEDGER_DATABASE_WAIT": "database_wait",
     "TOKENLEDGER_POOL_MIN_SIZE": "pool_min_size",
     "TOKENLEDGER_POOL_MAX_SIZE": "pool_max_size",
     "TOKENLEDGER_DB_POOL_MAX_WAITING": "db_pool_max_waiting",
@@ -132,12 +149,18 @@ _INT_SETTINGS = {
     "TOKENLEDGER_SEAL_INTERVAL": "seal_interval",
     "TOKENLEDGER_KEY_PUBLISH_DELAY": "key_publish_delay",
     "TOKENLEDGER_KEY_REFRESH_INTERVAL": "key_refresh_interval",
+    "TOKENLEDGER_TOKEN_REQUESTS_PER_CLIENT": "token_requests_per_client",
+    "TOKENLEDGER_TOKEN_REQUESTS_PER_ADDRESS": "token_requests_per_address",
+    "TOKENLEDGER_TOKEN_RATE_WINDOW": "token_rate_window",
 }
 # Integer settings for which 0 is allowed ("off", or "at once").
 _MAY_BE_ZERO = {
+    "TOKENLEDGER_DATABASE_WAIT",
     "TOKENLEDGER_SEAL_INTERVAL",
     "TOKENLEDGER_KEY_PUBLISH_DELAY",
     "TOKENLEDGER_KEY_REFRESH_INTERVAL",
+    "TOKENLEDGER_TOKEN_REQUESTS_PER_CLIENT",
+    "TOKENLEDGER_TOKEN_REQUESTS_PER_ADDRESS",
 }
 _BOOL_SETTINGS = {
     "TOKENLEDGER_ALLOW_ANY_RESOURCE": "allow_any_resource",
@@ -151,6 +174,86 @@ _FLOAT_SETTINGS = {
     "TOKENLEDGER_DB_REPLY_MARGIN": "db_reply_margin",
     "TOKENLEDGER_CIMD_TIMEOUT": "cimd_timeout",
 }
+
+_PLAIN_SETTINGS = {
+    "TOKENLEDGER_ISSUER": "issuer",
+    "TOKENLEDGER_HOST": "host",
+    "DATABASE_URL": "database_url",
+    "TOKENLEDGER_DEFAULT_AUDIENCE": "default_audience",
+    "TOKENLEDGER_KEY_ENCRYPTION_SECRET": "key_encryption_secret",
+    "TOKENLEDGER_REGISTRATION": "registration",
+    "TOKENLEDGER_REGISTRATION_ACCESS_TOKEN": "registration_access_token",
+    "TOKENLEDGER_SIGNING_ALG": "signing_alg",
+    "TOKENLEDGER_PROJECT_ID": "project_id",
+}
+# Every variable from_env reads, with the field it sets (the README lists each one).
+ENVIRONMENT: dict[str, str] = {
+    **_PLAIN_SETTINGS,
+    **_INT_SETTINGS,
+    **_FLOAT_SETTINGS,
+    **_BOOL_SETTINGS,
+    "TOKENLEDGER_DATA_DIR": "data_dir",
+    "TOKENLEDGER_SEAL_KEY_FILE": "seal_key_file",
+    "TOKENLEDGER_SCOPES": "scopes_supported",
+    "TOKENLEDGER_DEFAULT_SCOPE": "default_scope",
+    "TOKENLEDGER_LOG_FORMAT": "log_json",
+    "TOKENLEDGER_TRUSTED_PROXIES": "trusted_proxies",
+}
+_UNSET = {
+    "workers": "(unset: the number of cores)",
+    "log_json": "(unset: json unless stderr is a terminal)",
+    "default_audience": "(unset: the issuer)",
+}
+SECRETS = {"key_encryption_secret", "registration_access_token"}
+
+
+def effective(settings: Settings) -> list[tuple[str, str]]:
+    """(variable, value) for every setting, as ``tokenledger config check`` shows them:
+    secrets masked, and a database URL's password too."""
+    shown = []
+    for name, field in ENVIRONMENT.items():
+        value = getattr(settings, field)
+        if field in SECRETS:
+            text = "(unset)" if value is None else "******** (set)"
+        elif field == "database_url":
+            text = "(unset: embedded PostgreSQL)" if value is None else _mask_password(value)
+        elif value is None:
+            text = _UNSET.get(field, "(unset)")
+        elif value == ():
+            text = "(none)"
+        elif isinstance(value, tuple):
+            text = (" " if field.endswith("scope") or field == "scopes_supported" else ",").join(
+                value
+            )
+        elif isinstance(value, bool) and field != "log_json":
+            text = "true" if value else "false"
+        elif field == "log_json":
+            text = "json" if value else "console"
+        else:
+            text = str(value)
+        shown.append((name, text))
+    return shown
+
+
+def _mask_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def default_issuer(host: str, port: int) -> str:
+    """Without TOKENLEDGER_ISSUER, the issuer is where the server listens: the metadata's
+    endpoints then point at the port actually served. A wildcard host (``0.0.0.0``, ``::``)
+    names no address a client could use: loopback is advertised, and ``serve`` warns."""
+    if host in ("0.0.0.0", "", "::"):  # noqa: S104 (compared, not bound)
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -173,18 +276,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
                 raise SettingsError(f"{key} must be a number, not {env[key]!r}") from None
             if not values[field] > 0:  # type: ignore[operator]
                 raise SettingsError(f"{key} must be positive")
-    plain = {
-        "TOKENLEDGER_ISSUER": "issuer",
-        "TOKENLEDGER_HOST": "host",
-        "DATABASE_URL": "database_url",
-        "TOKENLEDGER_DEFAULT_AUDIENCE": "default_audience",
-        "TOKENLEDGER_KEY_ENCRYPTION_SECRET": "key_encryption_secret",
-        "TOKENLEDGER_REGISTRATION": "registration",
-        "TOKENLEDGER_REGISTRATION_ACCESS_TOKEN": "registration_access_token",
-        "TOKENLEDGER_SIGNING_ALG": "signing_alg",
-        "TOKENLEDGER_PROJECT_ID": "project_id",
-    }
-    for key, field in plain.items():
+    for key, field in _PLAIN_SETTINGS.items():
         if env.get(key):
             values[field] = env[key]
     if env.get("TOKENLEDGER_DATA_DIR"):
@@ -195,6 +287,10 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         values["scopes_supported"] = tuple(env["TOKENLEDGER_SCOPES"].split())
     if env.get("TOKENLEDGER_DEFAULT_SCOPE") is not None:
         values["default_scope"] = tuple(env["TOKENLEDGER_DEFAULT_SCOPE"].split())
+    if env.get("TOKENLEDGER_TRUSTED_PROXIES"):
+        values["trusted_proxies"] = tuple(
+            p.strip() for p in env["TOKENLEDGER_TRUSTED_PROXIES"].split(",") if p.strip()
+        )
     for key, field in _BOOL_SETTINGS.items():
         if env.get(key):
             value = env[key].strip().lower()
@@ -204,6 +300,9 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
     if env.get("TOKENLEDGER_LOG_FORMAT"):
         values["log_json"] = env["TOKENLEDGER_LOG_FORMAT"].lower() == "json"
     values.update(overrides)
+    if "issuer" not in values:
+        host, port = values.get("host", DEFAULT_HOST), values.get("port", DEFAULT_PORT)
+        values["issuer"] = default_issuer(str(host), int(port))  # type: ignore[call-overload]
     settings = Settings(**values)  # type: ignore[arg-type]
     validate(settings)
     return settings
@@ -227,6 +326,13 @@ def validate(settings: Settings) -> None:
         raise SettingsError(
             "TOKENLEDGER_REGISTRATION=token needs TOKENLEDGER_REGISTRATION_ACCESS_TOKEN"
         )
+    for proxy in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"TOKENLEDGER_TRUSTED_PROXIES: {proxy!r} is not an IP address or CIDR block"
+            ) from None
     if settings.cimd_allow_http and not settings.cimd_allow_private:
         raise SettingsError(
             "TOKENLEDGER_CIMD_ALLOW_HTTP needs TOKENLEDGER_CIMD_ALLOW_PRIVATE (tests only)"

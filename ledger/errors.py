@@ -92,6 +92,18 @@ class TemporarilyUnavailable(OAuthError):
     status_code = 503
 
 
+class TooManyRequests(OAuthError):
+    """429 with ``Retry-After`` (RFC 6585 §4), in the RFC 6749 §5.2 body shape; the
+    error code is RFC 6749's ``temporarily_unavailable``, as no code names a rate limit."""
+
+    error = "temporarily_unavailable"
+    status_code = 429
+
+    def __init__(self, description: str, *, retry_after: int) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
 class Rejected(Exception):
     """A command refused for a reason that is not an OAuth error (an operator's command,
     a duplicate registration): the message is for the person who sent it."""

@@ -249,3 +249,25 @@ def make_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:
             settings.db_statement_timeout_ms / 1000 + settings.db_reply_margin
         ),
     )
+
+
+async def wait_for_database(url: str, seconds: float, *, schema: bool = False) -> None:
+    """Retry until the database answers (and, with ``schema``, until no migration is
+    pending), for at most ``seconds``: containers start in any order, and compose
+    engines do not all wait for a health check (podman-compose does not)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    delay = 0.2
+    while True:
+        try:
+            if schema:
+                await require_current_schema(url)
+            else:
+                conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5)
+                await conn.close()
+            return
+        except (psycopg.OperationalError, SchemaBehind) as exc:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise
+            log.info("waiting for the database", reason=str(exc).splitlines()[0][:200])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

@@ -1,6 +1,7 @@
 """Sign-in throttling per account and per client address, kept in PostgreSQL so that
 every replica counts the same failures (docs/security.md, A11); and the same fixed
-windows for dynamic client registrations per address (RFC 7591, R9).
+windows for dynamic client registrations per address (RFC 7591, R9), and for token
+requests per client and per address (``reserve``, docs/security.md T-rate).
 
 A key that reached its limit of failures inside the current window is refused until
 the window ends. Unknown usernames are counted like known ones, so the throttle tells
@@ -14,6 +15,7 @@ parallel guesses all be checked against a limit of ten.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -134,3 +136,37 @@ async def forget_account(conn: psycopg.AsyncConnection[Any], username: str) -> N
     await conn.execute(
         "delete from login_throttle where key = %s", (keys(username, None)["account"],)
     )
+
+
+async def reserve(
+    conn: psycopg.AsyncConnection[Any],
+    limits: Sequence[tuple[str, int]],
+    window: timedelta,
+    now: datetime,
+) -> timedelta | None:
+    """Count one request against each ``(key, limit)`` in ``rate_limits``; when any key
+    goes past its limit inside its current window, the time until that window ends,
+    else None. One statement for every key (autocommit: the row locks last only as long
+    as it), counted before the work, so parallel requests cannot all slip under a limit
+    and every replica sees the same counts. A limit of 0 is off."""
+    wanted = sorted((key, limit) for key, limit in limits if limit > 0)  # one lock order
+    if not wanted:
+        return None
+    expired_before = now - window
+    keys = [key for key, _ in wanted]
+    cur = await conn.execute(
+        "insert into rate_limits as t (key, window_start, hits)"
+        " select k, %s, 1 from unnest(%s::text[]) as k"
+        " on conflict (key) do update set"
+        "  hits = case when t.window_start <= %s then 1 else t.hits + 1 end,"
+        "  window_start = case when t.window_start <= %s then excluded.window_start"
+        "                 else t.window_start end"
+        " returning key, hits, window_start",
+        (now, keys, expired_before, expired_before),
+    )
+    counted = {key: (int(hits), start) for key, hits, start in await cur.fetchall()}
+    over = [counted[key][1] for key, limit in wanted if counted[key][0] > limit]
+    if not over:
+        return None
+    left: timedelta = max(over) + window - now
+    return max(left, timedelta(seconds=1))

@@ -45,6 +45,7 @@ from app.http.errors import (
     internal_error_response,
     oauth_error_response,
 )
+from app.http.proxies import parse_trusted, trusted_proxy_middleware
 from app.http.security import cors_headers, security_headers
 from app.logging import request_context_middleware, request_id_header
 from app.settings import Settings
@@ -157,7 +158,10 @@ def create_app(
         ],
         before_request=audit.refuse_auditor_tokens,
         lifespan=[lifespan],
-        middleware=[request_context_middleware],
+        middleware=[
+            trusted_proxy_middleware(parse_trusted(settings.trusted_proxies)),
+            request_context_middleware,
+        ],
         before_send=[request_id_header, security_headers, cors_headers],
         exception_handlers={
             OAuthError: oauth_error_response,

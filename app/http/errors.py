@@ -15,7 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Template
 
-from ledger.errors import InvalidClient, InvalidToken, OAuthError
+from ledger.errors import InvalidClient, InvalidToken, OAuthError, TooManyRequests
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,8 @@ def oauth_error_response(request: Request[Any, Any, Any], exc: OAuthError) -> Re
     if isinstance(exc, InvalidToken):
         # RFC 6750 §3: the registration endpoint's initial access token is a bearer token.
         headers["WWW-Authenticate"] = 'Bearer realm="tokenledger", error="invalid_token"'
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
     log.info("oauth error", error=exc.error, debug=exc.debug)
     return Response(
         content=msgspec.json.encode(ErrorBody(exc.error, exc.description)),

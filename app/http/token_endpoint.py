@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -13,6 +15,7 @@ import psycopg
 import structlog
 from litestar import Request, Response, post
 
+from app.adapters import throttle
 from app.http import forms
 from app.http.context import Context
 from app.http.errors import NO_STORE
@@ -20,10 +23,11 @@ from app.http.event_metadata import event_metadata
 from app.usecases.grants import GRANTS
 from app.usecases.grants.base import Grant, TokenRequest
 from ledger.clients import ClientState, authenticate, check_api_key, merge_credentials
-from ledger.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
+from ledger.errors import InvalidClient, InvalidRequest, TooManyRequests, UnsupportedGrantType
 from ledger.metadata_documents import DocumentRefused
 
 MAX_BODY = 64 * 1024
+log = structlog.get_logger(__name__)
 
 
 def parse_body(content_type: str, body: bytes) -> TokenRequest:
@@ -80,6 +84,33 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     if not sep or not client_id or "\x00" in client_id + secret:
         raise InvalidClient("malformed Basic credentials")
     return client_id, secret
+
+
+async def _count_request(
+    request: Request[Any, Any, Any],
+    ctx: Context,
+    conn: psycopg.AsyncConnection[Any],
+    client_id: str | None,
+) -> None:
+    """Token requests per client (a registered one: made-up ids add no rows) and per
+    address, counted in PostgreSQL so that every replica shares them; before the client
+    is authenticated, so that guessing a secret counts too."""
+    settings = ctx.settings
+    address = request.client.host if request.client else None
+    limits = []
+    if client_id is not None:
+        limits.append((f"token-client:{client_id}", settings.token_requests_per_client))
+    if address:
+        limits.append((f"token-ip:{address}", settings.token_requests_per_address))
+    retry = await throttle.reserve(
+        conn, limits, timedelta(seconds=settings.token_rate_window), ctx.clock()
+    )
+    if retry is not None:
+        log.warning("token requests throttled", address=address)
+        raise TooManyRequests(
+            "too many token requests; try again later",
+            retry_after=math.ceil(retry.total_seconds()),
+        )
 
 
 def presented_header(request: Request[Any, Any, Any], name: str) -> str | None:
@@ -149,6 +180,7 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
             )
         except DocumentRefused as exc:
             raise InvalidClient(exc.description, debug="metadata document refused") from None
+        await _count_request(request, ctx, conn, found.client_id if found else None)
         client = authenticate(found, creds, ctx.clock())
         check_api_key(client, api_key)
         return client

@@ -65,3 +65,40 @@ async def test_serve_migrates_and_answers_ready(empty_database_url: str) -> None
     # One JSON object per line, uvicorn's and psycopg's records included (issue 10).
     for line in err.decode().splitlines():
         assert isinstance(json.loads(line), dict), line
+
+
+async def test_the_default_issuer_follows_the_port_served(empty_database_url: str) -> None:
+    """Without TOKENLEDGER_ISSUER, `serve --port N` advertised port 8000 (issue 12)."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    script = tokenledger_script()
+    assert script is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLEDGER_")}
+    process = await asyncio.create_subprocess_exec(
+        script,
+        "serve",
+        "--port",
+        str(port),
+        env={**env, "DATABASE_URL": empty_database_url},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            deadline = time.monotonic() + 60
+            metadata = None
+            while metadata is None:
+                assert time.monotonic() < deadline, "serve did not become ready"
+                assert process.returncode is None, "serve exited"
+                try:
+                    metadata = (await http.get("/.well-known/oauth-authorization-server")).json()
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+        assert metadata["issuer"] == base
+        assert metadata["token_endpoint"] == f"{base}/oauth/token"
+    finally:
+        process.terminate()
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    serving = [json.loads(line) for line in err.decode().splitlines() if '"serving"' in line]
+    assert serving, err.decode()
+    assert serving[0]["issuer"] == base

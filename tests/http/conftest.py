@@ -87,6 +87,9 @@ def app(database_url: str, clock: Clock) -> Litestar:
         login_failures_per_address=1_000_000,
         registrations_per_address=1_000_000,
         registration_access_token=INITIAL_ACCESS_TOKEN,
+        # Token requests likewise: only the rate limit tests meet those limits.
+        token_requests_per_client=1_000_000,
+        token_requests_per_address=1_000_000,
     )
     return create_app(settings, database_url, clock=clock)
 
