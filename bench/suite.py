@@ -71,7 +71,7 @@ BIN = Path(sys.executable).parent
 STARTED = """
 insert into events (stream_id, version, type, data, metadata)
 select 'family:bulk-' || i, 1, 'token_family_started', jsonb_build_object(
-    'family_id', 'bulk-' || i, 'client_id', %(client)s, 'subject', %(subject)s,
+    'family_id', 'bulk-' || i, 'client_id', %(client)s::text, 'subject', %(subject)s::text,
     'scope', 'mcp', 'resource', null, 'audience', 'https://api.example.com',
     'code_hash', md5(i::text || 'c'), 'refresh_token_hash', md5(i::text || 'r1'),
     'refresh_expires_at', '2030-01-01T00:00:00Z', 'access_token_jti', md5(i::text || 'j1'),
@@ -82,15 +82,27 @@ from generate_series(%(lo)s::int, %(hi)s::int) i
 
 ROTATED = """
 insert into events (stream_id, version, type, data, metadata)
-select 'family:bulk-' || i, %(g)s, 'refresh_token_rotated', jsonb_build_object(
-    'family_id', 'bulk-' || i, 'generation', %(g)s,
-    'refresh_token_hash', md5(i::text || 'r' || %(g)s),
-    'previous_generation', %(g)s - 1, 'scope', 'mcp', 'audience', 'https://api.example.com',
-    'access_token_jti', md5(i::text || 'j' || %(g)s), 'access_expires_at',
+select 'family:bulk-' || i, %(g)s::int, 'refresh_token_rotated', jsonb_build_object(
+    'family_id', 'bulk-' || i, 'generation', %(g)s::int,
+    'refresh_token_hash', md5(i::text || 'r' || %(g)s::int),
+    'previous_generation', %(g)s::int - 1, 'scope', 'mcp', 'audience', 'https://api.example.com',
+    'access_token_jti', md5(i::text || 'j' || %(g)s::int), 'access_expires_at',
     '2026-01-01T02:00:00Z', 'rotated_at', '2026-01-01T01:00:00Z'),
     '{}'::jsonb
 from generate_series(%(lo)s::int, %(hi)s::int) i
 """
+
+
+async def connect(url: str) -> psycopg.AsyncConnection[Any]:
+    """A connection, waiting out "too many clients" (others share this server)."""
+    for _ in range(60):
+        try:
+            return await psycopg.AsyncConnection.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            if "too many clients" not in str(exc):
+                raise
+            await asyncio.sleep(0.5)
+    return await psycopg.AsyncConnection.connect(url, autocommit=True)
 
 
 def free_port() -> int:
@@ -221,7 +233,7 @@ def rss_peak_kib(pid: int) -> int:
 async def issue_codes(url: str, client_id: str, subject: str, n: int) -> list[tuple[str, str]]:
     """Codes written straight into the ledger (the pages are not what is measured)."""
     out: list[tuple[str, str]] = []
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    async with await connect(url) as conn:
         for start in range(0, n, 500):
 
             async def issue(tx: handler.Transaction, count: int) -> None:
@@ -274,13 +286,13 @@ async def exchange_all(
 
 
 async def count_events(url: str) -> int:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    async with await connect(url) as conn:
         row = await (await conn.execute("select count(*) from events")).fetchone()
         return int(row[0]) if row else 0
 
 
 async def revoked(url: str) -> int:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    async with await connect(url) as conn:
         query = "select count(*) from token_families where status = 'revoked'"
         row = await (await conn.execute(query)).fetchone()
         return int(row[0]) if row else 0
@@ -290,7 +302,7 @@ async def bulk_log(url: str, n: int, client_id: str, subject: str) -> float:
     """Append about n events (families of 4) with SQL; seconds taken."""
     families = max(1, n // 4)
     started = time.perf_counter()
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    async with await connect(url) as conn:
         for lo in range(1, families + 1, 50_000):
             hi = min(families, lo + 49_999)
             params: dict[str, Any] = {"client": client_id, "subject": subject, "lo": lo, "hi": hi}
@@ -311,7 +323,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     admin_url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": "postgres"})
     dbname = f"tokenledger_bench_{secrets.token_hex(4)}"
     peer_db = f"{dbname}_peer"
-    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+    async with await connect(admin_url) as admin:
         await admin.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
     url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": dbname})
     log = Path(args.log)
@@ -320,7 +332,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     baselines: dict[str, Any] = {}
     notes: list[str] = []
     try:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        async with await connect(url) as conn:
             await migrate(conn)
             now = datetime.now(UTC)
             client_id = "bench-public"
@@ -567,7 +579,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             baselines["peer_refresh_per_s"] = peer["per_s"]
             report("peer: node-oidc-provider refresh (PG)", peer)
     finally:
-        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+        async with await connect(admin_url) as admin:
             for name in (dbname, peer_db):
                 await admin.execute(
                     sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
