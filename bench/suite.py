@@ -509,12 +509,19 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             baselines["commit_ceiling_per_s"] = commit["per_s"]
             report("commit ceiling (rotation tx, no HTTP)", commit)
 
-            if args.profile and shutil.which("py-spy"):
-                profile = HERE / "profile-refresh.svg"
+            spy_bin = shutil.which("py-spy") or shutil.which("py-spy", path=str(BIN))
+            if args.profile and spy_bin:
+                # Collapsed stacks (one "frame;frame;... count" a line): bench/profile.py
+                # sums them by the product's own functions.
+                profile = HERE / "profile-refresh.txt"
                 spy = subprocess.Popen(
                     [
-                        "py-spy",
+                        spy_bin,
                         "record",
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "200",
                         "-o",
                         str(profile),
                         "--pid",
