@@ -328,6 +328,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": dbname})
     log = Path(args.log)
     print(f"database {dbname}; server logs in {log}", flush=True)
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     scenarios: dict[str, Any] = {}
     baselines: dict[str, Any] = {}
     notes: list[str] = []
@@ -593,6 +594,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 )
     return {
         "machine": machine(),
+        "load_average": load,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": {
             "duration_s": args.duration,
@@ -794,13 +796,11 @@ def main() -> None:
     notes = "".join(f"\n- {n}" for n in results["notes"])
     results_md = HERE / "RESULTS.md"
     if not results_md.exists():
-        results_md.write_text(
-            "# Benchmark results\n\nEach section is one run of `python -m bench.suite`"
-            " (issue 13); compare ratios between runs, not raw rates.\n"
-        )
+        results_md.write_text("# Benchmark results\n")
     with open(results_md, "a") as f:
         f.write(
-            f"\n## {results['date']}\n\nMachine: {results['machine']}.\n"
+            f"\n## {results['date']}\n\nMachine: {results['machine']};"
+            f" load average at the start {results['load_average']}.\n"
             f"Settings: {json.dumps(results['settings'])}.{notes}\n\n{text}\n"
         )
     print(f"\nwrote {HERE / 'results.json'} and appended to {HERE / 'RESULTS.md'}")
