@@ -17,11 +17,11 @@ from collections import Counter
 from pathlib import Path
 
 BUCKETS = {
-    "idle (event loop waiting)": ("select (selectors.py", "_run_once (asyncio", "epoll"),
+    "asyncio (event loop)": ("asyncio/",),
     "RS256 signing (pyjwt/cryptography)": ("jwt/", "cryptography/"),
     "psycopg (driver, pool)": ("psycopg/", "psycopg_pool/"),
     "HTTP (uvicorn/h11/httptools)": ("uvicorn/", "h11/", "httptools"),
-    "logging (structlog/logging)": ("structlog/", "logging/", "app/logging.py"),
+    "logging (structlog/logging)": ("structlog/", "logging/", "(app/logging.py)"),
     "Litestar": ("litestar/",),
     "ledger (deciders, events)": ("ledger/",),
     "projections (read models)": ("projections/",),
@@ -31,6 +31,15 @@ BUCKETS = {
 }
 
 FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^:()]*)(?::\d+)?\)$")
+
+
+def bucket_of(names: list[str]) -> str:
+    """The bucket of the innermost frame that is in one: where the sample's time went."""
+    for name in reversed(names):
+        for bucket, needles in BUCKETS.items():
+            if any(n in name for n in needles):
+                return bucket
+    return "other"
 
 
 def frames(line: str) -> tuple[list[str], int]:
@@ -60,11 +69,8 @@ def main() -> None:
             inclusive[name] += count
         if names:
             own[names[-1]] += count
-        joined = ";".join(names)
-        for bucket, needles in BUCKETS.items():
-            if any(n in joined for n in needles):
-                buckets[bucket] += count
-    print(f"{total} samples\n\nbuckets (inclusive; a sample can be in several):")
+        buckets[bucket_of(names)] += count
+    print(f"{total} samples\n\nbuckets (each sample in that of its innermost frame in one):")
     for bucket, n in buckets.most_common():
         print(f"  {100 * n / total:5.1f} %  {bucket}")
     print("\ninclusive:")
