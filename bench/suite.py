@@ -640,17 +640,23 @@ def export(issuer: str, token: str, pid: int) -> dict[str, Any]:
     before = rss_peak_kib(pid)
     lines = 0
     started = time.perf_counter()
-    with httpx.stream(
-        "GET",
-        f"{issuer}/audit/events",
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/x-ndjson"},
-        timeout=600,
-    ) as r:
-        r.raise_for_status()
-        for chunk in r.iter_bytes():
-            lines += chunk.count(b"\n")
+    failure = None
+    try:
+        with httpx.stream(
+            "GET",
+            f"{issuer}/audit/events",
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/x-ndjson"},
+            timeout=600,
+        ) as r:
+            r.raise_for_status()
+            for chunk in r.iter_bytes():
+                lines += chunk.count(b"\n")
+    except httpx.HTTPError as exc:  # e.g. the stream cut short by a server-side timeout
+        failure = f"{type(exc).__name__}: {exc}"
+        print(f"export failed after {lines} events: {failure}", flush=True)
     elapsed = time.perf_counter() - started
     return {
+        "failed": failure,
         "per_s": round(lines / elapsed, 1),
         "events": lines,
         "seconds": round(elapsed, 2),
