@@ -754,13 +754,10 @@ def ratios(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
                 )
     if "export" in s:
         e = s["export"]
-        rows.append(
-            (
-                f"NDJSON export ({e['events']} events)",
-                e,
-                f"peak RSS {e['server_peak_rss_mib_before']}->{e['server_peak_rss_mib_after']} MiB",
-            )
-        )
+        memory = f"peak RSS {e['server_peak_rss_mib_before']}->{e['server_peak_rss_mib_after']} MiB"
+        if e.get("failed"):
+            memory = f"FAILED after {e['events']} events ({e['failed']}); {memory}"
+        rows.append((f"NDJSON export ({e['events']} events)", e, memory))
     if "rebuild" in s:
         rows.append((f"rebuild ({s['rebuild']['events']} events)", s["rebuild"], ""))
     return rows
