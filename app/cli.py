@@ -546,6 +546,67 @@ def auditors_revoke(name: str) -> None:
     click.echo(f"auditor {name} revoked")
 
 
+# --- resource servers (RFC 8707 targets) ----------------------------------------------
+
+
+@main.group()
+def resources() -> None:
+    """Resource servers: the URLs (the MCP server's, as its RFC 9728 metadata names it)
+    that access tokens may be for."""
+
+
+@resources.command("add")
+@click.argument("url")
+@click.option("--scope", "scopes", multiple=True, help="A scope of this resource; repeat.")
+def resources_add(url: str, scopes: tuple[str, ...]) -> None:
+    """Register a resource server: clients may then ask tokens for it (only for the
+    given scopes, when any are given)."""
+    from app.usecases import resources as resource_cases
+
+    async def work(db: str) -> None:
+        async with await _connect(db) as conn:
+            await resource_cases.add_resource(
+                conn, url, list(scopes), utc_now(), _operator_metadata()
+            )
+
+    try:
+        _with_database(_settings(), work)
+    except (ValueError, registration.Rejected) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"resource {url} registered")
+
+
+@resources.command("list")
+def resources_list() -> None:
+    """Every resource server, registered or removed, with its scopes."""
+    from app.usecases import resources as resource_cases
+
+    async def work(db: str) -> list[Any]:
+        async with await _connect(db) as conn:
+            return await resource_cases.list_resources(conn)
+
+    for r in _with_database(_settings(), work):
+        state = f"removed {r.removed_at.isoformat()}" if r.removed_at else "registered"
+        click.echo(f"{r.url}\t{state}\t{' '.join(r.scopes) or '-'}")
+
+
+@resources.command("remove")
+@click.argument("url")
+def resources_remove(url: str) -> None:
+    """Remove a resource server: no request may name it from now on."""
+    from app.usecases import resources as resource_cases
+
+    async def work(db: str) -> None:
+        async with await _connect(db) as conn:
+            await resource_cases.remove_resource(conn, url, utc_now(), _operator_metadata())
+
+    try:
+        _with_database(_settings(), work)
+    except (ValueError, registration.Rejected) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"resource {url} removed")
+
+
 def _event_filter(
     stream: str | None,
     types: tuple[str, ...],

@@ -45,6 +45,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # shutdown; 0 turns the background sealer off (`tokenledger audit seal` still works).
     seal_interval: int = 5
     seal_key_file: Path | None = None  # an Ed25519 private key (PEM, PKCS #8)
+    # RFC 8707 resources: tokens are only for registered resource servers
+    # (`tokenledger resources add`) unless this development setting allows any URI.
+    allow_any_resource: bool = False
+    # Client ID Metadata Documents (app/adapters/metadata_documents.py). Private
+    # addresses and plain http are for tests only: both let a client id make this server
+    # fetch from its own network.
+    cimd_enabled: bool = True
+    cimd_allow_private: bool = False
+    cimd_allow_http: bool = False  # http://127.0.0.1 only, and only with allow_private
+    cimd_timeout: float = 3.0
+    cimd_max_bytes: int = 64 * 1024
     pool_min_size: int = 2
     pool_max_size: int = 20
     # Toward the database (issue 10): a request waits at most db_pool_timeout seconds for
@@ -110,10 +121,17 @@ _INT_SETTINGS = {
     "TOKENLEDGER_HTTP_MAX_HEADER_BYTES": "http_max_header_bytes",
     "TOKENLEDGER_SEAL_INTERVAL": "seal_interval",
 }
+_BOOL_SETTINGS = {
+    "TOKENLEDGER_ALLOW_ANY_RESOURCE": "allow_any_resource",
+    "TOKENLEDGER_CIMD": "cimd_enabled",
+    "TOKENLEDGER_CIMD_ALLOW_PRIVATE": "cimd_allow_private",
+    "TOKENLEDGER_CIMD_ALLOW_HTTP": "cimd_allow_http",
+}
 _FLOAT_SETTINGS = {
     "TOKENLEDGER_DB_POOL_TIMEOUT": "db_pool_timeout",
     "TOKENLEDGER_DB_RECONNECT_TIMEOUT": "db_reconnect_timeout",
     "TOKENLEDGER_DB_REPLY_MARGIN": "db_reply_margin",
+    "TOKENLEDGER_CIMD_TIMEOUT": "cimd_timeout",
 }
 # Integer settings for which 0 means "off".
 _MAY_BE_ZERO = {"TOKENLEDGER_SEAL_INTERVAL"}
@@ -159,6 +177,12 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         values["scopes_supported"] = tuple(env["TOKENLEDGER_SCOPES"].split())
     if env.get("TOKENLEDGER_DEFAULT_SCOPE") is not None:
         values["default_scope"] = tuple(env["TOKENLEDGER_DEFAULT_SCOPE"].split())
+    for key, field in _BOOL_SETTINGS.items():
+        if env.get(key):
+            value = env[key].strip().lower()
+            if value not in ("1", "true", "yes", "0", "false", "no"):
+                raise SettingsError(f"{key} must be true or false, not {env[key]!r}")
+            values[field] = value in ("1", "true", "yes")
     if env.get("TOKENLEDGER_LOG_FORMAT"):
         values["log_json"] = env["TOKENLEDGER_LOG_FORMAT"].lower() == "json"
     values.update(overrides)
@@ -182,6 +206,10 @@ def validate(settings: Settings) -> None:
     if settings.registration == "token" and token is None:
         raise SettingsError(
             "TOKENLEDGER_REGISTRATION=token needs TOKENLEDGER_REGISTRATION_ACCESS_TOKEN"
+        )
+    if settings.cimd_allow_http and not settings.cimd_allow_private:
+        raise SettingsError(
+            "TOKENLEDGER_CIMD_ALLOW_HTTP needs TOKENLEDGER_CIMD_ALLOW_PRIVATE (tests only)"
         )
     unknown = [s for s in settings.default_scope if s not in settings.scopes_supported]
     if unknown:

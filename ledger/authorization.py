@@ -21,6 +21,7 @@ from ledger.protocol import (
     validate_code_challenge,
     validate_resource,
 )
+from ledger.resources import Targets, check_resource_scope, check_target
 
 PARAMETERS = (
     "response_type",
@@ -83,6 +84,7 @@ def validate(
     *,
     scopes_supported: Sequence[str],
     default_scope: Sequence[str],
+    targets: Targets | None = None,
 ) -> AuthorizationRequest:
     """Validate first, in the order that decides where an error may be sent."""
     client_ids = params.get("client_id") or []
@@ -128,6 +130,9 @@ def validate(
         allowed = [s for s in client.scopes if s in scopes_supported]
         scope = grant_scope(_one(params, "scope"), allowed, list(default_scope))
         resource = validate_resource(_one(params, "resource"))
+        judged = targets or Targets(registered=())
+        check_target(resource, client.audience, judged)
+        check_resource_scope(scope, resource, judged)
     except OAuthError as exc:
         raise fail(exc) from None
     return AuthorizationRequest(

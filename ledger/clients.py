@@ -35,7 +35,13 @@ class ClientState(msgspec.Struct, kw_only=True):
     refresh_token_ttl: int | None = None
     audience: str | None = None
     registered_at: datetime = _EPOCH
+    source: Literal["metadata_document"] | None = None
     version: int = 0
+
+    @property
+    def from_metadata_document(self) -> bool:
+        """Described by the document at its client_id URL: nobody here vouched for it."""
+        return self.source == "metadata_document"
 
 
 INITIAL = ClientState()
@@ -57,6 +63,7 @@ def evolve(state: ClientState, event: ClientRegistered) -> ClientState:
                 refresh_token_ttl=event.refresh_token_ttl,
                 audience=event.audience,
                 registered_at=event.registered_at,
+                source=event.source,
                 version=state.version + 1,
             )
         case _:
@@ -77,6 +84,7 @@ class RegisterClient:
     refresh_grace_seconds: int = 0
     audience: str | None = None
     now: datetime
+    source: Literal["metadata_document"] | None = None
 
 
 ClientCommand = RegisterClient
@@ -95,7 +103,11 @@ def _register(cmd: RegisterClient, state: ClientState) -> Decision:
     if not client_id or len(client_id) > 255 or not client_id.isprintable() or " " in client_id:
         return refuse(Rejected("client_id must be 1 to 255 printable characters without spaces"))
     if state.version:
-        return refuse(AlreadyExists(f"client {client_id!r} is already registered"))
+        if not (cmd.source == "metadata_document" and state.from_metadata_document):
+            return refuse(AlreadyExists(f"client {client_id!r} is already registered"))
+        if _same_document(cmd, state):
+            return accept()
+        # A changed document: its client is recorded again, as it now reads.
     if not cmd.redirect_uris:
         return refuse(Rejected("a client needs at least one redirect URI"))
     try:
@@ -117,7 +129,16 @@ def _register(cmd: RegisterClient, state: ClientState) -> Decision:
             refresh_grace_seconds=cmd.refresh_grace_seconds,
             audience=cmd.audience,
             registered_at=cmd.now,
+            source=cmd.source,
         )
+    )
+
+
+def _same_document(cmd: RegisterClient, state: ClientState) -> bool:
+    return (
+        state.name == (cmd.name or cmd.client_id)
+        and state.redirect_uris == list(dict.fromkeys(cmd.redirect_uris))
+        and state.scopes == list(dict.fromkeys(cmd.scopes))
     )
 
 

@@ -41,6 +41,10 @@ class ClientRegistered(Event, frozen=True, kw_only=True, tag="client_registered"
     refresh_token_ttl: int | None = None
     audience: str | None = None
     registered_at: datetime
+    # None: registered by an operator or RFC 7591; "metadata_document": resolved from the
+    # document at the client_id URL, recorded so the log shows what was trusted, and again
+    # whenever a fetch finds the document changed.
+    source: Literal["metadata_document"] | None = None
 
 
 # --- users ---------------------------------------------------------------------------
@@ -227,6 +231,22 @@ class AuditQueryRecorded(Event, frozen=True, kw_only=True, tag="audit_query_reco
     queried_at: datetime
 
 
+# --- resource servers (stream 'resource:<url>', ledger/resources.py) -------------------
+
+
+class ResourceRegistered(Event, frozen=True, kw_only=True, tag="resource_registered"):
+    """A resource server (RFC 8707 resource, RFC 9728 ``resource``) tokens may be for."""
+
+    url: str
+    scopes: list[str]
+    registered_at: datetime
+
+
+class ResourceRemoved(Event, frozen=True, kw_only=True, tag="resource_removed"):
+    url: str
+    removed_at: datetime
+
+
 # --- seals (stream 'ledger:seals', ledger/seals.py) ------------------------------------
 
 
@@ -265,6 +285,8 @@ AnyEvent = (
     | AuditorRevoked
     | AuditQueryRecorded
     | LedgerSealed
+    | ResourceRegistered
+    | ResourceRemoved
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

@@ -265,8 +265,10 @@ def _refresh(cmd: Refresh, state: FamilyState) -> Decision:
         scope = narrow_scope(cmd.scope, state.scope)
     except InvalidScope as exc:
         return refuse(exc)
-    if cmd.resource is not None and cmd.resource != state.resource:
-        # RFC 8707 §2.2: a refresh may only target a resource of the original grant.
+    if cmd.resource is not None and cmd.resource not in (state.resource, state.audience):
+        # RFC 8707 §2.2: a refresh may only target a resource of the original grant;
+        # naming the audience the family already has (a grant that named no resource
+        # gets the client's) asks for nothing new.
         return refuse(InvalidTarget("resource was not part of the original grant"))
     access_expires_at = cmd.now + timedelta(seconds=cmd.policy.access_ttl)
     if retry_in_grace and hmac.compare_digest(cmd.new_refresh_hash, state.current_hash):

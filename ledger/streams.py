@@ -1,7 +1,7 @@
 """The kinds of stream in the log, each with its id prefix and its decider: defined once.
 
 A stream id is ``<prefix><key>``: ``family:<uuid>``, ``code:<hash>``, ``client:<id>``,
-``user:<username>``, ``key:<kid>``, ``session:<hash>``, ``auditor:<name>``,
+``user:<username>``, ``key:<kid>``, ``session:<hash>``, ``auditor:<name>``, ``resource:<url>``,
 ``ledger:seals``. Everything that names a stream goes through here.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ledger import auditors, clients, codes, families, keys, seals, sessions, users
+from ledger import auditors, clients, codes, families, keys, resources, seals, sessions, users
 from ledger.decider import Decider
 
 C = TypeVar("C")
@@ -36,6 +36,7 @@ FAMILY = StreamKind("family:", families.DECIDER)
 SIGNING_KEY = StreamKind("key:", keys.DECIDER)
 SESSION = StreamKind("session:", sessions.DECIDER)
 AUDITOR = StreamKind("auditor:", auditors.DECIDER)
+RESOURCE = StreamKind("resource:", resources.DECIDER)
 # One stream, 'ledger:seals': the signed heads over the whole log.
 SEALS = StreamKind("ledger:", seals.DECIDER)
 
@@ -47,6 +48,7 @@ KINDS: tuple[StreamKind[Any, Any], ...] = (
     SIGNING_KEY,
     SESSION,
     AUDITOR,
+    RESOURCE,
     SEALS,
 )
 

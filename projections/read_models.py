@@ -74,7 +74,16 @@ CODES = ReadModel(streams.CODE, "authorization_codes", "code_hash")
 FAMILIES = ReadModel(streams.FAMILY, "token_families", "family_id")
 SESSIONS = ReadModel(streams.SESSION, "sessions", "session_hash")
 AUDITORS = ReadModel(streams.AUDITOR, "auditors", "name")
-READ_MODELS: tuple[ReadModel[Any], ...] = (CLIENTS, USERS, CODES, FAMILIES, SESSIONS, AUDITORS)
+RESOURCES = ReadModel(streams.RESOURCE, "resources", "url")
+READ_MODELS: tuple[ReadModel[Any], ...] = (
+    CLIENTS,
+    USERS,
+    CODES,
+    FAMILIES,
+    SESSIONS,
+    AUDITORS,
+    RESOURCES,
+)
 
 REFRESH_TOKENS = SideTable(
     "refresh_tokens", ("token_hash", "family_id", "generation"), _refresh_token_rows
@@ -249,3 +258,9 @@ async def live_sessions_of(
         (user_id, now),
     )
     return [row[0] for row in await cur.fetchall()]
+
+
+async def registered_resources(conn: psycopg.AsyncConnection[Any]) -> dict[str, list[str]]:
+    """The resource servers registered and not removed: URL -> the scopes they serve."""
+    cur = await conn.execute("select url, scopes from resources where removed_at is null")
+    return {str(row[0]): list(row[1]) for row in await cur.fetchall()}

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,16 @@ from litestar.template.config import TemplateConfig
 
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
+from app.adapters.metadata_documents import FetchPolicy
 from app.http import (
     audit,
+    audit_openapi,
     authorize,
     discovery,
     forms,
     health,
     introspection,
+    openapi,
     registration,
     revocation,
     token_endpoint,
@@ -45,6 +49,7 @@ from app.settings import Settings
 from app.usecases import audit_seals
 from app.usecases.grants.base import Issuance
 from app.usecases.keys import active_signing_key
+from app.usecases.metadata_documents import MetadataDocuments
 from ledger.errors import OAuthError
 
 log = structlog.get_logger(__name__)
@@ -77,12 +82,24 @@ def create_app(
                 signing_key=key,
                 clock=clock,
                 refresh_token_key=refresh_token_key,
+                allow_any_resource=settings.allow_any_resource,
             )
             app.state.ctx = Context(
                 settings=settings,
                 pool=pool,
                 issuance=issuance,
                 signer=Signer(session_key),
+                documents=MetadataDocuments(
+                    enabled=settings.cimd_enabled,
+                    allow_http=settings.cimd_allow_http,
+                    policy=FetchPolicy(
+                        allow_private=settings.cimd_allow_private,
+                        timeout=settings.cimd_timeout,
+                        max_bytes=settings.cimd_max_bytes,
+                    ),
+                    supported_scopes=settings.scopes_supported,
+                    clock=clock,
+                ),
                 clock=clock,
             )
             if not settings.key_encryption_secret:
@@ -125,6 +142,7 @@ def create_app(
             token_endpoint.token,
             revocation.revoke,
             introspection.introspect,
+            openapi.openapi_document,
             *([registration.register] if settings.registration != "off" else []),
             audit.router,
         ],
@@ -141,7 +159,9 @@ def create_app(
         template_config=TemplateConfig(
             directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine
         ),
-        openapi_config=None,
+        # Only /audit is documented (the router opts in); see app/http/audit_openapi.py.
+        openapi_config=audit_openapi.openapi_config(version("tokenledger")),
+        include_in_schema=False,
         # Litestar's default config replaces the root logger's handlers with its own plain
         # text ones; app.logging.configure owns logging (one JSON line per record).
         logging_config=None,

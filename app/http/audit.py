@@ -9,18 +9,22 @@ asks. No CORS: auditors' tools are not pages of other origins.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, Router, get
-from litestar.response import Stream, Template
+from litestar import Request, Response, Router, get, post
+from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream, Template
 
+from app.http import audit_openapi as doc
 from app.http.context import Context
 from app.http.errors import NO_STORE, ErrorBody
 from app.http.event_metadata import event_metadata
-from app.usecases import audit
+from app.usecases import audit, audit_seals
+from ledger import store
+from ledger.events import LedgerSealed
 from ledger.opaque_tokens import AUDITOR_PREFIX
 from ledger.store import Checkpoint, EventFilter, parse_cursor
 
@@ -185,7 +189,12 @@ def _wants(request: Request[Any, Any, Any], *types: str) -> str:
 # --- routes ----------------------------------------------------------------------------
 
 
-@get("/events")
+@get(
+    "/events",
+    responses=doc.body(audit.EventsPage, "A page of events; resume after `next`.")
+    | doc.errors(400, 401),
+    operation_class=doc.EVENTS,
+)
 async def events(request: Request[Any, Any, Any]) -> Response[Any]:
     """The log, filtered, in commit-safe order: a JSON page, or all of it as NDJSON."""
     await _auditor(request)
@@ -214,7 +223,73 @@ async def _ndjson(ctx: Context, where: EventFilter, after: Checkpoint) -> AsyncI
         yield bytes(buffer)
 
 
-@get("/families/{family_id:str}")
+# The live tail's pace: how often it asks the log for news, how long it stays quiet before
+# a comment line keeps proxies from closing it, and how long one connection lives before
+# the client reconnects with Last-Event-ID (EventSource does so by itself, ``retry`` ms
+# later): so a revoked auditor loses the tail within a minute, and a shutdown is not held
+# up by open tails for longer than that.
+POLL_SECONDS = 0.5
+HEARTBEAT_SECONDS = 15.0
+LIFETIME_SECONDS = 60.0
+RETRY_MS = 1000
+
+
+@get("/stream", responses=doc.errors(400, 401), operation_class=doc.STREAM)
+async def stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
+    """The log as it grows, as server-sent events: each event one message, its ``id`` the
+    cursor of ``/audit/events``. Filters as there; it starts now, or after ``cursor`` or
+    the ``Last-Event-ID`` a reconnecting client sends (``0-0``: from the beginning)."""
+    await _auditor(request)
+    pairs = list(request.query_params.multi_items())
+    where, after, _ = parse_events_query(pairs)
+    resume = request.headers.get("last-event-id")
+    if resume is not None:
+        try:
+            after = parse_cursor(resume.strip())
+        except ValueError:
+            raise _bad("malformed Last-Event-ID") from None
+    ctx: Context = request.app.state.ctx
+    if resume is None and not any(key == "cursor" for key, _ in pairs):
+        # Now: whatever commits later sorts after the horizon's head (see read_all).
+        async with ctx.pool.connection() as conn:
+            after = await store.horizon_head(conn) or Checkpoint()
+    return ServerSentEvent(
+        _tail(ctx, where, after),
+        retry_duration=RETRY_MS,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _tail(
+    ctx: Context, where: EventFilter, after: Checkpoint
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Poll below the xid8 horizon, as the pages do, so a late commit is sent late but
+    never skipped; hold a connection only while polling."""
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + LIFETIME_SECONDS
+    quiet_since = loop.time()
+    while loop.time() < ends:
+        async with ctx.pool.connection() as conn:
+            page = await audit.events_page(conn, where, after, audit.MAX_PAGE)
+        for event in page.events:
+            yield ServerSentEventMessage(data=_encoder.encode(event), id=event.cursor)
+        after = parse_cursor(page.next)
+        if page.events:
+            quiet_since = loop.time()
+            if len(page.events) == audit.MAX_PAGE:
+                continue  # more is waiting: no pause
+        elif loop.time() - quiet_since >= HEARTBEAT_SECONDS:
+            yield ServerSentEventMessage(data=None, comment="keep-alive")
+            quiet_since = loop.time()
+        await asyncio.sleep(POLL_SECONDS)
+
+
+@get(
+    "/families/{family_id:str}",
+    responses=doc.body(audit.FamilyTimeline, "The family's life, in log order.")
+    | doc.errors(401, 404),
+    operation_class=doc.FAMILY,
+)
 async def family(request: Request[Any, Any, Any]) -> Response[Any]:
     """One family's life: JSON, or an HTML timeline for a browser."""
     await _auditor(request)
@@ -233,7 +308,10 @@ async def family(request: Request[Any, Any, Any]) -> Response[Any]:
     return _json(timeline)
 
 
-@get("/clients/{client_id:str}")
+@get(
+    "/clients/{client_id:str}",
+    responses=doc.body(audit.Families, "The client and its families.") | doc.errors(401, 404),
+)
 async def client(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A client's registration and its families (newest first) with their state."""
     await _auditor(request)
@@ -246,7 +324,10 @@ async def client(request: Request[Any, Any, Any]) -> Response[bytes]:
     return _json(found)
 
 
-@get("/subjects/{subject:str}")
+@get(
+    "/subjects/{subject:str}",
+    responses=doc.body(audit.Families, "The subject's families.") | doc.errors(401),
+)
 async def subject(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A subject's families (newest first) with their state."""
     await _auditor(request)
@@ -255,6 +336,76 @@ async def subject(request: Request[Any, Any, Any]) -> Response[bytes]:
     async with ctx.pool.connection() as conn:
         found = await audit.subject_families(conn, subject)
     return _json(found)
+
+
+@get(
+    "/seals",
+    responses=doc.body(list[LedgerSealed], "The seals, oldest first.") | doc.errors(400, 401),
+    operation_class=doc.SEALS,
+)
+async def seals(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The seals after sequence ``after`` (0: all), oldest first, for the auditor to keep:
+    a JSON array, or JSON lines (what ``tokenledger audit seals`` prints) when asked."""
+    await _auditor(request)
+    pairs = list(request.query_params.multi_items())
+    unknown = sorted({k for k, _ in pairs} - {"after"})
+    if unknown:
+        raise _bad(f"unknown parameter {unknown[0]!r}")
+    if len(pairs) > 1:
+        raise _bad("after given more than once")
+    after = _int("after", pairs[0][1] if pairs else None) or 0
+    ctx: Context = request.app.state.ctx
+    async with ctx.pool.connection() as conn:
+        found = await audit_seals.list_seals(conn, after)
+    items = [audit_seals.seal_json(seal) for seal in found]
+    if _wants(request, "application/json", NDJSON) == NDJSON:
+        body, media_type = b"".join(item + b"\n" for item in items), NDJSON
+    else:
+        body, media_type = b"[" + b",".join(items) + b"]", "application/json"
+    return Response(content=body, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
+MAX_SEALS_BODY = 16 * 1024 * 1024
+"""Kept seals list each stream written in their range: years of them fit in 16 MiB."""
+
+
+class Verdict(msgspec.Struct, kw_only=True):
+    ok: bool
+    findings: list[audit_seals.Finding]
+
+
+def _kept_seals(body: bytes, content_type: str) -> list[Any]:
+    """Seals from a JSON array (or one JSON seal), or from JSON lines (``audit seals``)."""
+    try:
+        if content_type.split(";")[0].strip().lower() == "application/json":
+            decoded = msgspec.json.decode(body, type=list[msgspec.Raw] | dict[str, Any])
+            lines = [bytes(raw) for raw in decoded] if isinstance(decoded, list) else [body]
+        else:
+            lines = body.splitlines()
+        return audit_seals.parse_seals(lines)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise _bad(f"not seals: {exc}") from None
+
+
+@post(
+    "/verify",
+    status_code=200,
+    request_max_body_size=MAX_SEALS_BODY,
+    responses=doc.body(Verdict, "Every finding; ok when there is none.")
+    | doc.errors(400, 401, 413),
+    operation_class=doc.VERIFY,
+)
+async def verify(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """``tokenledger audit verify --seal`` over HTTP: the body is the kept seals, the
+    answer every finding (``ok`` when there is none). Triggers are checked too."""
+    await _auditor(request)
+    kept = _kept_seals(await request.body(), request.headers.get("content-type", NDJSON))
+    if not kept:
+        raise _bad("the body holds no seal")
+    ctx: Context = request.app.state.ctx
+    async with ctx.pool.connection() as conn:
+        findings = await audit_seals.verify_against(conn, kept)
+    return _json(Verdict(ok=not findings, findings=findings))
 
 
 def _json(value: Any) -> Response[bytes]:
@@ -267,6 +418,9 @@ def _json(value: Any) -> Response[bytes]:
 
 router = Router(
     path="/audit",
-    route_handlers=[events, family, client, subject],
+    route_handlers=[events, stream, family, client, subject, seals, verify],
     exception_handlers={AuditError: audit_error_response},
+    include_in_schema=True,
+    security=doc.SECURITY,
+    tags=["audit"],
 )

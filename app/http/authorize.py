@@ -27,16 +27,19 @@ from app.http.cookies import Cookies
 from app.http.event_metadata import event_metadata
 from app.http.security import form_post_is_same_origin
 from app.usecases import authorization as authorization_usecase
+from app.usecases import resources as resource_cases
 from app.usecases import sessions
 from ledger import authorization, users
 from ledger.authorization import AuthorizationRequest, RedirectableError, UnsafeToRedirect
 from ledger.clients import ClientState
 from ledger.errors import AccessDenied
 from ledger.events import SessionEndReason
+from ledger.metadata_documents import DocumentRefused
 from ledger.opaque_tokens import hash_secret, short
 from ledger.protocol import redirect_uri_with
+from ledger.resources import Targets
 from ledger.sessions import SessionState
-from projections.read_models import CLIENTS, USERS, load
+from projections.read_models import USERS, load
 
 log = structlog.get_logger(__name__)
 
@@ -58,22 +61,40 @@ def _as_lists(multi: Any) -> dict[str, list[str]]:
 
 
 async def _validate(
-    ctx: Context, params: Mapping[str, Sequence[str]]
+    ctx: Context, params: Mapping[str, Sequence[str]], metadata: dict[str, Any]
 ) -> tuple[AuthorizationRequest, ClientState]:
     client_ids = params.get("client_id") or []
     client = None
+    resource_values = params.get("resource") or []
+    resource = resource_values[0] if len(resource_values) == 1 and resource_values[0] else None
+    targets = Targets(registered=())
     # A NUL cannot be in any client id (and PostgreSQL text cannot hold one).
     if len(client_ids) == 1 and client_ids[0] and "\x00" not in client_ids[0]:
+        prefetched = await ctx.documents.prefetch(client_ids[0])
         async with ctx.pool.connection() as conn:
-            client = await load(conn, CLIENTS, client_ids[0])
+            try:
+                client = await ctx.documents.client(conn, client_ids[0], metadata, prefetched)
+            except DocumentRefused as exc:
+                # The client is not established: shown, never redirected (RFC 9700 §4.1.3).
+                raise UnsafeToRedirect(exc.description) from None
+            if resource is not None and "\x00" not in resource:
+                targets = await resource_cases.targets(
+                    conn, resource, allow_any=ctx.settings.allow_any_resource
+                )
     areq = authorization.validate(
         params,
         client,
         scopes_supported=ctx.settings.scopes_supported,
         default_scope=ctx.settings.default_scope,
+        targets=targets,
     )
     assert client is not None  # validate refuses an unknown client
     return areq, client
+
+
+def _document_metadata(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Who a metadata document client's event is recorded for: the document itself."""
+    return event_metadata(request, "metadata_document")
 
 
 def _error_page(description: str, status: int = 400) -> Template:
@@ -181,7 +202,9 @@ async def _page(
 async def authorize_page(request: Request[Any, Any, Any]) -> Response[Any]:
     ctx = _ctx(request)
     try:
-        areq, client = await _validate(ctx, _as_lists(request.query_params))
+        areq, client = await _validate(
+            ctx, _as_lists(request.query_params), _document_metadata(request)
+        )
     except forms.BadBody as exc:
         return _error_page(f"The request is malformed: {exc}.")
     except UnsafeToRedirect as exc:
@@ -228,7 +251,7 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
         return _error_page(UNVERIFIED_FORM, 403)
     params = {k: v for k, v in form.items() if k in authorization.PARAMETERS}
     try:
-        areq, client = await _validate(ctx, params)
+        areq, client = await _validate(ctx, params, _document_metadata(request))
     except UnsafeToRedirect as exc:
         return _error_page(exc.description)
     except RedirectableError as exc:

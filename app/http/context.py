@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.http.cookies import Signer
 from app.settings import Settings
 from app.usecases.grants.base import Issuance
+from app.usecases.metadata_documents import MetadataDocuments
 
 
 def utc_now() -> datetime:
@@ -24,4 +25,5 @@ class Context:
     pool: AsyncConnectionPool[Any]
     issuance: Issuance  # what the grants need, and nothing else of this context
     signer: Signer
+    documents: MetadataDocuments  # clients whose client_id is their metadata document's URL
     clock: Callable[[], datetime] = utc_now

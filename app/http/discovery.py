@@ -47,6 +47,8 @@ def server_metadata(ctx: Context) -> dict[str, Any]:
         "scopes_supported": list(ctx.settings.scopes_supported),
         "authorization_response_iss_parameter_supported": True,
         "resource_parameter_supported": True,
+        # draft-ietf-oauth-client-id-metadata-document: an https client_id URL is fetched.
+        "client_id_metadata_document_supported": ctx.settings.cimd_enabled,
     } | (
         {"registration_endpoint": f"{issuer}/oauth/register"}
         if ctx.settings.registration != "off"

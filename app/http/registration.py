@@ -1,7 +1,9 @@
 """POST /oauth/register: dynamic client registration (RFC 7591).
 
 Open for public clients (``token_endpoint_auth_method: none``) unless the setting asks
-for the initial access token everywhere; a confidential client only with that token. The
+for the initial access token everywhere; a confidential client only with that token (in
+open mode, a confidential client asked for without it is registered public, RFC 7591
+§3.2.1). The
 body is one JSON object of client metadata (``ledger.client_metadata`` validates it); the
 answer echoes what was registered, with the secret of a confidential client, once.
 """
@@ -108,11 +110,18 @@ async def register(request: Request[Any, Any, Any]) -> Response[bytes]:
         data, supported_scopes=settings.scopes_supported, default_auth_method=default
     )
     if not meta.is_public and not with_token:
-        if settings.registration_access_token is None:
-            raise InvalidClientMetadata(
-                "only public clients (token_endpoint_auth_method none) may register here"
-            )
-        raise InvalidToken("a confidential client needs the initial access token")
+        # Only open registration gets here ("token" needs the token for everyone). RFC 7591
+        # §3.2.1 lets the server replace requested values: a confidential client asked for
+        # without the initial access token is registered as a public one, and the answer
+        # says so (`none`, no secret), as §3.2.1 asks clients to check. MCP clients ask
+        # for `client_secret_post` by default (the MCP Python SDK's metadata did) and
+        # cannot present a token they were never given; refusing them left them unable to
+        # connect at all, while a public client with PKCE is what they get anyway.
+        log.info(
+            "confidential registration without the initial access token: registered public",
+            requested=meta.token_endpoint_auth_method,
+        )
+        meta = msgspec.structs.replace(meta, token_endpoint_auth_method="none")
     address = request.client.host if request.client else None
     async with ctx.pool.connection() as conn:
         try:

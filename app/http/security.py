@@ -66,9 +66,15 @@ CORS_PREFIXES = (
     "/oauth/introspect",
     "/.well-known/",
 )
+# The MCP TypeScript SDK sends `MCP-Protocol-Version` on every discovery request (and
+# `Accept`, which needs no permission); a browser refuses the whole request unless the
+# preflight allows it, and the SDK then retries without headers, or gives up.
 CORS_PREFLIGHT: tuple[tuple[bytes, bytes], ...] = (
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-    (b"access-control-allow-headers", b"Authorization, Content-Type, X-Request-ID"),
+    (
+        b"access-control-allow-headers",
+        b"Authorization, Content-Type, MCP-Protocol-Version, X-Request-ID",
+    ),
     (b"access-control-max-age", b"600"),
 )
 

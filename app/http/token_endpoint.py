@@ -19,7 +19,7 @@ from app.usecases.grants import GRANTS
 from app.usecases.grants.base import TokenRequest
 from ledger.clients import authenticate, merge_credentials
 from ledger.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
-from projections.read_models import CLIENTS, load
+from ledger.metadata_documents import DocumentRefused
 
 MAX_BODY = 64 * 1024
 
@@ -94,8 +94,16 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     )
     structlog.contextvars.bind_contextvars(client_id=creds.client_id, grant_type=req.grant_type)
     # One connection for the request: the client lookup and the grant's transaction.
+    # A metadata document is fetched before a connection is taken, not while holding one.
+    prefetched = await ctx.documents.prefetch(creds.client_id)
     async with ctx.pool.connection() as conn:
-        client = authenticate(await load(conn, CLIENTS, creds.client_id), creds)
+        try:
+            found = await ctx.documents.client(
+                conn, creds.client_id, event_metadata(request, "metadata_document"), prefetched
+            )
+        except DocumentRefused as exc:
+            raise InvalidClient(exc.description, debug="metadata document refused") from None
+        client = authenticate(found, creds)
         metadata = event_metadata(request, f"client:{client.client_id}")
         response = await grant(ctx.issuance, conn, req, client, metadata)
     return Response(

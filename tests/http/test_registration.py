@@ -194,14 +194,36 @@ async def test_a_client_name_of_200_characters_is_accepted(client: Http) -> None
 
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
-async def test_a_confidential_client_without_the_initial_access_token_is_refused(
+async def test_a_confidential_client_without_the_initial_access_token_is_registered_public(
     client: Http, pool: Pool, method: str
 ) -> None:
-    before = await clients_registered(pool)
+    """RFC 7591 §3.2.1: the server may replace requested values, and says so in the answer.
+    MCP clients ask for ``client_secret_post`` by default and have no token to present."""
     response = await post_json(client, metadata(token_endpoint_auth_method=method))
-    assert_registration_error(response, "invalid_token", 401)
-    assert response.headers["www-authenticate"].startswith("Bearer ")
-    assert await clients_registered(pool) == before
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["token_endpoint_auth_method"] == "none"
+    assert "client_secret" not in body
+    assert "client_secret_expires_at" not in body
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "select client_type from clients where client_id = %s", (body["client_id"],)
+        )
+        assert await cur.fetchall() == [("public",)]
+
+
+async def test_a_client_registered_public_in_place_of_confidential_completes_the_flow(
+    client: Http, user: str
+) -> None:
+    body = (
+        await post_json(client, metadata(token_endpoint_auth_method="client_secret_post"))
+    ).json()
+    registered = Registered(body["client_id"], "http://127.0.0.1:40001/")
+    code, verifier, _ = await authorize(client, registered, user)
+    tokens = await exchange(client, registered, code, verifier)
+    assert tokens.status_code == 200, tokens.text
+    again = await refresh(client, registered, tokens.json()["refresh_token"])
+    assert again.status_code == 200, again.text
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ledger import auditors, clients, codes, families, keys, sessions, users
+from ledger import auditors, clients, codes, families, keys, resources, sessions, users
 from ledger.decider import Decider, Decision
 from ledger.events import Event
 
@@ -69,3 +69,4 @@ user: Spec[users.UserState] = Spec(users.DECIDER)
 key: Spec[keys.KeyState] = Spec(keys.DECIDER)
 session: Spec[sessions.SessionState] = Spec(sessions.DECIDER)
 auditor: Spec[auditors.AuditorState] = Spec(auditors.DECIDER)
+resource: Spec[resources.ResourceState] = Spec(resources.DECIDER)

@@ -14,6 +14,7 @@ from app.usecases.grants.base import (
     TokenRequest,
     TokenResponse,
     policy_for,
+    requested_target,
     token_response,
 )
 from ledger import families, streams
@@ -38,6 +39,7 @@ async def grant(
 ) -> TokenResponse:
     if not req.code:
         raise InvalidRequest("code is required")
+    target = await requested_target(issuance, conn, req, client)
     code_hash = hash_secret(req.code)
     structlog.contextvars.bind_contextvars(code=short(code_hash))
     refresh_token = new_secret(REFRESH_PREFIX)
@@ -54,7 +56,7 @@ async def grant(
                 code_verifier=req.code_verifier,
                 now=now,
                 new_family_id=family_id,
-                resource=req.target,
+                resource=target,
             ),
         )
         if code.error is not None:

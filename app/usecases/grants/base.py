@@ -11,10 +11,13 @@ from typing import Any, Literal
 import msgspec
 from psycopg import AsyncConnection
 
+from app.usecases.resources import targets
 from ledger.access_tokens import mint
 from ledger.clients import ClientState
+from ledger.errors import InvalidTarget
 from ledger.families import Policy
 from ledger.keys import SigningKey
+from ledger.resources import check_target
 
 Clock = Callable[[], datetime]
 
@@ -31,6 +34,7 @@ class Issuance:
     signing_key: SigningKey
     clock: Clock
     refresh_token_key: bytes  # derives each refresh token's successor
+    allow_any_resource: bool = False  # TOKENLEDGER_ALLOW_ANY_RESOURCE (development)
 
 
 class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
@@ -71,6 +75,24 @@ Grant = Callable[
     [Issuance, AsyncConnection[Any], TokenRequest, ClientState, dict[str, Any]],
     Awaitable[TokenResponse],
 ]
+
+
+async def requested_target(
+    issuance: Issuance, conn: AsyncConnection[Any], req: TokenRequest, client: ClientState
+) -> str | None:
+    """The resource a token request names (RFC 8707 §2), judged against what the client
+    may ask for; None when it names none, or names the client's own fixed audience, which
+    is what a grant without a resource gets anyway (the TaxRock client sends
+    ``audience`` on a refresh after naming nothing at authorize)."""
+    if req.resource is not None and req.audience is not None and req.resource != req.audience:
+        raise InvalidTarget("resource and audience name different targets")
+    target = req.target
+    check_target(
+        target,
+        client.audience,
+        await targets(conn, target, allow_any=issuance.allow_any_resource),
+    )
+    return None if target == client.audience else target
 
 
 def policy_for(issuance: Issuance, client: ClientState) -> Policy:

@@ -14,6 +14,7 @@ from app.usecases.grants.base import (
     TokenRequest,
     TokenResponse,
     policy_for,
+    requested_target,
     token_response,
 )
 from ledger import streams
@@ -36,6 +37,7 @@ async def grant(
 ) -> TokenResponse:
     if not req.refresh_token:
         raise InvalidRequest("refresh_token is required")
+    target = await requested_target(issuance, conn, req, client)
     presented_hash = hash_secret(req.refresh_token)
     policy = policy_for(issuance, client)
     new_refresh = (
@@ -55,7 +57,7 @@ async def grant(
             presented_generation=found.generation,
             client_id=client.client_id,
             scope=req.scope,
-            resource=req.target,
+            resource=target,
             new_refresh_hash=hash_secret(new_refresh) if new_refresh else "",
             new_access_jti=str(uuid.uuid4()),
             now=now,

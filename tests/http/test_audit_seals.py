@@ -1,0 +1,198 @@
+"""GET /audit/seals and POST /audit/verify: the auditor keeps the seals over HTTP and
+hands them back to prove the log still holds what they covered (``audit verify --seal``).
+
+Each test has a database of its own: seals cover the whole log, and tampering with it
+(disabling a trigger) must not touch the log other tests share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app.http.app import create_app
+from app.http.audit import MAX_SEALS_BODY
+from app.http.context import utc_now
+from app.settings import from_env
+from app.usecases import audit, audit_seals, registration
+from ledger.store import read_stream
+from migrations import migrate
+from tests.http.audit_helpers import OPERATOR, bearer
+
+Http = AsyncTestClient[Litestar]
+NDJSON = "application/x-ndjson"
+
+
+class Own:
+    def __init__(self, url: str, http: Http, key: audit_seals.SealKey, auditor: str) -> None:
+        self.url, self.http, self.key, self.auditor = url, http, key, auditor
+
+    def headers(self, **extra: str) -> dict[str, Any]:
+        return bearer(self.auditor, **extra)
+
+    async def register(self, client_id: str) -> None:
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await registration.register_client(
+                conn,
+                client_id=client_id,
+                redirect_uris=["http://127.0.0.1/cb"],
+                client_type="public",
+                scopes=["mcp"],
+                now=utc_now(),
+            )
+
+    async def seal(self) -> None:
+        """Seal now; the xid8 horizon is the whole server's, so wait for it to pass."""
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            for _ in range(100):
+                if await audit_seals.seal_now(conn, self.key, utc_now(), patience=1.0):
+                    return
+                await asyncio.sleep(0.1)
+        raise AssertionError("never sealed")
+
+
+@pytest.fixture
+async def own(empty_database_url: str, tmp_path: Path) -> AsyncIterator[Own]:
+    url = empty_database_url
+    key_file = tmp_path / "seal.pem"
+    key_file.write_bytes(audit_seals.new_key_pem())
+    settings = from_env(
+        {"TOKENLEDGER_SEAL_KEY_FILE": str(key_file), "TOKENLEDGER_SEAL_INTERVAL": "0"},
+        database_url=url,
+    )
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await migrate(conn)
+        key = await audit_seals.load_seal_key(conn, settings)
+        token = await audit.add_auditor(conn, "keeper", utc_now(), OPERATOR)
+    async with AsyncTestClient(create_app(settings, url)) as http:
+        yield Own(url, http, key, token)
+
+
+async def _two_seals(own: Own) -> list[dict[str, Any]]:
+    await own.register("alpha")
+    await own.seal()
+    await own.register("beta")
+    await own.seal()
+    response = await own.http.get("/audit/seals", headers=own.headers())
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    kept: list[dict[str, Any]] = response.json()
+    return kept
+
+
+async def test_seals_are_listed_as_json_and_as_lines(own: Own) -> None:
+    kept = await _two_seals(own)
+    assert [s["sequence"] for s in kept] == [1, 2]
+    assert all(s["type"] == "ledger_sealed" for s in kept)
+    assert "client:beta" in kept[1]["streams"]
+    later = await own.http.get("/audit/seals?after=1", headers=own.headers())
+    assert later.json() == kept[1:]
+    lines = await own.http.get("/audit/seals", headers=own.headers(Accept=NDJSON))
+    assert lines.headers["content-type"].startswith(NDJSON)
+    assert [json.loads(line) for line in lines.text.splitlines()] == kept
+    # The very lines `tokenledger audit seals` prints.
+    async with await psycopg.AsyncConnection.connect(own.url, autocommit=True) as conn:
+        printed = [audit_seals.seal_json(s) for s in await audit_seals.list_seals(conn)]
+    assert lines.content == b"".join(line + b"\n" for line in printed)
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [("after=-1", "integer"), ("after=1&after=2", "more than once"), ("x=1", "unknown")],
+)
+async def test_bad_seal_queries_are_json_errors(own: Own, query: str, words: str) -> None:
+    response = await own.http.get(f"/audit/seals?{query}", headers=own.headers())
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert words in response.json()["error_description"]
+
+
+async def test_a_clean_log_verifies_from_json_and_from_lines(own: Own) -> None:
+    kept = await _two_seals(own)
+    await own.register("gamma")  # the log may grow after the seals
+    as_json = await own.http.post("/audit/verify", json=kept, headers=own.headers())
+    assert as_json.status_code == 200, as_json.text
+    assert as_json.json() == {"ok": True, "findings": []}
+    lines = "".join(json.dumps(s) + "\n" for s in kept)
+    as_lines = await own.http.post(
+        "/audit/verify", content=lines, headers=own.headers(**{"Content-Type": NDJSON})
+    )
+    assert as_lines.json() == {"ok": True, "findings": []}
+    one = await own.http.post("/audit/verify", json=kept[-1], headers=own.headers())
+    assert one.json() == {"ok": True, "findings": []}
+
+
+async def test_a_forged_seal_and_downgraded_triggers_are_named(own: Own) -> None:
+    kept = await _two_seals(own)
+    kept[1]["count"] += 1  # no longer what the key signed
+    async with await psycopg.AsyncConnection.connect(own.url, autocommit=True) as conn:
+        await conn.execute("alter table events disable trigger events_no_update_delete")
+        await conn.execute("alter table events enable trigger events_no_update_delete")
+    response = await own.http.post("/audit/verify", json=kept, headers=own.headers())
+    body = response.json()
+    assert body["ok"] is False
+    kinds = {f["kind"] for f in body["findings"]}
+    assert {"trigger", "signature", "seal_altered"} <= kinds
+    assert all(set(f) == {"kind", "message"} for f in body["findings"])
+
+
+async def test_a_deleted_stream_is_named(own: Own) -> None:
+    kept = await _two_seals(own)
+    async with await psycopg.AsyncConnection.connect(own.url, autocommit=True) as conn:
+        await conn.execute("alter table events disable trigger events_no_update_delete")
+        await conn.execute("delete from events where stream_id = 'client:alpha'")
+        await conn.execute("alter table events enable always trigger events_no_update_delete")
+    response = await own.http.post("/audit/verify", json=kept, headers=own.headers())
+    findings = response.json()["findings"]
+    assert [f["kind"] for f in findings if "alpha" in f["message"]] == ["stream_deleted"]
+    assert response.json()["ok"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "words"),
+    [
+        (b"", NDJSON, "no seal"),
+        (b"[]", "application/json", "no seal"),
+        (b"{not json", "application/json", "not seals"),
+        (b'{"type": "ledger_sealed"}\n', NDJSON, "not seals"),
+        (b"[1, 2]", "application/json", "not seals"),
+    ],
+)
+async def test_what_is_not_seals_is_a_json_error(
+    own: Own, body: bytes, content_type: str, words: str
+) -> None:
+    response = await own.http.post(
+        "/audit/verify", content=body, headers=own.headers(**{"Content-Type": content_type})
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert words in response.json()["error_description"]
+
+
+async def test_the_body_is_capped(own: Own) -> None:
+    huge = b"\n" * (MAX_SEALS_BODY + 1)
+    response = await own.http.post(
+        "/audit/verify", content=huge, headers=own.headers(**{"Content-Type": NDJSON})
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "invalid_request"
+
+
+async def test_seal_queries_need_an_auditor_and_are_recorded(own: Own) -> None:
+    assert (await own.http.get("/audit/seals")).status_code == 401
+    assert (await own.http.post("/audit/verify", content=b"")).status_code == 401
+    await own.http.get("/audit/seals?after=0", headers=own.headers())
+    await own.http.post("/audit/verify", content=b"", headers=own.headers())
+    async with await psycopg.AsyncConnection.connect(own.url, autocommit=True) as conn:
+        recorded = await read_stream(conn, "auditor:keeper")
+    queries = [r.event for r in recorded if r.type == "audit_query_recorded"]
+    paths = [(q.path, q.query) for q in queries]  # type: ignore[union-attr]
+    assert paths == [("/audit/seals", "after=0"), ("/audit/verify", "")]
