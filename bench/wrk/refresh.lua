@@ -1,6 +1,7 @@
 -- wrk script: refresh-token rotation. Each thread owns a pool of refresh tokens (one
 -- per family); a request takes one, its response puts the rotated one back, so no
--- token is ever presented twice. Args: client_id, tokens file (one token a line).
+-- token is ever presented twice. Args: client_id, tokens file (one token a line),
+-- threads, [path: /oauth/token unless given, e.g. /token for the peer].
 local counter = 0
 
 function setup(thread)
@@ -10,9 +11,11 @@ end
 
 local pool = {}
 local client_id
+local path = "/oauth/token"
 
 function init(args)
   client_id = args[1]
+  if args[4] then path = args[4] end
   local n = 0
   for line in io.lines(args[2]) do
     if n % tonumber(args[3]) == id then table.insert(pool, line) end
@@ -26,7 +29,7 @@ function request()
     error("token pool empty: give each thread more families than connections")
   end
   local body = "grant_type=refresh_token&client_id=" .. client_id .. "&refresh_token=" .. token
-  return wrk.format("POST", "/oauth/token",
+  return wrk.format("POST", path,
     {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
 end
 

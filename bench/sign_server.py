@@ -1,0 +1,64 @@
+"""The sign ceiling's server: the product app (same factory, settings, uvicorn config,
+middleware and key) plus POST /bench/sign, which reads the body and answers the same
+token response a refresh does (an RS256 access token minted with the active key, a new
+opaque refresh token) without touching the database. Bench-only: never in the product.
+
+    DATABASE_URL=... TOKENLEDGER_ISSUER=... python -m bench.sign_server --port N
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+import uvicorn
+from litestar import Request, Response, post
+
+from app.cli import uvicorn_config
+from app.http.app import create_app
+from app.http.context import Context
+from app.http.errors import NO_STORE
+from app.logging import configure
+from app.settings import from_env
+from app.usecases.grants.base import token_response
+from ledger.opaque_tokens import REFRESH_PREFIX, new_secret
+
+
+@post("/bench/sign", status_code=200)
+async def sign(request: Request[Any, Any, Any]) -> Response[bytes]:
+    ctx: Context = request.app.state.ctx
+    await request.body()
+    now = ctx.clock()
+    response = token_response(
+        ctx.issuance,
+        subject="bench-user",
+        audience=ctx.issuance.default_audience,
+        client_id="bench",
+        scope="mcp",
+        jti=str(uuid.uuid4()),
+        now=now,
+        expires_at=now + timedelta(seconds=ctx.issuance.access_token_ttl),
+        refresh_token=new_secret(REFRESH_PREFIX),
+        family_id=str(uuid.uuid4()),
+    )
+    return Response(
+        content=msgspec.json.encode(response), media_type="application/json", headers=NO_STORE
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    settings = from_env()
+    configure(settings.log_json)
+    app = create_app(settings, settings.database_url or "")
+    app.register(sign)
+    uvicorn.Server(uvicorn_config(app, settings, port=args.port)).run()
+
+
+if __name__ == "__main__":
+    main()
