@@ -341,6 +341,15 @@ async def read_logged(
         return [_logged(r) for r in await cur.fetchall()]
 
 
+async def _long_read(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Lift the pool's per-statement and idle-in-transaction limits for this transaction
+    only: a read of the whole log (an export, a seal) may fetch for longer than a request
+    statement should take, and waits on its reader between fetches. Read-only and
+    below the horizon, it holds no lock a writer waits for."""
+    await conn.execute("set local statement_timeout = 0")
+    await conn.execute("set local idle_in_transaction_session_timeout = 0")
+
+
 async def stream_logged(
     conn: psycopg.AsyncConnection[Any], after: Checkpoint, where: EventFilter, batch: int = 2000
 ) -> AsyncIterator[LoggedEvent]:
@@ -349,6 +358,7 @@ async def stream_logged(
     log. Opens (and ends) a transaction on ``conn``, which must not be in one."""
     query, params = _below_horizon(_LOGGED_COLUMNS, after, where, None)
     async with conn.transaction(), conn.cursor(name="tokenledger_audit_stream") as cur:
+        await _long_read(conn)
         cur.itersize = batch
         await cur.execute(query, params)
         async for row in cur:
@@ -475,6 +485,7 @@ async def leaves(
         f" where (tx, position) > (%s::text::xid8, %s) {bound} order by tx, position"
     )
     async with conn.transaction(), conn.cursor(name="tokenledger_leaves") as cur:
+        await _long_read(conn)
         cur.itersize = 5000
         await cur.execute(query, params)
         async for tx, position, stream_id, version, digest in cur:

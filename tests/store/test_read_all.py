@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from ledger.store import Checkpoint, RecordedEvent, append
+from ledger.store import Checkpoint, EventFilter, RecordedEvent, append, stream_logged
 from tests.conftest import Pool
 from tests.store.samples import drain, new_stream, of, sample
 
@@ -117,3 +117,24 @@ async def test_a_tailing_reader_sees_every_event_exactly_once(pool: Pool) -> Non
     for stream in streams:
         versions = [v for s, v in seen if s == stream]
         assert versions == sorted(versions), f"seed {seed}: {stream} read out of order"
+
+
+async def test_a_slow_reader_of_the_whole_log_outlives_the_request_timeouts(
+    database_url: str,
+) -> None:
+    """An export reads for as long as its reader takes: the pool's per-statement and
+    idle-in-transaction limits (there for requests) must not cut it off. Here both are
+    50 ms and the reader waits 200 ms between rows."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as writer:
+        stream = new_stream()
+        await append(writer, stream, 0, [sample() for _ in range(3)], {})
+    async with await psycopg.AsyncConnection.connect(
+        database_url,
+        autocommit=True,
+        options="-c statement_timeout=50 -c idle_in_transaction_session_timeout=50",
+    ) as reader:
+        seen = []
+        async for event in stream_logged(reader, Checkpoint(), EventFilter(stream=stream), 1):
+            seen.append(event.version)
+            await asyncio.sleep(0.2)
+    assert seen == [1, 2, 3]
