@@ -183,10 +183,19 @@ _BELOW_HORIZON = (
 
 
 def _below_horizon(
-    columns: str, after: Checkpoint, where: EventFilter | None, limit: int | None
+    columns: str,
+    after: Checkpoint,
+    where: EventFilter | None,
+    limit: int | None,
+    *,
+    sparse: bool = False,
 ) -> tuple[bytes, list[Any]]:
-    conditions, params = (where or EventFilter()).conditions()
-    query = sql.SQL("select {cols} from events where {horizon}{extra} order by tx, position{lim}")
+    conditions, params = (where or EventFilter()).conditions(sparse)
+    # The columns' names, not the output's: the output's tx is a bigint, by which no
+    # index is sorted, so ordering by it sorted every matching row of the log.
+    query = sql.SQL(
+        "select {cols} from events where {horizon}{extra} order by events.tx, events.position{lim}"
+    )
     composed = query.format(
         cols=sql.SQL(columns),  # a constant of this module, never user input
         horizon=sql.SQL(_BELOW_HORIZON),
@@ -197,6 +206,43 @@ def _below_horizon(
     if limit is not None:
         all_params.append(limit)
     return composed.as_bytes(None), all_params
+
+
+_CLIENT_STREAMS = (
+    "select 'client:' || %s"
+    " union all select 'family:' || family_id from token_families where client_id = %s"
+    " union all select 'code:' || code_hash from authorization_codes where client_id = %s"
+)
+_SUBJECT_STREAMS = (
+    # 'user:<user_id>', or 'user:<name>' for users registered before encryption, whose
+    # read-model username is 'plain:<name>'.
+    "select 'user:' || %s"
+    " union all select 'user:' || substr(username, 7) from users"
+    " where user_id = %s and left(username, 6) = 'plain:'"
+    " union all select 'session:' || session_hash from sessions where user_id = %s"
+    " union all select 'family:' || family_id from token_families where subject = %s"
+    " union all select 'code:' || code_hash from authorization_codes where subject = %s"
+)
+_FAMILY_STREAMS = (
+    "select 'family:' || %s"
+    " union all select 'code:' || code_hash from token_families where family_id = %s"
+)
+
+# At most this many selected streams: read them by the stream index (see conditions).
+SPARSE_STREAMS = 2000
+
+
+async def is_sparse(conn: psycopg.AsyncConnection[Any], where: EventFilter) -> bool:
+    """Whether ``where`` selects at most :data:`SPARSE_STREAMS` streams (by one of its
+    stream selectors): a hint for the plan only, since the statement that reads the
+    events selects its streams again, in its own snapshot."""
+    for streams, values in where.stream_sets():
+        query = f"select count(*) from ({streams} limit %s) s"  # noqa: S608
+        cur = await conn.execute(query.encode(), [*values, SPARSE_STREAMS + 1])
+        row = await cur.fetchone()
+        if row is not None and row[0] <= SPARSE_STREAMS:
+            return True
+    return False
 
 
 class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
@@ -219,7 +265,19 @@ class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
     after_position: int | None = None
     until_position: int | None = None
 
-    def conditions(self) -> tuple[list[sql.Composable], list[Any]]:
+    def stream_sets(self) -> list[tuple[str, list[Any]]]:
+        """The streams each of ``client_id``, ``subject`` and ``family_id`` selects, as a
+        query of one text column and its parameters (constant SQL, values as parameters)."""
+        sets: list[tuple[str, list[Any]]] = []
+        if self.client_id is not None:
+            sets.append((_CLIENT_STREAMS, [self.client_id] * 3))
+        if self.subject is not None:
+            sets.append((_SUBJECT_STREAMS, [self.subject] * 5))
+        if self.family_id is not None:
+            sets.append((_FAMILY_STREAMS, [self.family_id] * 2))
+        return sets
+
+    def conditions(self, sparse: bool = False) -> tuple[list[sql.Composable], list[Any]]:
         conds: list[sql.Composable] = []
         params: list[Any] = []
         if self.stream is not None:
@@ -228,43 +286,14 @@ class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
         if self.types:
             conds.append(sql.SQL("type = any(%s)"))
             params.append(list(self.types))
-        if self.client_id is not None:
-            conds.append(
-                sql.SQL(
-                    "(stream_id = 'client:' || %s"
-                    " or stream_id in (select 'family:' || family_id from token_families"
-                    " where client_id = %s)"
-                    " or stream_id in (select 'code:' || code_hash from authorization_codes"
-                    " where client_id = %s))"
-                )
-            )
-            params += [self.client_id] * 3
-        if self.subject is not None:
-            conds.append(
-                sql.SQL(
-                    # 'user:<user_id>', or 'user:<name>' for users registered before
-                    # encryption, whose read-model username is 'plain:<name>'.
-                    "(stream_id = 'user:' || %s"
-                    " or stream_id in (select 'user:' || substr(username, 7) from users"
-                    " where user_id = %s and left(username, 6) = 'plain:')"
-                    " or stream_id in (select 'session:' || session_hash from sessions"
-                    " where user_id = %s)"
-                    " or stream_id in (select 'family:' || family_id from token_families"
-                    " where subject = %s)"
-                    " or stream_id in (select 'code:' || code_hash from authorization_codes"
-                    " where subject = %s))"
-                )
-            )
-            params += [self.subject] * 5
-        if self.family_id is not None:
-            conds.append(
-                sql.SQL(
-                    "(stream_id = 'family:' || %s"
-                    " or stream_id in (select 'code:' || code_hash from token_families"
-                    " where family_id = %s))"
-                )
-            )
-            params += [self.family_id] * 2
+        for streams, values in self.stream_sets():
+            # Few streams: look them up by the stream index and sort the small result.
+            # Many: walk the log in (tx, position) order and keep the rows of those
+            # streams (a hashed set), which fills a page after a few rows.
+            # (coalesce keeps the planner from turning the set into a join, which sorts.)
+            form = "stream_id = any(array({}))" if sparse else "coalesce(stream_id in ({}), false)"
+            conds.append(sql.SQL(form).format(sql.SQL(streams)))
+            params += values
         for column, op, value in (
             ("recorded_at", ">=", self.since),
             ("recorded_at", "<", self.until),
@@ -335,7 +364,8 @@ async def read_logged(
 ) -> list[LoggedEvent]:
     """One page of :func:`read_all`'s order, filtered: at most ``limit`` events after
     ``after``. Resuming after the last one's cursor never skips nor repeats an event."""
-    query, params = _below_horizon(_LOGGED_COLUMNS, after, where, limit)
+    sparse = await is_sparse(conn, where)
+    query, params = _below_horizon(_LOGGED_COLUMNS, after, where, limit, sparse=sparse)
     async with conn.cursor() as cur:
         await cur.execute(query, params)
         return [_logged(r) for r in await cur.fetchall()]
@@ -356,9 +386,10 @@ async def stream_logged(
     """Every event after ``after`` that ``where`` selects, in :func:`read_all`'s order,
     through a server-side cursor: ``batch`` rows in memory at a time, however long the
     log. Opens (and ends) a transaction on ``conn``, which must not be in one."""
-    query, params = _below_horizon(_LOGGED_COLUMNS, after, where, None)
     async with conn.transaction(), conn.cursor(name="tokenledger_audit_stream") as cur:
         await _long_read(conn)
+        sparse = await is_sparse(conn, where)
+        query, params = _below_horizon(_LOGGED_COLUMNS, after, where, None, sparse=sparse)
         cur.itersize = batch
         await cur.execute(query, params)
         async for row in cur:
@@ -407,9 +438,10 @@ async def verify_chains(
 
 async def count_logged(conn: psycopg.AsyncConnection[Any], where: EventFilter) -> int:
     """How many events ``where`` selects below the horizon now (for a progress bar)."""
-    query, params = _below_horizon("count(*)", Checkpoint(), where, None)
+    sparse = await is_sparse(conn, where)
+    query, params = _below_horizon("count(*)", Checkpoint(), where, None, sparse=sparse)
     # count(*) takes no order: drop the clause rather than build a second statement.
-    query = query.replace(b" order by tx, position", b"")
+    query = query.replace(b" order by events.tx, events.position", b"")
     async with conn.cursor() as cur:
         await cur.execute(query, params)
         row = await cur.fetchone()
