@@ -466,24 +466,30 @@ class Leaf(msgspec.Struct, frozen=True, kw_only=True):
     digest: bytes
 
 
+# In the columns' (tx, position) order, which the index has: the output's tx is a bigint.
+_HORIZON_HEAD = (
+    "select tx::text::bigint, position from events"
+    " where tx < pg_snapshot_xmin(pg_current_snapshot())"
+    " order by events.tx desc, events.position desc limit 1"
+)
+_LOG_END = (
+    "select tx::text::bigint, position from events"
+    " order by events.tx desc, events.position desc limit 1"
+)
+
+
 async def horizon_head(conn: psycopg.AsyncConnection[Any]) -> Checkpoint | None:
     """The last event, in ``(tx, position)`` order, of the transactions older than every
     one still running: everything up to it is committed, and whatever commits later sorts
     after it (see :func:`read_all`)."""
-    cur = await conn.execute(
-        "select tx::text::bigint, position from events"
-        " where tx < pg_snapshot_xmin(pg_current_snapshot())"
-        " order by tx desc, position desc limit 1"
-    )
+    cur = await conn.execute(_HORIZON_HEAD)
     row = await cur.fetchone()
     return None if row is None else Checkpoint(tx=row[0], position=row[1])
 
 
 async def log_end(conn: psycopg.AsyncConnection[Any]) -> Checkpoint | None:
     """The last visible event in ``(tx, position)`` order."""
-    cur = await conn.execute(
-        "select tx::text::bigint, position from events order by tx desc, position desc limit 1"
-    )
+    cur = await conn.execute(_LOG_END)
     row = await cur.fetchone()
     return None if row is None else Checkpoint(tx=row[0], position=row[1])
 
@@ -514,7 +520,8 @@ async def leaves(
         params += (str(upto.tx), upto.position)
     query = (
         f"select tx::text::bigint, position, stream_id, version, {_DIGEST} from events"  # noqa: S608
-        f" where (tx, position) > (%s::text::xid8, %s) {bound} order by tx, position"
+        f" where (tx, position) > (%s::text::xid8, %s) {bound}"
+        " order by events.tx, events.position"
     )
     async with conn.transaction(), conn.cursor(name="tokenledger_leaves") as cur:
         await _long_read(conn)

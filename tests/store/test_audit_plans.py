@@ -84,3 +84,11 @@ async def test_a_set_of_many_streams_is_not_sparse(conn: Conn, monkeypatch: Any)
     monkeypatch.setattr(store, "SPARSE_STREAMS", 0)
     assert not await store.is_sparse(conn, where)
     assert not await store.is_sparse(conn, EventFilter())
+
+
+async def test_the_seals_find_the_log_end_by_the_index(conn: Conn) -> None:
+    for query in (store._HORIZON_HEAD, store._LOG_END):
+        cur = await conn.execute(f"explain {query}".encode())
+        text = "\n".join(line for (line,) in await cur.fetchall())
+        assert "Index Only Scan Backward using events_tx_position_idx" in text, text
+        assert "Sort" not in text, text
