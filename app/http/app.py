@@ -19,6 +19,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 
+from app import metrics
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
 from app.adapters.metadata_documents import FetchPolicy
@@ -137,6 +138,7 @@ def create_app(
                     await _final_seal(pool, seal_key, clock)
         finally:
             await pool.close()
+            metrics.multiprocess_exit()
 
     return Litestar(
         route_handlers=[
@@ -155,12 +157,14 @@ def create_app(
             openapi.openapi_document,
             *([registration.register] if settings.registration != "off" else []),
             audit.router,
+            *([metrics.controller(settings.metrics_token)] if settings.metrics == "on" else []),
         ],
         before_request=audit.refuse_auditor_tokens,
         lifespan=[lifespan],
         middleware=[
             trusted_proxy_middleware(parse_trusted(settings.trusted_proxies)),
             request_context_middleware,
+            *([metrics.prometheus_config().middleware] if settings.metrics == "on" else []),
         ],
         before_send=[request_id_header, security_headers, cors_headers],
         exception_handlers={
