@@ -4,8 +4,12 @@ histograms; domain events, reuse detections and revocations; the pool's gauges."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from litestar import Litestar
@@ -14,8 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.http.app import create_app
 from app.settings import SettingsError, from_env
+from app.usecases import audit_seals
 from tests.http.conftest import ISSUER, Clock, Registered, browser_client, refresh
-from tests.http.token_helpers import Http, assert_error, assert_tokens, tokens
+from tests.http.token_helpers import Conn, Http, assert_error, assert_tokens, tokens
 
 METRICS_TOKEN = "m" * 40
 AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
@@ -155,3 +160,54 @@ async def test_pool_gauges_and_seal_age(database_url: str, clock: Clock) -> None
     assert value(scraped, "tokenledger_db_pool_connections", state="size") >= 1
     assert ("tokenledger_db_pool_connections", frozenset({("state", "available")})) in scraped
     assert ("tokenledger_db_pool_connections", frozenset({("state", "waiting")})) in scraped
+
+
+async def test_seal_age_is_seconds_since_the_newest_seal(
+    database_url: str, clock: Clock, public_client: Registered, conn: Conn
+) -> None:
+    settings = from_env({}, issuer=ISSUER, database_url=database_url)
+    key = await audit_seals.load_seal_key(conn, settings)
+    async with serving(database_url, clock, metrics="on", seal_interval=0) as http:
+        await audit_seals.seal_now(conn, key, clock(), patience=1.0)
+        sealed_at = await audit_seals.newest_seal_time(conn)
+        assert sealed_at is not None
+        clock.advance(30)
+        scraped = samples((await http.get("/metrics")).text)
+    # The test clock advances with real time too: between 30 s and now.
+    age = value(scraped, "tokenledger_seal_age_seconds")
+    assert 30 <= age <= (clock() - sealed_at).total_seconds()
+
+
+def test_workers_share_counts_through_the_multiprocess_directory(tmp_path: Path) -> None:
+    """serve --workers N: each worker writes its values under PROMETHEUS_MULTIPROC_DIR
+    (prometheus_client reads it at import, so each is a process of its own here), and
+    the collector Litestar's controller uses sums them."""
+    worker = (
+        "from datetime import datetime, UTC\n"
+        "from app import metrics\n"
+        "from ledger.events import TokenFamilyRevoked\n"
+        "e = TokenFamilyRevoked(family_id='f', reason='revoked_by_client',"
+        " revoked_at=datetime.now(UTC))\n"
+        "metrics.count_committed([e])\n"
+        "class P:\n"
+        "    def get_stats(self): return {'pool_size': 3, 'pool_available': 1}\n"
+        "metrics.update_pool(P())\n"
+    )
+    reader = (
+        "from prometheus_client import CollectorRegistry, generate_latest, multiprocess\n"
+        "r = CollectorRegistry()\n"
+        "multiprocess.MultiProcessCollector(r)\n"
+        "print(generate_latest(r).decode())\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", worker], env=env, check=True)
+    text = subprocess.run(
+        [sys.executable, "-c", reader], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    scraped = samples(text)
+    assert value(scraped, "tokenledger_events_appended_total", type="token_family_revoked") == 2
+    assert value(scraped, "tokenledger_token_family_revocations_total") == 2
+    # livesum: only live processes' pools count (both workers have exited and were not
+    # marked dead, so their last values are summed here).
+    assert value(scraped, "tokenledger_db_pool_connections", state="size") == 6
