@@ -18,6 +18,7 @@ directory before the workers start, and prometheus_client sums the workers' valu
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 from collections.abc import Iterable
@@ -84,6 +85,14 @@ def update_pool(pool: Any) -> None:
     stats = pool.get_stats()
     for state, key in _POOL_STATES.items():
         POOL.labels(state).set(stats.get(key, 0))
+
+
+async def watch_pool(pool: Any, interval: float = 5.0) -> None:
+    """Refresh this worker's pool gauges every ``interval`` seconds (a scrape reaches
+    one worker; the others' values come from here)."""
+    while True:
+        update_pool(pool)
+        await asyncio.sleep(interval)
 
 
 class RequestMetrics(PrometheusMiddleware):

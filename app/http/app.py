@@ -127,10 +127,16 @@ def create_app(
                 sealer = asyncio.create_task(
                     audit_seals.sealer(pool, seal_key, settings.seal_interval, clock)
                 )
+            gauges = None
+            if settings.metrics == "on":
+                # Every worker's pool gauges stay fresh, not only the one scraped.
+                gauges = asyncio.create_task(metrics.watch_pool(pool))
             log.info("ready", issuer=settings.issuer, kid=key.kid, seal_key=seal_key.public)
             try:
                 yield
             finally:
+                if gauges is not None:
+                    gauges.cancel()
                 if sealer is not None:
                     sealer.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
