@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -138,6 +139,12 @@ def _serve_workers(settings: Settings, url: str, count: int) -> None:
         TOKENLEDGER_HOST=settings.host,
         TOKENLEDGER_PORT=str(settings.port),
     )
+    # prometheus_client's multiprocess mode: each worker writes its values to files in
+    # this directory and /metrics sums them (set before any worker starts).
+    metrics_dir = None
+    if settings.metrics != "off" and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.TemporaryDirectory(prefix="tokenledger-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
     config = WorkerConfig(
         "app.server:worker_app",
         factory=True,
@@ -169,6 +176,8 @@ def _serve_workers(settings: Settings, url: str, count: int) -> None:
         Supervisor(config, sockets=[sock]).run()
     finally:
         sock.close()
+        if metrics_dir is not None:
+            metrics_dir.cleanup()
 
 
 @main.group()

@@ -109,6 +109,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (app/http/proxies.py):
     # addresses or CIDR blocks; none by default, so the TCP peer is the client.
     trusted_proxies: tuple[str, ...] = ()
+    # Prometheus metrics (app/metrics.py): "off", or "on" at /metrics on the main port,
+    # behind `Authorization: Bearer <metrics_token>` when that is set.
+    metrics: str = "off"
+    metrics_token: str | None = None
 
     @property
     def audience(self) -> str:
@@ -185,6 +189,8 @@ _PLAIN_SETTINGS = {
     "TOKENLEDGER_REGISTRATION_ACCESS_TOKEN": "registration_access_token",
     "TOKENLEDGER_SIGNING_ALG": "signing_alg",
     "TOKENLEDGER_PROJECT_ID": "project_id",
+    "TOKENLEDGER_METRICS": "metrics",
+    "TOKENLEDGER_METRICS_TOKEN": "metrics_token",
 }
 # Every variable from_env reads, with the field it sets (the README lists each one).
 ENVIRONMENT: dict[str, str] = {
@@ -204,7 +210,7 @@ _UNSET = {
     "log_json": "(unset: json unless stderr is a terminal)",
     "default_audience": "(unset: the issuer)",
 }
-SECRETS = {"key_encryption_secret", "registration_access_token"}
+SECRETS = {"key_encryption_secret", "registration_access_token", "metrics_token"}
 
 
 def effective(settings: Settings) -> list[tuple[str, str]]:
@@ -326,6 +332,10 @@ def validate(settings: Settings) -> None:
         raise SettingsError(
             "TOKENLEDGER_REGISTRATION=token needs TOKENLEDGER_REGISTRATION_ACCESS_TOKEN"
         )
+    if settings.metrics not in ("off", "on"):
+        raise SettingsError("TOKENLEDGER_METRICS must be off or on")
+    if settings.metrics_token is not None and len(settings.metrics_token) < 32:
+        raise SettingsError("TOKENLEDGER_METRICS_TOKEN must be at least 32 characters")
     for proxy in settings.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)

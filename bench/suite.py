@@ -54,6 +54,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from app.adapters.user_keys import personal_keys
 from app.usecases import audit, handler, registration
 from ledger import streams
 from ledger.codes import IssueCode
@@ -350,7 +351,11 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 now=now,
             )
             user = await registration.register_user(
-                conn, username="bench-user", password="bench password", now=now
+                conn,
+                keys=await personal_keys(conn, None),
+                username="bench-user",
+                password="bench password",
+                now=now,
             )
             auditor = await audit.add_auditor(
                 conn, "bench", now, {"actor": "operator", "user_agent": "bench"}

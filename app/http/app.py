@@ -19,6 +19,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 
+from app import metrics
 from app.adapters.database import make_pool
 from app.adapters.keys import instance_secret
 from app.adapters.metadata_documents import FetchPolicy
@@ -126,10 +127,16 @@ def create_app(
                 sealer = asyncio.create_task(
                     audit_seals.sealer(pool, seal_key, settings.seal_interval, clock)
                 )
+            gauges = None
+            if settings.metrics == "on":
+                # Every worker's pool gauges stay fresh, not only the one scraped.
+                gauges = asyncio.create_task(metrics.watch_pool(pool))
             log.info("ready", issuer=settings.issuer, kid=key.kid, seal_key=seal_key.public)
             try:
                 yield
             finally:
+                if gauges is not None:
+                    gauges.cancel()
                 if sealer is not None:
                     sealer.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -137,6 +144,7 @@ def create_app(
                     await _final_seal(pool, seal_key, clock)
         finally:
             await pool.close()
+            metrics.multiprocess_exit()
 
     return Litestar(
         route_handlers=[
@@ -155,12 +163,14 @@ def create_app(
             openapi.openapi_document,
             *([registration.register] if settings.registration != "off" else []),
             audit.router,
+            *([metrics.controller(settings.metrics_token)] if settings.metrics == "on" else []),
         ],
         before_request=audit.refuse_auditor_tokens,
         lifespan=[lifespan],
         middleware=[
             trusted_proxy_middleware(parse_trusted(settings.trusted_proxies)),
             request_context_middleware,
+            *([metrics.prometheus_config().middleware] if settings.metrics == "on" else []),
         ],
         before_send=[request_id_header, security_headers, cors_headers],
         exception_handlers={

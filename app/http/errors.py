@@ -15,6 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Template
 
+from app import metrics
 from ledger.errors import InvalidClient, InvalidToken, OAuthError, TooManyRequests
 
 log = structlog.get_logger(__name__)
@@ -42,6 +43,7 @@ def oauth_error_response(request: Request[Any, Any, Any], exc: OAuthError) -> Re
     if isinstance(exc, TooManyRequests):
         headers["Retry-After"] = str(exc.retry_after)
     log.info("oauth error", error=exc.error, debug=exc.debug)
+    metrics.note(request, error=exc.error)
     return Response(
         content=msgspec.json.encode(ErrorBody(exc.error, exc.description)),
         status_code=exc.status_code,
@@ -53,6 +55,7 @@ def oauth_error_response(request: Request[Any, Any, Any], exc: OAuthError) -> Re
 def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     """Framework errors (405, 413, 404, malformed requests) in the OAuth error shape."""
     error = "invalid_request" if exc.status_code < 500 else "server_error"
+    metrics.note(request, error=error)
     headers = dict(NO_STORE) | dict(exc.headers or {})
     return Response(
         content=msgspec.json.encode(ErrorBody(error, exc.detail)),
@@ -64,6 +67,7 @@ def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> 
 
 def internal_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.error("unhandled error", exc_info=exc)
+    metrics.note(request, error="server_error")
     return Response(
         content=msgspec.json.encode(ErrorBody("server_error", "internal error")),
         status_code=500,
@@ -81,6 +85,7 @@ def database_unavailable_response(request: Request[Any, Any, Any], exc: Exceptio
     ``TooManyRequests``, a lost connection, and a statement or lock timeout."""
     log.warning("database unavailable", error=type(exc).__name__, detail=str(exc)[:200])
     headers = dict(NO_STORE) | {"Retry-After": RETRY_AFTER_SECONDS}
+    metrics.note(request, error="temporarily_unavailable")
     if request.url.path.startswith(HTML_PAGES):
         return Template("unavailable.html", status_code=503, headers=headers)
     return Response(

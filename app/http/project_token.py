@@ -18,6 +18,7 @@ from app.http.token_endpoint import (
     MAX_BODY,
     grant_for,
     issue,
+    note_grant,
     parse_basic,
     parse_body,
     presented_header,
@@ -33,6 +34,7 @@ PATH = "/api/v1/auth/oauth/token"
 async def project_token(request: Request[Any, Any, Any]) -> Response[bytes]:
     ctx: Context = request.app.state.ctx
     req = parse_body(request.headers.get("content-type", ""), await request.body())
+    note_grant(request, req)
     grant = grant_for(req)
     project_id = presented_header(request, "x-stack-project-id")
     key = presented_header(request, "x-stack-publishable-client-key")

@@ -15,6 +15,7 @@ import psycopg
 import structlog
 from litestar import Request, Response, post
 
+from app import metrics
 from app.adapters import throttle
 from app.http import forms
 from app.http.context import Context
@@ -125,6 +126,12 @@ def presented_header(request: Request[Any, Any, Any], name: str) -> str | None:
     return value
 
 
+def note_grant(request: Request[Any, Any, Any], req: TokenRequest) -> None:
+    """The request's grant type, for the metrics: a known one, "other" or "none"."""
+    known = req.grant_type if req.grant_type in GRANTS else "other"
+    metrics.note(request, grant_type=known if req.grant_type is not None else "none")
+
+
 def grant_for(req: TokenRequest) -> Grant:
     if req.grant_type is None:
         raise InvalidRequest("grant_type is required")
@@ -163,6 +170,7 @@ async def issue(
 @post("/oauth/token", status_code=200, request_max_body_size=MAX_BODY)
 async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = parse_body(request.headers.get("content-type", ""), await request.body())
+    note_grant(request, req)
     grant = grant_for(req)
     creds = merge_credentials(
         parse_basic(request.headers.get("authorization")), req.client_id, req.client_secret

@@ -96,6 +96,14 @@ async def _newest(conn: psycopg.AsyncConnection[Any]) -> seals.SealState:
     return seals.evolve(seals.SealState(version=last.version - 1), last.event)
 
 
+async def newest_seal_time(conn: psycopg.AsyncConnection[Any]) -> datetime | None:
+    """When the newest seal was made (the metrics' seal lag); None before the first."""
+    last = await store.last_event(conn, SEAL_STREAM)
+    if last is None or not isinstance(last.event, LedgerSealed):
+        return None
+    return last.event.sealed_at
+
+
 class _HeldBack(Exception):
     """Events wait beyond the horizon: an older transaction somewhere is still open."""
 

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import psycopg
 
+from app import metrics
 from ledger import store, workflows
 from ledger.events import AnyEvent
 from ledger.streams import StreamKind
@@ -50,6 +51,7 @@ class Transaction:
     def __init__(self, conn: psycopg.AsyncConnection[Any], metadata: dict[str, Any]) -> None:
         self.conn = conn
         self.metadata = metadata
+        self.recorded: list[AnyEvent] = []  # counted by the metrics once committed
 
     async def handle(
         self,
@@ -93,6 +95,7 @@ class Transaction:
                 self.conn, stream_id, version, events, self.metadata, returning=False
             )
             await project(self.conn, stream_id, state, events)
+        self.recorded.extend(events)
 
 
 async def run(
@@ -101,8 +104,11 @@ async def run(
     work: Callable[[Transaction], Awaitable[T]],
 ) -> T:
     """Run ``work`` in one transaction on ``conn``: it commits, or nothing does."""
+    tx = Transaction(conn, metadata)
     async with conn.transaction():
-        return await work(Transaction(conn, metadata))
+        result = await work(tx)
+    metrics.count_committed(tx.recorded)
+    return result
 
 
 async def handle(

@@ -26,7 +26,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ import httpx
 import pytest
 
 from app.http.context import utc_now
-from app.usecases import registration
+from app.usecases import registration, resources
 from tests.conftest import Pool
 from tests.e2e.browser import sign_in_and_allow
 from tests.e2e.conftest import PASSWORD, LiveUser, serving
@@ -55,8 +55,12 @@ def issuer(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def resource(issuer: str) -> Iterator[ProtectedResource]:
+async def resource(issuer: str, pool: Pool) -> AsyncIterator[ProtectedResource]:
+    """The MCP server, registered as the operator does (`tokenledger resources add URL`):
+    the SDKs send its URL as `resource`, and an unregistered one is `invalid_target`."""
     with protected_resource(issuer) as stub:
+        async with pool.connection() as conn:
+            await resources.add_resource(conn, stub.url, [], utc_now(), {"actor": "operator"})
         yield stub
 
 

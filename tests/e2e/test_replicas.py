@@ -20,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 
+from app.adapters.user_keys import personal_keys
 from app.usecases import handler, registration
 from ledger import streams
 from ledger.codes import IssueCode
@@ -92,7 +93,11 @@ async def _code(database_url: str) -> tuple[str, str, str]:
             now=now,
         )
         user = await registration.register_user(
-            conn, username=f"r{uuid.uuid4().hex[:8]}", password="replica password", now=now
+            conn,
+            keys=await personal_keys(conn, None),
+            username=f"r{uuid.uuid4().hex[:8]}",
+            password="replica password",
+            now=now,
         )
         command = IssueCode(
             code_hash=hash_secret(code),

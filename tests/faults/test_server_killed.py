@@ -58,7 +58,18 @@ async def _serve(database_url: str, issuer: str) -> asyncio.subprocess.Process:
         "serve",
         "--port",
         issuer.rsplit(":", 1)[1],
-        env={**os.environ, "DATABASE_URL": database_url, "TOKENLEDGER_ISSUER": issuer},
+        # One process, so SIGKILL takes the whole server down at once (with workers, the
+        # parent's death would leave its workers serving).
+        "--workers",
+        "1",
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "TOKENLEDGER_ISSUER": issuer,
+            # A load test of one client from one address: the token rate limits are off.
+            "TOKENLEDGER_TOKEN_REQUESTS_PER_CLIENT": "0",
+            "TOKENLEDGER_TOKEN_REQUESTS_PER_ADDRESS": "0",
+        },
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
