@@ -27,7 +27,7 @@ from app.adapters.user_keys import personal_keys
 from app.http.context import utc_now
 from app.logging import configure
 from app.settings import Settings, SettingsError, from_env
-from app.usecases import erasure, registration, revocation
+from app.usecases import erasure, handler, registration, revocation
 
 if TYPE_CHECKING:
     import uvicorn
@@ -292,7 +292,7 @@ def users_add(username: str) -> None:
 
 def _operator(reason: str | None) -> dict[str, Any]:
     """Who asked, for the revocation event's metadata, and the operator's words why."""
-    return {"actor": "cli"} | ({"note": reason} if reason else {})
+    return _operator_metadata() | ({"note": reason} if reason else {})
 
 
 @users.command("revoke-all")
@@ -1107,7 +1107,7 @@ def auditors() -> None:
 
 
 def _operator_metadata() -> dict[str, Any]:
-    return {"actor": "operator", "client_ip": None, "request_id": None, "user_agent": "cli"}
+    return dict(handler.OPERATOR)
 
 
 @auditors.command("add")

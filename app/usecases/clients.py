@@ -23,8 +23,6 @@ from ledger.errors import Rejected
 from ledger.opaque_tokens import CLIENT_SECRET_PREFIX, hash_secret, new_secret
 from projections.read_models import CLIENTS, all_clients, load
 
-_OPERATOR = {"actor": "cli"}
-
 
 class UnknownClient(LookupError):
     pass
@@ -48,7 +46,9 @@ async def _change(
     metadata: dict[str, Any] | None,
 ) -> handler.Handled[ClientState]:
     await get_client(conn, client_id)
-    handled = await handler.handle(conn, streams.CLIENT, client_id, command, metadata or _OPERATOR)
+    handled = await handler.handle(
+        conn, streams.CLIENT, client_id, command, metadata or handler.OPERATOR
+    )
     handled.or_raise()
     return handled
 

@@ -30,6 +30,10 @@ T = TypeVar("T")
 
 _MODELS: dict[str, ReadModel[Any]] = {m.prefix: m for m in READ_MODELS}
 
+# The metadata of what an operator does from the command line: one actor name, so an
+# auditor finds every operator action under it.
+OPERATOR: dict[str, Any] = {"actor": "cli", "client_ip": None, "request_id": None}
+
 
 @dataclass(frozen=True)
 class Handled(Generic[S]):

@@ -34,7 +34,6 @@ from ledger.keys import (
 from projections.read_models import longest_client_access_ttl
 
 _SYSTEM = {"actor": "system"}
-_OPERATOR = {"actor": "cli"}
 
 
 def key_status(row: key_table.KeyRow, now: datetime) -> KeyStatus:
@@ -132,7 +131,7 @@ async def rotate(
         after = {r.kid: r for r in await key_table.key_schedule(tx.conn)}
         return Rotation(after[new.kid], after[previous.kid] if previous else None)
 
-    return await handler.run(conn, metadata or _OPERATOR, work)
+    return await handler.run(conn, metadata or handler.OPERATOR, work)
 
 
 async def longest_access_ttl(conn: psycopg.AsyncConnection[Any], server_default: int) -> int:

@@ -34,8 +34,6 @@ __all__ = [
     "register_user",
 ]
 
-_OPERATOR = {"actor": "cli"}
-
 
 class RegisteredClient(msgspec.Struct, frozen=True):
     client: ClientState
@@ -93,7 +91,7 @@ async def register_client(
         audience=audience,
         now=now,
     )
-    client = await _create(conn, streams.CLIENT, client_id, command, metadata or _OPERATOR)
+    client = await _create(conn, streams.CLIENT, client_id, command, metadata or handler.OPERATOR)
     return RegisteredClient(client=client, secret=secret)
 
 
@@ -172,6 +170,6 @@ async def register_user(
         return state
 
     try:
-        return await handler.run(conn, metadata or _OPERATOR, work)
+        return await handler.run(conn, metadata or handler.OPERATOR, work)
     except user_keys.NameTaken:
         raise AlreadyExists(f"user {username!r} already exists") from None

@@ -15,7 +15,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -27,6 +26,7 @@ import httpx
 import pytest
 
 from tests.e2e.browser import sign_in_and_allow
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).parents[2]
 REDIRECT_URI = "http://127.0.0.1:53682/callback"
@@ -49,12 +49,6 @@ pytestmark = pytest.mark.skipif(
     reason="no compose engine on PATH (podman-compose or docker compose);"
     " .ci/run installs one through the containers kit",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Stack:
@@ -83,7 +77,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[Stack, str]]:
-    port = _free_port()
+    port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,

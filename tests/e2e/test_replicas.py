@@ -9,7 +9,6 @@ import base64
 import hashlib
 import os
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from ledger import streams
 from ledger.codes import IssueCode
 from ledger.opaque_tokens import CODE_PREFIX, hash_secret, new_secret
 from tests.e2e.cli import tokenledger_script
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.skipif(
     tokenledger_script() is None, reason="the tokenledger script is not installed"
@@ -33,15 +33,9 @@ pytestmark = pytest.mark.skipif(
 REDIRECT_URI = "http://127.0.0.1/cb"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @asynccontextmanager
 async def _serve(database_url: str) -> AsyncIterator[str]:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     script = tokenledger_script()
     assert script is not None

@@ -5,27 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import time
 
 import httpx
 import pytest
 
 from tests.e2e.cli import tokenledger_script
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.skipif(
     tokenledger_script() is None, reason="the tokenledger script is not installed"
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_serve_migrates_and_answers_ready(empty_database_url: str) -> None:
-    port = _free_port()
+    port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     script = tokenledger_script()
     assert script is not None
@@ -69,7 +63,7 @@ async def test_serve_migrates_and_answers_ready(empty_database_url: str) -> None
 
 async def test_the_default_issuer_follows_the_port_served(empty_database_url: str) -> None:
     """Without TOKENLEDGER_ISSUER, `serve --port N` advertised port 8000 (issue 12)."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     script = tokenledger_script()
     assert script is not None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -15,16 +14,11 @@ import httpx
 import pytest
 
 from tests.e2e.cli import tokenledger_script
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.skipif(
     tokenledger_script() is None, reason="the tokenledger script is not installed"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -37,7 +31,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_sigterm_drains_and_stops_the_embedded_postgres(tmp_path: Path, workers: int) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     script = tokenledger_script()
     assert script is not None

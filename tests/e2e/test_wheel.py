@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 # pip fetches the build backend and the dependencies; its cache keeps repeated runs short.
 INSTALL_TIMEOUT = 600
 STARTUP_TIMEOUT = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +73,7 @@ def test_the_installed_wheel_serves_an_empty_database(
         check=True,
         timeout=INSTALL_TIMEOUT,
     )
-    port = _free_port()
+    port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     workdir = tmp_path / "elsewhere"  # not the checkout: `import app` must find the wheel
     workdir.mkdir()

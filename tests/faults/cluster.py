@@ -13,13 +13,14 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.support.ports import free_port
 
 BIN_DIRS = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15")]
 
@@ -44,19 +45,12 @@ def _bin_dir() -> Path:
     pytest.skip("no initdb/pg_ctl on this machine")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Cluster:
     def __init__(self) -> None:
         self.bin = _bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="tokenledger-faults-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.as_user: list[str] = []
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from projections.rebuild import verify
 from tests.e2e.browser import sign_in_and_allow
 from tests.e2e.cli import tokenledger_script
 from tests.http.conftest import pkce_pair
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.skipif(
     tokenledger_script() is None, reason="the tokenledger script is not installed"
@@ -42,12 +42,6 @@ pytestmark = pytest.mark.skipif(
 
 FAMILIES = 20
 PASSWORD = "killed mid-rotation, and still fine"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _serve(database_url: str, issuer: str) -> asyncio.subprocess.Process:
@@ -148,7 +142,7 @@ async def _rotate_forever(issuer: str, client_id: str, holder: Holder) -> None:
 async def test_sigkill_under_load_leaves_every_family_whole(migrated: str) -> None:
     """On a cluster of the test's own (tests/faults/conftest.py), already migrated."""
     database_url = migrated
-    port = _free_port()
+    port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     server = await _serve(database_url, issuer)
     client_id = f"kill-{uuid.uuid4().hex[:12]}"
