@@ -53,7 +53,7 @@ def _with_database(
             if read_only:
                 await require_current_schema(url)
             else:
-                await run_migrations(url)
+                await run_migrations(url, root=settings.project_id)
             return await work(url)
 
         try:
@@ -109,7 +109,7 @@ def serve(host: str | None, port: int | None, no_migrate: bool, workers: int | N
             # --no-migrate: also wait for the migration (a one-shot service) to finish.
             asyncio.run(wait_for_database(url, settings.database_wait, schema=no_migrate))
             if not no_migrate:
-                asyncio.run(run_migrations(url))
+                asyncio.run(run_migrations(url, root=settings.project_id))
         except SchemaBehind as exc:
             raise click.ClickException(str(exc)) from None
         count = workers or settings.workers or os.cpu_count() or 1
@@ -249,7 +249,7 @@ def migrate() -> None:
     settings = _settings()
     with database_url(settings) as url:
         asyncio.run(wait_for_database(url, settings.database_wait))
-        applied = asyncio.run(run_migrations(url))
+        applied = asyncio.run(run_migrations(url, root=settings.project_id))
     click.echo(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
 
 
@@ -589,15 +589,24 @@ def _project_line(p: Any) -> str:
 @click.argument("project_id")
 @click.option("--name", default=None, help="A name for people [default: the id].")
 def projects_add(project_id: str, name: str | None) -> None:
-    """Record a project."""
+    """Record a project: its own issuer, keys, clients, users and sessions."""
     from app.usecases import projects as project_cases
+
+    settings = _settings()
 
     async def work(url: str) -> None:
         async with await _connect(url) as conn:
-            await project_cases.add(conn, project_id, name, utc_now(), _operator_metadata())
+            await project_cases.add(
+                conn,
+                project_id,
+                name,
+                utc_now(),
+                _operator_metadata(),
+                configured=settings.project_id,
+            )
 
     try:
-        _with_database(_settings(), work)
+        _with_database(settings, work)
     except project_cases.Rejected as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"project {project_id} added")
@@ -930,6 +939,8 @@ def projections_rebuild(verify: bool) -> None:
 
     from projections import rebuild as rb
 
+    settings = _settings()
+
     async def work(url: str) -> rb.RebuildReport:
         async with await _connect(url) as conn:
             total = await rb.count_events(conn)
@@ -948,7 +959,7 @@ def projections_rebuild(verify: bool) -> None:
                 run = rb.verify if verify else rb.rebuild
                 return await run(conn, advance)
 
-    report = _with_database(_settings(), work, read_only=verify)
+    report = _with_database(settings, work, read_only=verify)
     click.echo(f"{report.events} events, {report.streams} streams replayed")
     for table, rows in report.rows.items():
         click.echo(f"  {table}: {rows} rows")

@@ -348,7 +348,7 @@ def validate(settings: Settings) -> None:
             "TOKENLEDGER_CIMD_ALLOW_HTTP needs TOKENLEDGER_CIMD_ALLOW_PRIVATE (tests only)"
         )
     if not valid_project_id(settings.project_id):
-        raise SettingsError("TOKENLEDGER_PROJECT_ID must be 1 to 64 letters, digits, '-' or '_'")
+        raise SettingsError("TOKENLEDGER_PROJECT_ID must be 1 to 48 letters, digits, '-' or '_'")
     unknown = [s for s in settings.default_scope if s not in settings.scopes_supported]
     if unknown:
         raise SettingsError(f"default scope {unknown} is not in TOKENLEDGER_SCOPES")

@@ -17,8 +17,9 @@ from ledger.decider import Decider, Decision, accept, refuse
 from ledger.errors import AlreadyExists, Rejected
 from ledger.events import ProjectAdded, ProjectDisabled
 
-# Safe in a URL path segment (/projects/<id>) and in a stream id.
-PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# Safe in a URL path segment (/projects/<id>), a stream id and, prefixed with
+# "project_", a PostgreSQL schema name (at most 63 bytes).
+PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
 
 
 def valid_project_id(project_id: str) -> bool:
@@ -80,7 +81,7 @@ def decide(command: ProjectCommand, state: ProjectState) -> Decision:
     match command:
         case AddProject():
             if not valid_project_id(command.project_id):
-                return refuse(Rejected("a project id is 1 to 64 letters, digits, '-' or '_'"))
+                return refuse(Rejected("a project id is 1 to 48 letters, digits, '-' or '_'"))
             if state.version:
                 return refuse(AlreadyExists(f"project {command.project_id!r} already exists"))
             return accept(

@@ -4,6 +4,13 @@ A stream id is ``<prefix><key>``: ``family:<uuid>``, ``code:<hash>``, ``client:<
 ``user:<user_id>``, ``key:<kid>``, ``session:<hash>``, ``auditor:<name>``, ``resource:<url>``,
 ``project:<id>``,
 ``ledger:seals``. Everything that names a stream goes through here.
+
+Projects (tenants, docs/tenancy.md): a stream of a project other than the root one is
+``<project>/<prefix><key>`` (``acme/client:web``), so the same client id in two projects
+is two streams. A project id has no ``/`` or ``:``, and a prefix has no ``/``, so the
+project is whatever precedes a ``/`` that comes before the first ``:``. The root project
+keeps the bare ids, so logs and seals from before projects stay valid. Projects,
+auditors and the seals are the server's own, in no project (``scoped=False``).
 """
 
 from __future__ import annotations
@@ -33,12 +40,16 @@ S = TypeVar("S")
 class StreamKind(Generic[C, S]):
     prefix: str
     decider: Decider[C, S]
+    scoped: bool = True  # belongs to a project; False: the server's own
 
-    def id(self, key: str) -> str:
-        return self.prefix + key
+    def id(self, key: str, project: str | None = None) -> str:
+        """The stream's id in ``project`` (None: the root project)."""
+        if project is None or not self.scoped:
+            return self.prefix + key
+        return f"{project}/{self.prefix}{key}"
 
     def key_of(self, stream_id: str) -> str:
-        return stream_id.removeprefix(self.prefix)
+        return split(stream_id)[1].removeprefix(self.prefix)
 
 
 CLIENT = StreamKind("client:", clients.DECIDER)
@@ -47,11 +58,11 @@ CODE = StreamKind("code:", codes.DECIDER)
 FAMILY = StreamKind("family:", families.DECIDER)
 SIGNING_KEY = StreamKind("key:", keys.DECIDER)
 SESSION = StreamKind("session:", sessions.DECIDER)
-AUDITOR = StreamKind("auditor:", auditors.DECIDER)
+AUDITOR = StreamKind("auditor:", auditors.DECIDER, scoped=False)
 RESOURCE = StreamKind("resource:", resources.DECIDER)
-PROJECT = StreamKind("project:", projects.DECIDER)
+PROJECT = StreamKind("project:", projects.DECIDER, scoped=False)
 # One stream, 'ledger:seals': the signed heads over the whole log.
-SEALS = StreamKind("ledger:", seals.DECIDER)
+SEALS = StreamKind("ledger:", seals.DECIDER, scoped=False)
 
 KINDS: tuple[StreamKind[Any, Any], ...] = (
     CLIENT,
@@ -67,8 +78,18 @@ KINDS: tuple[StreamKind[Any, Any], ...] = (
 )
 
 
+def split(stream_id: str) -> tuple[str | None, str]:
+    """A stream id's project (None: the root project or none) and its id within it."""
+    head, colon, _ = stream_id.partition(":")
+    project, slash, _ = head.partition("/")
+    if colon and slash:
+        return project, stream_id[len(project) + 1 :]
+    return None, stream_id
+
+
 def kind_of(stream_id: str) -> StreamKind[Any, Any] | None:
+    local = split(stream_id)[1]
     for kind in KINDS:
-        if stream_id.startswith(kind.prefix):
+        if local.startswith(kind.prefix):
             return kind
     return None

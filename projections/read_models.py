@@ -100,9 +100,12 @@ ALL_TABLES: tuple[str, ...] = tuple(m.table for m in READ_MODELS) + tuple(
 
 
 def model_for(stream_id: str) -> ReadModel[Any] | None:
-    """The read model of a stream, or None for streams no table folds (signing keys)."""
+    """The read model of a stream, or None for streams no table folds (signing keys).
+    A project's stream (``acme/client:web``) has its kind's model, in its project's
+    schema (``projections.tenancy``)."""
+    local = streams.split(stream_id)[1]
     for model in READ_MODELS:
-        if stream_id.startswith(model.prefix):
+        if local.startswith(model.prefix):
             return model
     return None
 
@@ -112,15 +115,20 @@ def fold(model: ReadModel[S], state: S | None, events: Sequence[AnyEvent]) -> S:
     return decider.fold(decider.initial_state if state is None else state, events)
 
 
+def _table(schema: str | None, table: str) -> sql.Identifier:
+    """Qualified by ``schema``, or unqualified: found on the connection's project's path."""
+    return sql.Identifier(table) if schema is None else sql.Identifier(schema, table)
+
+
 @functools.cache
-def upsert_sql(model: ReadModel[Any], schema: str) -> bytes:
+def upsert_sql(model: ReadModel[Any], schema: str | None) -> bytes:
     cols = model.columns
     return (
         sql.SQL(
             "insert into {table} ({cols}) values ({vals}) on conflict ({key}) do update set {sets}"
         )
         .format(
-            table=sql.Identifier(schema, model.table),
+            table=_table(schema, model.table),
             cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
             vals=sql.SQL(", ").join(sql.Placeholder() * len(cols)),
             key=sql.Identifier(model.key),
@@ -135,11 +143,11 @@ def upsert_sql(model: ReadModel[Any], schema: str) -> bytes:
 
 
 @functools.cache
-def _insert_side_sql(side: SideTable, schema: str) -> bytes:
+def _insert_side_sql(side: SideTable, schema: str | None) -> bytes:
     return (
         sql.SQL("insert into {table} ({cols}) values ({vals}) on conflict do nothing")
         .format(
-            table=sql.Identifier(schema, side.table),
+            table=_table(schema, side.table),
             cols=sql.SQL(", ").join(map(sql.Identifier, side.columns)),
             vals=sql.SQL(", ").join(sql.Placeholder() * len(side.columns)),
         )
@@ -156,18 +164,19 @@ async def project(
     """Fold ``events`` onto ``state`` (the stream's state before them) and write the row.
 
     Call it in the transaction that appended the events: the append's version check
-    already guarantees that no other writer holds a newer state of this stream.
+    already guarantees that no other writer holds a newer state of this stream. The
+    row goes to the table the connection's project sees (``projections.tenancy``).
     """
     model = model_for(stream_id)
     if model is None or not events:
         return state
     new_state = fold(model, state, events)
-    await conn.execute(upsert_sql(model, "public"), model.row(new_state))
+    await conn.execute(upsert_sql(model, None), model.row(new_state))
     for side in SIDE_TABLES.get(model.prefix, ()):
         rows = [r for e in events for r in side.rows(stream_id, e)]
         if rows:
             async with conn.cursor() as cur:
-                await cur.executemany(_insert_side_sql(side, "public"), rows)
+                await cur.executemany(_insert_side_sql(side, None), rows)
     return new_state  # type: ignore[no-any-return]
 
 

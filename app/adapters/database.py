@@ -19,6 +19,7 @@ from psycopg_pool.base import AttemptWithBackoff
 
 from app.settings import Settings
 from migrations import migrate, pending
+from projections.rebuild import sync_schemas
 
 log = structlog.get_logger(__name__)
 
@@ -49,11 +50,16 @@ def database_url(settings: Settings) -> Iterator[str]:
         server.cleanup()
 
 
-async def run_migrations(url: str) -> list[str]:
+async def run_migrations(url: str, *, root: str) -> list[str]:
+    """Apply the migrations, then bring every project's schema in line with public's
+    (``projections.rebuild.sync_schemas``); ``root``: the project public's tables hold."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         applied = await migrate(conn)
+        synced = await sync_schemas(conn, root=root)
     if applied:
         log.info("migrations applied", migrations=applied)
+    if synced:
+        log.info("project schemas brought up to date", projects=synced)
     return applied
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.exceptions import HTTPException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -38,13 +38,14 @@ from app.http import (
     revocation,
     token_endpoint,
 )
-from app.http.context import Context, utc_now
+from app.http.context import PROJECT_PATH, Context, utc_now
 from app.http.cookies import Signer
 from app.http.errors import (
     database_unavailable_response,
     http_error_response,
     internal_error_response,
     oauth_error_response,
+    unknown_project_response,
 )
 from app.http.proxies import parse_trusted, trusted_proxy_middleware
 from app.http.security import cors_headers, security_headers
@@ -55,6 +56,7 @@ from app.usecases.grants.base import Issuance
 from app.usecases.keys import KeyRing, active_signing_key
 from app.usecases.metadata_documents import MetadataDocuments
 from ledger.errors import OAuthError
+from projections import tenancy
 
 log = structlog.get_logger(__name__)
 
@@ -146,22 +148,33 @@ def create_app(
             await pool.close()
             metrics.multiprocess_exit()
 
+    # What a project serves; the root project's at the plain URLs, project p's under
+    # /projects/p (docs/tenancy.md). Each handler finds its project in the path.
+    protocol = [
+        discovery.jwks,
+        authorize.authorize_page,
+        authorize.authorize_submit,
+        authorize.logout_page,
+        authorize.logout_submit,
+        token_endpoint.token,
+        revocation.revoke,
+        introspection.introspect,
+        *([registration.register] if settings.registration != "off" else []),
+    ]
+    projects = Router(
+        path=PROJECT_PATH,
+        route_handlers=[*protocol, discovery.project_metadata_handler()],
+        include_in_schema=False,
+    )
     return Litestar(
         route_handlers=[
             health.healthz,
             health.readyz,
             discovery.metadata_handler(settings.issuer),
-            discovery.jwks,
-            authorize.authorize_page,
-            authorize.authorize_submit,
-            authorize.logout_page,
-            authorize.logout_submit,
-            token_endpoint.token,
+            *protocol,
+            projects,
             project_token.project_token,
-            revocation.revoke,
-            introspection.introspect,
             openapi.openapi_document,
-            *([registration.register] if settings.registration != "off" else []),
             audit.router,
             *([metrics.controller(settings.metrics_token)] if settings.metrics == "on" else []),
         ],
@@ -175,6 +188,7 @@ def create_app(
         before_send=[request_id_header, security_headers, cors_headers],
         exception_handlers={
             OAuthError: oauth_error_response,
+            tenancy.UnknownProject: unknown_project_response,
             HTTPException: http_error_response,
             psycopg.OperationalError: database_unavailable_response,
             HTTP_500_INTERNAL_SERVER_ERROR: internal_error_response,

@@ -22,7 +22,7 @@ from litestar.response import Redirect, Template
 
 from app.adapters import throttle, user_keys
 from app.http import forms
-from app.http.context import Context
+from app.http.context import Context, project_of
 from app.http.cookies import Cookies
 from app.http.event_metadata import event_metadata
 from app.http.security import form_post_is_same_origin
@@ -54,13 +54,23 @@ def _ctx(request: Request[Any, Any, Any]) -> Context:
     return ctx
 
 
+def _base(request: Request[Any, Any, Any]) -> str:
+    """Where the pages' forms post: the project's own URLs (``/projects/p``) or the
+    root project's."""
+    project = project_of(request)
+    return "" if project is None else f"/projects/{project}"
+
+
 def _as_lists(multi: Any) -> dict[str, list[str]]:
     """One pass over the pairs (a ``getall`` per key would be quadratic), capped."""
     return forms.multi_items(multi.multi_items())
 
 
 async def _validate(
-    ctx: Context, params: Mapping[str, Sequence[str]], metadata: dict[str, Any]
+    ctx: Context,
+    project: str | None,
+    params: Mapping[str, Sequence[str]],
+    metadata: dict[str, Any],
 ) -> tuple[AuthorizationRequest, ClientState]:
     client_ids = params.get("client_id") or []
     client = None
@@ -70,7 +80,7 @@ async def _validate(
     # A NUL cannot be in any client id (and PostgreSQL text cannot hold one).
     if len(client_ids) == 1 and client_ids[0] and "\x00" not in client_ids[0]:
         prefetched = await ctx.documents.prefetch(client_ids[0])
-        async with ctx.pool.connection() as conn:
+        async with ctx.connection(project) as conn:
             try:
                 client = await ctx.documents.client(conn, client_ids[0], metadata, prefetched)
             except DocumentRefused as exc:
@@ -105,9 +115,11 @@ def _error_page(description: str, status: int = 400) -> Template:
     )
 
 
-def _redirect_back(ctx: Context, redirect_uri: str, params: dict[str, str]) -> Response[Any]:
+def _redirect_back(
+    ctx: Context, project: str | None, redirect_uri: str, params: dict[str, str]
+) -> Response[Any]:
     """The response to the client, with ``iss`` (RFC 9207 §2) in every case."""
-    params = {**params, "iss": ctx.settings.issuer}
+    params = {**params, "iss": ctx.issuer(project)}
     if redirect_uri in OOB_URIS:
         # Legacy out-of-band clients: the user copies the result from the page.
         return Template("oob.html", context={"params": params}, headers=PAGE_HEADERS)
@@ -116,21 +128,21 @@ def _redirect_back(ctx: Context, redirect_uri: str, params: dict[str, str]) -> R
     return Redirect(redirect_uri_with(redirect_uri, params), status_code=302, headers=PAGE_HEADERS)
 
 
-def _error_redirect(ctx: Context, exc: RedirectableError) -> Response[Any]:
+def _error_redirect(ctx: Context, project: str | None, exc: RedirectableError) -> Response[Any]:
     params = {"error": exc.error.error, "error_description": exc.error.description}
     if exc.state is not None:
         params["state"] = exc.state
-    return _redirect_back(ctx, exc.redirect_uri, params)
+    return _redirect_back(ctx, project, exc.redirect_uri, params)
 
 
-def _cookies(ctx: Context) -> Cookies:
-    return Cookies(secure=ctx.settings.secure_cookies)
+def _cookies(request: Request[Any, Any, Any], ctx: Context) -> Cookies:
+    return Cookies(secure=ctx.settings.secure_cookies, project=project_of(request))
 
 
 def _csrf_nonce(
     request: Request[Any, Any, Any], ctx: Context, *, renew: bool = False
 ) -> tuple[str, Cookie | None]:
-    cookies = _cookies(ctx)
+    cookies = _cookies(request, ctx)
     nonce = request.cookies.get(cookies.csrf)
     if nonce and 20 <= len(nonce) <= 100 and not renew:
         return nonce, None
@@ -144,7 +156,9 @@ def _form_verified(request: Request[Any, Any, Any], ctx: Context, token: str | N
     same_origin = form_post_is_same_origin(
         request.headers.get("origin"), request.headers.get("sec-fetch-site"), ctx.settings.issuer
     )
-    if same_origin and ctx.signer.csrf_valid(request.cookies.get(_cookies(ctx).csrf), token):
+    if same_origin and ctx.signer.csrf_valid(
+        request.cookies.get(_cookies(request, ctx).csrf), token
+    ):
         return True
     log.warning(
         "form check failed",
@@ -156,10 +170,10 @@ def _form_verified(request: Request[Any, Any, Any], ctx: Context, token: str | N
 
 
 async def _session(request: Request[Any, Any, Any], ctx: Context) -> SignedIn | None:
-    cookie = request.cookies.get(_cookies(ctx).session)
+    cookie = request.cookies.get(_cookies(request, ctx).session)
     if not cookie:
         return None
-    async with ctx.pool.connection() as conn:
+    async with ctx.connection(project_of(request)) as conn:
         return await sessions.signed_in(conn, ctx.personal, cookie, ctx.clock())
 
 
@@ -187,6 +201,7 @@ async def _page(
         "resource": areq.resource,
         "session": session,
         "error": error,
+        "base": _base(request),
     }
     return Template(
         "consent.html" if session else "login.html",
@@ -202,14 +217,14 @@ async def authorize_page(request: Request[Any, Any, Any]) -> Response[Any]:
     ctx = _ctx(request)
     try:
         areq, client = await _validate(
-            ctx, _as_lists(request.query_params), _document_metadata(request)
+            ctx, project_of(request), _as_lists(request.query_params), _document_metadata(request)
         )
     except forms.BadBody as exc:
         return _error_page(f"The request is malformed: {exc}.")
     except UnsafeToRedirect as exc:
         return _error_page(exc.description)
     except RedirectableError as exc:
-        return _error_redirect(ctx, exc)
+        return _error_redirect(ctx, project_of(request), exc)
     return await _page(request, ctx, areq, client, session=await _session(request, ctx))
 
 
@@ -249,24 +264,28 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     if not _form_verified(request, ctx, _single(form, "csrf_token")):
         return _error_page(UNVERIFIED_FORM, 403)
     params = {k: v for k, v in form.items() if k in authorization.PARAMETERS}
+    project = project_of(request)
     try:
-        areq, client = await _validate(ctx, params, _document_metadata(request))
+        areq, client = await _validate(ctx, project, params, _document_metadata(request))
     except UnsafeToRedirect as exc:
         return _error_page(exc.description)
     except RedirectableError as exc:
-        return _error_redirect(ctx, exc)
+        return _error_redirect(ctx, project, exc)
 
     action = _single(form, "action")
     if action == "deny":
         denied = AccessDenied("the user denied the request")
-        return _redirect_back(ctx, areq.redirect_uri, {"error": denied.error, "state": areq.state})
+        return _redirect_back(
+            ctx, project, areq.redirect_uri, {"error": denied.error, "state": areq.state}
+        )
     if action == "login":
         return await _login(request, ctx, areq, client, form)
     if action == "switch_user":
         # "Not you?": end the session (every copy of its cookie with it) and ask who is
         # there, for this same request.
         await _end_session(request, ctx, "switched_user")
-        forget = _cookies(ctx).expire(_cookies(ctx).session)
+        cookies = _cookies(request, ctx)
+        forget = cookies.expire(cookies.session)
         return await _page(request, ctx, areq, client, session=None, cookies=[forget])
     if action == "allow":
         session = await _session(request, ctx)
@@ -298,7 +317,7 @@ async def _login(
         per_address=settings.login_failures_per_address,
         window=timedelta(seconds=settings.login_window),
     )
-    async with ctx.pool.connection() as conn:
+    async with ctx.connection(project_of(request)) as conn:
         # Reserve the attempt before checking it (A18): parallel guesses queue on the
         # counter instead of all reading it before any failure is recorded.
         reserved = await throttle.reserve_attempt(conn, username, address, limits, now)
@@ -320,7 +339,7 @@ async def _login(
         # The reservation stays: it is this failure's count.
         log.info("login failed", client_id=areq.client_id)
         return await _page(request, ctx, areq, client, session=None, error=BAD_LOGIN)
-    async with ctx.pool.connection() as conn:
+    async with ctx.connection(project_of(request)) as conn:
         await throttle.release_attempt(conn, username, address)
         value, state = await sessions.start(
             conn,
@@ -330,7 +349,7 @@ async def _login(
             metadata=event_metadata(request, f"user:{user.user.user_id}", seal=user.seal),
         )
     session = SignedIn(state, user, user.username or "")
-    cookies = _cookies(ctx)
+    cookies = _cookies(request, ctx)
     cookie = cookies.set(cookies.session, value, max_age=settings.session_ttl)
     log.info("login", user_id=user.user.user_id, client_id=areq.client_id)
     # A new CSRF nonce for the signed-in session: no token from before sign-in carries over.
@@ -343,10 +362,10 @@ async def _end_session(
     request: Request[Any, Any, Any], ctx: Context, reason: SessionEndReason
 ) -> None:
     """End the session the browser's cookie names, if it is live; recorded as its user's."""
-    cookie = request.cookies.get(_cookies(ctx).session)
+    cookie = request.cookies.get(_cookies(request, ctx).session)
     if not cookie:
         return
-    async with ctx.pool.connection() as conn:
+    async with ctx.connection(project_of(request)) as conn:
         session = await sessions.signed_in(conn, ctx.personal, cookie, ctx.clock())
         if session is not None:
             metadata = event_metadata(request, f"user:{session.user_id}", seal=session.user.seal)
@@ -359,7 +378,8 @@ async def _issue_code(
     areq: AuthorizationRequest,
     session: SignedIn,
 ) -> Response[Any]:
-    async with ctx.pool.connection() as conn:
+    project = project_of(request)
+    async with ctx.connection(project) as conn:
         code = await authorization_usecase.issue_code(
             conn,
             areq,
@@ -369,7 +389,7 @@ async def _issue_code(
             metadata=event_metadata(request, f"user:{session.user_id}", seal=session.user.seal),
         )
     log.info("code issued", client_id=areq.client_id, code=short(hash_secret(code)))
-    return _redirect_back(ctx, areq.redirect_uri, {"code": code, "state": areq.state})
+    return _redirect_back(ctx, project, areq.redirect_uri, {"code": code, "state": areq.state})
 
 
 @get("/oauth/logout")
@@ -382,6 +402,7 @@ async def logout_page(request: Request[Any, Any, Any]) -> Response[Any]:
         context={
             "session": await _session(request, ctx),
             "csrf_token": ctx.signer.csrf_token(nonce),
+            "base": _base(request),
         },
         headers=PAGE_HEADERS,
         cookies=[cookie] if cookie else [],
@@ -399,7 +420,7 @@ async def logout_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     if not _form_verified(request, ctx, _single(form, "csrf_token")):
         return _error_page(UNVERIFIED_FORM, 403)
     await _end_session(request, ctx, "signed_out")
-    cookies = _cookies(ctx)
+    cookies = _cookies(request, ctx)
     return Template(
         "logout.html",
         context={"session": None},

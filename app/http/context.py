@@ -2,30 +2,86 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+from litestar import Request
 from psycopg_pool import AsyncConnectionPool
 
 from app.adapters.user_keys import PersonalKeys
 from app.http.cookies import Signer
 from app.settings import Settings
 from app.usecases.grants.base import Issuance
+from app.usecases.keys import KeyRing, active_signing_key
 from app.usecases.metadata_documents import MetadataDocuments
+from projections import tenancy
+
+# The routes of a project other than the root one: /projects/<id>/oauth/..., and its
+# issuer is the server's followed by this path (docs/tenancy.md).
+PROJECT_PATH = "/projects/{project:str}"
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def project_of(request: Request[Any, Any, Any]) -> str | None:
+    """The project a request's URL names (None: the root project, the plain URLs)."""
+    project: str | None = request.path_params.get("project")
+    return project
+
+
 @dataclass
 class Context:
     settings: Settings
     pool: AsyncConnectionPool[Any]
-    issuance: Issuance  # what the grants need, and nothing else of this context
+    issuance: Issuance  # the root project's: what the grants need, and nothing else
     signer: Signer
     documents: MetadataDocuments  # clients whose client_id is their metadata document's URL
     personal: PersonalKeys  # username lookup and the users' data keys (ledger/personal.py)
     clock: Callable[[], datetime] = utc_now
+    _issuances: dict[str, Issuance] = field(default_factory=dict)
+
+    def issuer(self, project: str | None) -> str:
+        """RFC 8414 §2: the root project's issuer is the server's; project p's adds
+        ``/projects/p``, so each has its own metadata, keys and ``iss``."""
+        base = self.settings.issuer
+        return base if project is None else f"{base}/projects/{project}"
+
+    @asynccontextmanager
+    async def connection(self, project: str | None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in ``project``: it sees that project's clients, users,
+        codes, tokens, sessions and keys and no other's. An unknown or disabled project
+        raises :class:`~projections.tenancy.UnknownProject` (a 404 unless the route says
+        otherwise)."""
+        async with self.pool.connection() as conn:
+            try:
+                await tenancy.use(conn, project)
+                yield conn
+            finally:
+                await tenancy.leave(conn)
+
+    async def issuance_for(
+        self, conn: psycopg.AsyncConnection[Any], project: str | None
+    ) -> Issuance:
+        """The grants' dependencies in ``project`` (``conn`` is in it): its issuer and
+        its signing keys, a first one made on the project's first token."""
+        if project is None:
+            await self.issuance.keys.refresh_if_stale(conn, self.clock())
+            return self.issuance
+        issuance = self._issuances.get(project)
+        if issuance is None:
+            settings = self.settings
+            await active_signing_key(
+                conn, settings.key_encryption_secret, self.clock(), settings.signing_alg
+            )
+            keys = KeyRing(settings.key_encryption_secret, settings.key_refresh_interval)
+            issuance = dataclasses.replace(self.issuance, issuer=self.issuer(project), keys=keys)
+            self._issuances[project] = issuance
+        await issuance.keys.refresh_if_stale(conn, self.clock())
+        return issuance

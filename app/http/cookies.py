@@ -28,25 +28,34 @@ def _b64(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Cookies:
-    """Names and attributes of the pages' cookies, for one issuer."""
+    """Names and attributes of the pages' cookies, for one issuer: the root project's or
+    a project's (its own names, so that signing in to one project leaves another's
+    session alone; a cookie of one project is unknown to another's sessions anyway)."""
 
     secure: bool
+    project: str | None = None
 
     @property
     def _prefix(self) -> str:
         return "__Host-" if self.secure else ""
 
     @property
+    def _suffix(self) -> str:
+        return "" if self.project is None else f"_{self.project}"
+
+    @property
     def path(self) -> str:
-        return "/" if self.secure else "/oauth"
+        if self.secure:
+            return "/"
+        return "/oauth" if self.project is None else f"/projects/{self.project}/oauth"
 
     @property
     def session(self) -> str:
-        return f"{self._prefix}tl_session"
+        return f"{self._prefix}tl_session{self._suffix}"
 
     @property
     def csrf(self) -> str:
-        return f"{self._prefix}tl_csrf"
+        return f"{self._prefix}tl_csrf{self._suffix}"
 
     def set(self, name: str, value: str, max_age: int | None = None) -> Cookie:
         return Cookie(

@@ -8,12 +8,12 @@ from urllib.parse import urlsplit
 from litestar import Request, get
 
 from app.adapters.keys import published_jwks
-from app.http.context import Context
+from app.http.context import PROJECT_PATH, Context, project_of
 from app.usecases.grants import GRANTS
 
 
-def server_metadata(ctx: Context) -> dict[str, Any]:
-    issuer = ctx.settings.issuer
+def server_metadata(ctx: Context, project: str | None) -> dict[str, Any]:
+    issuer = ctx.issuer(project)
     return {
         # RFC 8414 §3.3: byte-identical to the iss claim and the iss response parameter.
         "issuer": issuer,
@@ -63,10 +63,28 @@ def _metadata_paths(issuer_path: str) -> list[str]:
 
 
 def metadata_handler(issuer: str) -> Any:
-    @get(_metadata_paths(urlsplit(issuer).path), cache_control=None)
+    """The root project's metadata, and (RFC 8414 §3.1) project p's at the well-known
+    prefix followed by its issuer's path, ``…/projects/p``."""
+    issuer_path = urlsplit(issuer).path.rstrip("/")
+    project_form = "/.well-known/oauth-authorization-server" + issuer_path + PROJECT_PATH
+    return _metadata([*_metadata_paths(issuer_path), project_form])
+
+
+def project_metadata_handler() -> Any:
+    """Project p's metadata on its own router, ``/projects/p/.well-known/…``: where
+    clients look that append the well-known suffix to the issuer."""
+    return _metadata(["/.well-known/oauth-authorization-server"])
+
+
+def _metadata(paths: list[str]) -> Any:
+    @get(paths, cache_control=None)
     async def metadata(request: Request[Any, Any, Any]) -> dict[str, Any]:
         ctx: Context = request.app.state.ctx
-        return server_metadata(ctx)
+        project = project_of(request)
+        if project is not None:
+            async with ctx.connection(project):
+                pass  # an unknown or disabled project has no metadata
+        return server_metadata(ctx, project)
 
     return metadata
 
@@ -74,5 +92,8 @@ def metadata_handler(issuer: str) -> Any:
 @get("/.well-known/jwks.json")
 async def jwks(request: Request[Any, Any, Any]) -> dict[str, Any]:
     ctx: Context = request.app.state.ctx
-    async with ctx.pool.connection() as conn:
+    project = project_of(request)
+    async with ctx.connection(project) as conn:
+        if project is not None:
+            await ctx.issuance_for(conn, project)  # a project's first key, on first sight
         return {"keys": await published_jwks(conn, ctx.clock())}

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Template
 
 from app import metrics
@@ -63,6 +63,12 @@ def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> 
         media_type="application/json",
         headers=headers,
     )
+
+
+def unknown_project_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A URL under /projects/<id> whose project is unknown, disabled or malformed names
+    nothing: 404, as any other unknown URL (the root project's pages are not offered)."""
+    return http_error_response(request, NotFoundException("no such project"))
 
 
 def internal_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -9,7 +9,7 @@ import structlog
 from litestar import Request, Response, post
 
 from app.http.client_auth import TokenParameters, authenticate_client, parse_form
-from app.http.context import Context
+from app.http.context import Context, project_of
 from app.http.errors import NO_STORE
 from app.http.token_endpoint import MAX_BODY
 from app.usecases.introspection import introspect as introspect_token
@@ -26,7 +26,8 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[bytes]:
     params = parse_form(
         request.headers.get("content-type", ""), await request.body(), TokenParameters
     )
-    async with ctx.pool.connection() as conn:
+    project = project_of(request)
+    async with ctx.connection(project) as conn:
         caller = await authenticate_client(
             conn, request, params.client_id, params.client_secret, ctx.clock()
         )
@@ -39,7 +40,7 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[bytes]:
             caller,
             params.token,
             params.token_type_hint,
-            issuer=ctx.settings.issuer,
+            issuer=ctx.issuer(project),
             now=ctx.clock(),
             keys=ctx.personal,
         )

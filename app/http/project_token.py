@@ -26,6 +26,8 @@ from app.http.token_endpoint import (
 from app.usecases import projects, publishable_keys
 from ledger.clients import ClientState, authenticate, check_api_key, merge_credentials
 from ledger.errors import InvalidClient
+from ledger.projects import valid_project_id
+from projections import tenancy
 
 PATH = "/api/v1/auth/oauth/token"
 
@@ -47,11 +49,16 @@ async def project_token(request: Request[Any, Any, Any]) -> Response[bytes]:
     api_key = presented_header(request, "x-api-key")
     structlog.contextvars.bind_contextvars(project_id=project_id, grant_type=req.grant_type)
 
+    # The root project (TOKENLEDGER_PROJECT_ID) or a recorded one; an unknown or
+    # disabled project is refused like an unknown key.
+    project = None if project_id == ctx.settings.project_id else project_id
+    unknown = InvalidClient("client authentication failed", debug="unknown or disabled project")
+
     async def resolve(conn: psycopg.AsyncConnection[Any]) -> ClientState:
-        # One project today (TOKENLEDGER_PROJECT_ID): any other id is unknown, and a
-        # disabled one is refused like an unknown one.
-        if not await projects.servable(conn, project_id, ctx.settings.project_id):
-            raise InvalidClient("client authentication failed", debug="unknown or disabled project")
+        if project is None and not await projects.servable(
+            conn, project_id, ctx.settings.project_id
+        ):
+            raise unknown
         client = await publishable_keys.resolve(conn, project_id, key)
         structlog.contextvars.bind_contextvars(client_id=client.client_id)
         # The key names the client; its credentials (a confidential client's secret)
@@ -69,4 +76,9 @@ async def project_token(request: Request[Any, Any, Any]) -> Response[bytes]:
         check_api_key(client, api_key)
         return client
 
-    return await issue(request, req, grant, resolve)
+    if project is not None and not valid_project_id(project):
+        raise unknown
+    try:
+        return await issue(request, req, grant, resolve, project)
+    except tenancy.UnknownProject:
+        raise unknown from None

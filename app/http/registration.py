@@ -21,7 +21,7 @@ from litestar import Request, Response, post
 from litestar.exceptions import HTTPException
 
 from app.http import forms
-from app.http.context import Context
+from app.http.context import Context, project_of
 from app.http.errors import NO_STORE
 from app.http.event_metadata import event_metadata
 from app.settings import Settings
@@ -123,7 +123,7 @@ async def register(request: Request[Any, Any, Any]) -> Response[bytes]:
         )
         meta = msgspec.structs.replace(meta, token_endpoint_auth_method="none")
     address = request.client.host if request.client else None
-    async with ctx.pool.connection() as conn:
+    async with ctx.connection(project_of(request)) as conn:
         try:
             registered = await registration.register_dynamic_client(
                 conn,

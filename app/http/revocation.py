@@ -8,7 +8,7 @@ import structlog
 from litestar import Request, Response, post
 
 from app.http.client_auth import TokenParameters, authenticate_client, parse_form
-from app.http.context import Context
+from app.http.context import Context, project_of
 from app.http.errors import NO_STORE
 from app.http.event_metadata import event_metadata
 from app.http.token_endpoint import MAX_BODY
@@ -24,7 +24,8 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[bytes]:
     params = parse_form(
         request.headers.get("content-type", ""), await request.body(), TokenParameters
     )
-    async with ctx.pool.connection() as conn:
+    project = project_of(request)
+    async with ctx.connection(project) as conn:
         client = await authenticate_client(
             conn, request, params.client_id, params.client_secret, ctx.clock()
         )
@@ -36,7 +37,7 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[bytes]:
             params.token,
             params.token_type_hint,
             client_id=client.client_id,
-            issuer=ctx.settings.issuer,
+            issuer=ctx.issuer(project),
             now=ctx.clock(),
             metadata=event_metadata(request, f"client:{client.client_id}"),
         )

@@ -18,7 +18,7 @@ from litestar import Request, Response, post
 from app import metrics
 from app.adapters import throttle
 from app.http import forms
-from app.http.context import Context
+from app.http.context import Context, project_of
 from app.http.errors import NO_STORE
 from app.http.event_metadata import event_metadata
 from app.usecases.grants import GRANTS
@@ -145,21 +145,26 @@ ClientResolver = Callable[[psycopg.AsyncConnection[Any]], Awaitable[ClientState]
 
 
 async def issue(
-    request: Request[Any, Any, Any], req: TokenRequest, grant: Grant, resolve: ClientResolver
+    request: Request[Any, Any, Any],
+    req: TokenRequest,
+    grant: Grant,
+    resolve: ClientResolver,
+    project: str | None,
 ) -> Response[bytes]:
     """The token endpoint once the request is parsed: find and authenticate the client
-    (``resolve``, which differs per route), run the grant, answer without caching.
+    (``resolve``, which differs per route) in ``project``, run the grant, answer
+    without caching.
 
     Every route that issues tokens comes through here, so the grants and the response
     are the same whichever way the client identified itself.
     """
     ctx: Context = request.app.state.ctx
     # One connection for the request: the client lookup and the grant's transaction.
-    async with ctx.pool.connection() as conn:
+    async with ctx.connection(project) as conn:
         client = await resolve(conn)
         metadata = event_metadata(request, f"client:{client.client_id}")
-        await ctx.issuance.keys.refresh_if_stale(conn, ctx.clock())
-        response = await grant(ctx.issuance, conn, req, client, metadata)
+        issuance = await ctx.issuance_for(conn, project)
+        response = await grant(issuance, conn, req, client, metadata)
     return Response(
         content=msgspec.json.encode(response),
         media_type="application/json",
@@ -193,4 +198,4 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
         check_api_key(client, api_key)
         return client
 
-    return await issue(request, req, grant, resolve)
+    return await issue(request, req, grant, resolve, project_of(request))

@@ -20,6 +20,7 @@ from ledger.clients import AddApiKey, RevokeApiKey, SetApiKeyRequirement
 from ledger.errors import Rejected
 from ledger.events import ClientApiKeyAdded, ClientApiKeyRevoked
 from ledger.opaque_tokens import API_KEY_PREFIX, hash_secret, new_secret, short
+from projections import tenancy
 
 __all__ = ["ApiKeyInfo", "NewApiKey", "Rejected", "add", "list_keys", "require", "revoke"]
 
@@ -72,7 +73,7 @@ async def revoke(
 async def list_keys(conn: psycopg.AsyncConnection[Any], client_id: str) -> list[ApiKeyInfo]:
     """Every key the client ever had, active or revoked, from its stream (the read model
     keeps only the active ones)."""
-    recorded = await store.read_stream(conn, streams.CLIENT.id(client_id))
+    recorded = await store.read_stream(conn, streams.CLIENT.id(client_id, tenancy.project_of(conn)))
     if not recorded:
         raise Rejected("no such client")
     keys: dict[str, ApiKeyInfo] = {}

@@ -28,6 +28,7 @@ from ledger.events import (
 from ledger.opaque_tokens import AUDITOR_PREFIX, hash_secret, new_secret
 from ledger.store import Checkpoint, EventFilter, LoggedEvent, RecordedEvent
 from projections import audit as queries
+from projections import tenancy
 from projections.read_models import CLIENTS, FAMILIES, load
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -223,8 +224,10 @@ async def family_timeline(
     family = await load(conn, FAMILIES, family_id)
     if family is None:
         return None
-    recorded = await store.read_stream(conn, streams.FAMILY.id(family_id))
-    code_events = await store.read_stream(conn, streams.CODE.id(family.code_hash))
+    recorded = await store.read_stream(conn, streams.FAMILY.id(family_id, tenancy.project_of(conn)))
+    code_events = await store.read_stream(
+        conn, streams.CODE.id(family.code_hash, tenancy.project_of(conn))
+    )
     # A code stream holds the issue, the redemption that started this family, and any
     # replays of it (each names this family).
     recorded += [

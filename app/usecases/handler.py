@@ -22,6 +22,7 @@ from app import metrics
 from ledger import store, workflows
 from ledger.events import AnyEvent
 from ledger.streams import StreamKind
+from projections import tenancy
 from projections.read_models import READ_MODELS, ReadModel, load, project
 
 C = TypeVar("C")
@@ -50,11 +51,13 @@ class Handled(Generic[S]):
 
 
 class Transaction:
-    """One unit of work on one connection: any number of commands, one commit."""
+    """One unit of work on one connection: any number of commands, one commit, in the
+    project the connection is in (its streams' ids and read models are that project's)."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], metadata: dict[str, Any]) -> None:
         self.conn = conn
         self.metadata = metadata
+        self.project = tenancy.project_of(conn)
         self.recorded: list[AnyEvent] = []  # counted by the metrics once committed
 
     async def handle(
@@ -74,7 +77,7 @@ class Transaction:
         decider = kind.decider
         decision = decider.decide(command, state)
         if decision.events:
-            await self._record(kind.id(key), state, decision.events)
+            await self._record(kind.id(key, self.project), state, decision.events)
             for follow in workflows.reactions(decision.events):
                 await self.handle(follow.kind, follow.key, follow.command)
         return Handled(decider.fold(state, decision.events), decision.events, decision.error)
@@ -85,7 +88,7 @@ class Transaction:
             found: S | None = await load(self.conn, model, key, lock=True)
             return kind.decider.initial_state if found is None else found
         # A stream no read model folds (signing keys) is folded from the log itself.
-        recorded = await store.read_stream(self.conn, kind.id(key))
+        recorded = await store.read_stream(self.conn, kind.id(key, self.project))
         return kind.decider.fold(kind.decider.initial_state, (r.event for r in recorded))
 
     async def _record(self, stream_id: str, state: Any, events: Sequence[AnyEvent]) -> None:

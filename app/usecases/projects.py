@@ -19,6 +19,7 @@ from app.usecases import handler
 from ledger import streams
 from ledger.errors import Rejected
 from ledger.projects import AddProject, DisableProject, ProjectState
+from projections import tenancy
 from projections.read_models import PROJECTS, all_projects, load
 
 __all__ = ["ProjectView", "Rejected", "add", "disable", "list_projects", "servable", "show"]
@@ -54,10 +55,20 @@ async def add(
     name: str | None,
     now: datetime,
     metadata: dict[str, Any],
+    *,
+    configured: str,
 ) -> ProjectState:
+    """Record a project and, unless it is the ``configured`` (root) one, whose read
+    models are public's, create its schema in the same transaction."""
     command = AddProject(project_id=project_id, name=name, now=now)
-    handled = await handler.handle(conn, streams.PROJECT, project_id, command, metadata)
-    return handled.or_raise()
+
+    async def work(tx: handler.Transaction) -> ProjectState:
+        added = (await tx.handle(streams.PROJECT, project_id, command)).or_raise()
+        if project_id != configured:
+            await tenancy.create(conn, project_id)
+        return added
+
+    return await handler.run(conn, metadata, work)
 
 
 async def disable(

@@ -208,7 +208,7 @@ async def test_a_disabled_project_is_refused(
         answer = await http.post(PATH, json=body, headers=stack(key, project=project))
         assert_error(answer, 400, "invalid_grant")
         async with pool.connection() as conn:
-            await projects.add(conn, project, "Tenant", clock(), META)
+            await projects.add(conn, project, "Tenant", clock(), META, configured=project)
         answer = await http.post(PATH, json=body, headers=stack(key, project=project))
         assert_error(answer, 400, "invalid_grant")
         async with pool.connection() as conn:
