@@ -28,6 +28,7 @@ from app.http.context import utc_now
 from app.logging import configure
 from app.settings import Settings, SettingsError, from_env
 from app.usecases import erasure, handler, registration, revocation
+from projections import tenancy
 
 if TYPE_CHECKING:
     import uvicorn
@@ -62,12 +63,36 @@ def _with_database(
             raise click.ClickException(str(exc)) from None
 
 
+def _project() -> str | None:
+    """The project ``--project`` names (None: the root project)."""
+    ctx = click.get_current_context(silent=True)
+    project: str | None = ctx.find_root().params.get("project") if ctx else None
+    if project is not None and project == _settings().project_id:
+        return None  # the root project, named
+    return project
+
+
 async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
-    return await psycopg.AsyncConnection.connect(url, autocommit=True)
+    """A connection in the project ``--project`` names: the clients, users, keys and
+    sessions a command reads and writes are that project's."""
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    try:
+        await tenancy.use(conn, _project(), disabled_too=True)
+    except tenancy.UnknownProject:
+        await conn.close()
+        raise click.ClickException(f"no such project: {_project()}") from None
+    return conn
 
 
 @click.group()
-def main() -> None:
+@click.option(
+    "--project",
+    default=None,
+    metavar="ID",
+    help="Work on this project's clients, users, keys and sessions (docs/tenancy.md)"
+    " [default: the root project, TOKENLEDGER_PROJECT_ID].",
+)
+def main(project: str | None) -> None:
     """tokenledger: an OAuth 2.1 authorization server on an append-only event ledger."""
     # Operator commands log only what needs attention; `serve` logs every request.
     configure(level=logging.WARNING)
@@ -468,17 +493,19 @@ def clients_add(
 def _issue_publishable_key(settings: Settings, client_id: str) -> None:
     from app.usecases import publishable_keys
 
+    project_id = _project() or settings.project_id
+
     async def work(url: str) -> str:
         async with await _connect(url) as conn:
             return await publishable_keys.issue(
-                conn, client_id, settings.project_id, utc_now(), _operator_metadata()
+                conn, client_id, project_id, utc_now(), _operator_metadata()
             )
 
     try:
         key = _with_database(settings, work)
     except registration.Rejected as exc:
         raise click.ClickException(f"{client_id}: {exc}") from None
-    click.echo(f"x-stack-project-id: {settings.project_id}")
+    click.echo(f"x-stack-project-id: {project_id}")
     click.echo(f"x-stack-publishable-client-key: {key}")
     click.echo("Only its hash is kept; a new one replaces it.", err=True)
 

@@ -102,7 +102,8 @@ def browser_headers(request: httpx.Request, origin: str) -> dict[str, str]:
     so it carries our origin. A test that sets ``Origin`` or ``Sec-Fetch-Site`` itself is
     playing some other page and gets nothing added.
     """
-    if not request.url.path.startswith(("/oauth/authorize", "/oauth/logout")):
+    # The root project's pages, or a project's (/projects/<id>/oauth/...).
+    if not re.fullmatch(r"(/projects/[^/]+)?/oauth/(authorize|logout)", request.url.path):
         return {}
     if "origin" in request.headers or "sec-fetch-site" in request.headers:
         return {}
@@ -120,8 +121,11 @@ async def browser_client(app: Litestar, base_url: str) -> AsyncIterator[AsyncTes
     (Chromium sent ``Origin: null``); with them, every HTTP test meets the origin check.
     """
 
+    parts = urlsplit(base_url)
+    origin = f"{parts.scheme}://{parts.netloc}"  # an origin has no path
+
     async def add_browser_headers(request: httpx.Request) -> None:
-        request.headers.update(browser_headers(request, base_url))
+        request.headers.update(browser_headers(request, origin))
 
     async with AsyncTestClient(app=app, base_url=base_url) as client:
         client.event_hooks["request"].append(add_browser_headers)
