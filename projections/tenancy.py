@@ -158,21 +158,23 @@ async def drop(conn: psycopg.AsyncConnection[Any], project: str) -> None:
     )
 
 
+# A table's shape: its columns (name, type, null, default; not their order, which a
+# dropped column changes) and its indexes (by what they index, not by name: a copy's
+# names are generated).
 _SHAPE = (
-    "select c.table_name, c.column_name, c.data_type, c.ordinal_position,"
-    " c.is_nullable, coalesce(c.column_default, '')"
+    "select c.table_name::text, c.column_name::text, c.data_type::text,"
+    " c.is_nullable::text, coalesce(c.column_default, '')::text"
     " from information_schema.columns c where c.table_schema = %s"
     " union all"
-    " select tablename, split_part(indexdef, ' ON ', 2), left(indexdef, 13), 0, '', ''"
+    " select tablename::text, split_part(indexdef, ' ON ', 2), left(indexdef, 13), '', ''"
     " from pg_indexes where schemaname = %s"
 )
 
 
 async def _shape(conn: psycopg.AsyncConnection[Any], schema: str) -> set[tuple[Any, ...]]:
     cur = await conn.execute(_SHAPE, (schema, schema))
-    # An index is compared by what it indexes, not by its name (a copy's are generated).
     return {
-        (r[0], r[1].replace(schema + ".", ""), r[2], r[3], r[4], r[5].replace(schema + ".", ""))
+        (r[0], r[1].replace(schema + ".", ""), r[2], r[3], r[4].replace(schema + ".", ""))
         for r in await cur.fetchall()
     }
 
