@@ -41,23 +41,37 @@ async def create_runtime_role(conn: psycopg.AsyncConnection[Any], name: str, pas
         await conn.execute(
             sql.SQL("grant connect on database {} to {}").format(sql.Identifier(row[0]), role)
         )
-        await conn.execute(sql.SQL("grant usage on schema public to {}").format(role))
+        # public, and every project's schema (projections.tenancy: their tables are
+        # copies of public's; a project added later copies public's grants).
         cur = await conn.execute(
-            "select tablename from pg_tables where schemaname = 'public' order by tablename"
+            "select nspname from pg_namespace where nspname = 'public'"
+            " or nspname like 'project\\_%' order by nspname"
         )
-        for (table,) in await cur.fetchall():
-            if table in _APPEND_ONLY:
-                privileges = "select, insert"
-            elif table in _READ_ONLY:
-                privileges = "select"
-            else:
-                privileges = "select, insert, update, delete"
-            await conn.execute(
-                sql.SQL("revoke all on {} from {}").format(sql.Identifier(table), role)
-            )
-            await conn.execute(
-                sql.SQL("grant " + privileges + " on {} to {}").format(sql.Identifier(table), role)
-            )
-        await conn.execute(
-            sql.SQL("grant usage, select on all sequences in schema public to {}").format(role)
+        for (schema,) in await cur.fetchall():
+            await _grant_schema(conn, role, schema)
+
+
+async def _grant_schema(
+    conn: psycopg.AsyncConnection[Any], role: sql.Identifier, schema: str
+) -> None:
+    await conn.execute(
+        sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(schema), role)
+    )
+    cur = await conn.execute(
+        "select tablename from pg_tables where schemaname = %s order by tablename", (schema,)
+    )
+    for (table,) in await cur.fetchall():
+        if table in _APPEND_ONLY:
+            privileges = "select, insert"
+        elif table in _READ_ONLY:
+            privileges = "select"
+        else:
+            privileges = "select, insert, update, delete"
+        name = sql.Identifier(schema, table)
+        await conn.execute(sql.SQL("revoke all on {} from {}").format(name, role))
+        await conn.execute(sql.SQL("grant " + privileges + " on {} to {}").format(name, role))
+    await conn.execute(
+        sql.SQL("grant usage, select on all sequences in schema {} to {}").format(
+            sql.Identifier(schema), role
         )
+    )

@@ -18,10 +18,11 @@ from psycopg.conninfo import conninfo_to_dict
 from app.adapters.roles import create_runtime_role
 from app.http.app import create_app
 from app.settings import Settings, from_env
-from app.usecases import registration
+from app.usecases import projects, registration
 from app.usecases.audit_seals import load_seal_key, seal_now, verify_against
 from ledger.store import append, read_stream
 from migrations import migrate
+from projections import tenancy
 from tests.conftest import _as_url
 from tests.store.samples import is_superuser, sample
 
@@ -104,3 +105,26 @@ async def test_the_app_starts_and_registers_as_the_runtime_role(
             scopes=["mcp"],
             now=datetime(2026, 12, 1, tzinfo=UTC),
         )
+
+
+async def test_the_runtime_role_works_in_every_projects_schema(
+    runtime: tuple[Conn, Conn],
+) -> None:
+    """A project added after the role gets public's grants copied; the runtime role then
+    registers a client in it and a disabled trigger is still out of its reach."""
+    owner, app = runtime
+    now = datetime.now(UTC)
+    await projects.add(owner, "acme", None, now, {"actor": "test"}, configured="default")
+    await tenancy.use(app, "acme")
+    await registration.register_client(
+        app,
+        client_id="web",
+        redirect_uris=["http://127.0.0.1/callback"],
+        client_type="public",
+        scopes=["mcp"],
+        now=now,
+    )
+    cur = await owner.execute("select client_id from project_acme.clients")
+    assert await cur.fetchall() == [("web",)]
+    with pytest.raises(pg_errors.InsufficientPrivilege):
+        await app.execute("drop table project_acme.clients")
