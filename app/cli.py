@@ -667,9 +667,76 @@ def projects_show(project_id: str) -> None:
             return await project_cases.show(conn, project_id, settings.project_id)
 
     try:
-        click.echo(_project_line(_with_database(settings, work)))
+        view = _with_database(settings, work)
     except project_cases.Rejected as exc:
         raise click.ClickException(f"{project_id}: {exc}") from None
+    click.echo(_project_line(view))
+
+    def own(value: Any, server: Any) -> str:
+        if value is None:
+            value, whose = server, "server"
+        else:
+            whose = "project"
+        shown = " ".join(value) if isinstance(value, list | tuple) else f"{value} s"
+        return f"{shown} ({whose})"
+
+    click.echo(f"  scopes: {own(view.scopes, settings.scopes_supported)}")
+    click.echo(f"  default scope: {own(view.default_scope, settings.default_scope)}")
+    click.echo(f"  access token lifetime: {own(view.access_token_ttl, settings.access_token_ttl)}")
+    click.echo(
+        f"  refresh token lifetime: {own(view.refresh_token_ttl, settings.refresh_token_ttl)}"
+    )
+
+
+@projects.command("update")
+@click.argument("project_id")
+@click.option("--scope", "scopes", multiple=True, help="A scope the project supports (repeat).")
+@click.option(
+    "--default-scope", "default_scope", multiple=True, help="Granted when none is asked (repeat)."
+)
+@click.option("--access-ttl", type=click.IntRange(min=1), help="Access token lifetime, seconds.")
+@click.option("--refresh-ttl", type=click.IntRange(min=1), help="Refresh token lifetime, seconds.")
+@click.option(
+    "--reset",
+    multiple=True,
+    type=click.Choice(["scopes", "default_scope", "access_token_ttl", "refresh_token_ttl"]),
+    help="Go back to the server's value of this setting (repeat).",
+)
+def projects_update(
+    project_id: str,
+    scopes: tuple[str, ...],
+    default_scope: tuple[str, ...],
+    access_ttl: int | None,
+    refresh_ttl: int | None,
+    reset: tuple[str, ...],
+) -> None:
+    """Set a project's own scopes and lifetimes (what is not named keeps its value);
+    its requests use them within TOKENLEDGER_KEY_REFRESH_INTERVAL seconds."""
+    from app.usecases import projects as project_cases
+
+    settings = _settings()
+    change = project_cases.ChangeProjectSettings(
+        scopes=scopes or None,
+        default_scope=default_scope or None,
+        access_token_ttl=access_ttl,
+        refresh_token_ttl=refresh_ttl,
+        clear=frozenset(reset),
+        server_scopes=settings.scopes_supported,
+        server_default_scope=settings.default_scope,
+        now=utc_now(),
+    )
+
+    async def work(url: str) -> None:
+        async with await _connect(url) as conn:
+            await project_cases.change_settings(
+                conn, project_id, change, _operator_metadata(), configured=settings.project_id
+            )
+
+    try:
+        _with_database(settings, work)
+    except project_cases.Rejected as exc:
+        raise click.ClickException(f"{project_id}: {exc}") from None
+    click.echo(f"project {project_id} updated")
 
 
 @projects.command("disable")

@@ -363,6 +363,17 @@ class ProjectDisabled(Event, frozen=True, kw_only=True, tag="project_disabled"):
     disabled_at: datetime
 
 
+class ProjectSettingsChanged(Event, frozen=True, kw_only=True, tag="project_settings_changed"):
+    """A project's own settings, each replacing the server's (None: the server's)."""
+
+    project_id: str
+    scopes: tuple[str, ...] | None
+    default_scope: tuple[str, ...] | None
+    access_token_ttl: int | None
+    refresh_token_ttl: int | None
+    changed_at: datetime
+
+
 # --- seals (stream 'ledger:seals', ledger/seals.py) ------------------------------------
 
 
@@ -412,6 +423,7 @@ AnyEvent = (
     | AuditQueryRecorded
     | ProjectAdded
     | ProjectDisabled
+    | ProjectSettingsChanged
     | LedgerSealed
     | ResourceRegistered
     | ResourceRemoved

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import assert_never
+from typing import Any, assert_never
 
 import msgspec
 
 from ledger.decider import Decider, Decision, accept, refuse
-from ledger.errors import AlreadyExists, Rejected
-from ledger.events import ProjectAdded, ProjectDisabled
+from ledger.errors import AlreadyExists, InvalidScope, Rejected
+from ledger.events import ProjectAdded, ProjectDisabled, ProjectSettingsChanged
+from ledger.protocol import parse_scope
 
 # Safe in a URL path segment (/projects/<id>), a stream id and, prefixed with
 # "project_", a PostgreSQL schema name (at most 63 bytes).
@@ -34,6 +35,11 @@ class ProjectState(msgspec.Struct, kw_only=True):
     added_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     disabled_at: datetime | None = None
     version: int = 0
+    # The project's own settings; None: the server's (TOKENLEDGER_SCOPES, ...).
+    scopes: list[str] | None = None
+    default_scope: list[str] | None = None
+    access_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -42,7 +48,7 @@ class ProjectState(msgspec.Struct, kw_only=True):
 
 INITIAL = ProjectState()
 
-ProjectEvent = ProjectAdded | ProjectDisabled
+ProjectEvent = ProjectAdded | ProjectDisabled | ProjectSettingsChanged
 
 
 def evolve(state: ProjectState, event: ProjectEvent) -> ProjectState:
@@ -57,6 +63,15 @@ def evolve(state: ProjectState, event: ProjectEvent) -> ProjectState:
         case ProjectDisabled():
             return msgspec.structs.replace(
                 state, disabled_at=event.disabled_at, version=state.version + 1
+            )
+        case ProjectSettingsChanged():
+            return msgspec.structs.replace(
+                state,
+                scopes=None if event.scopes is None else list(event.scopes),
+                default_scope=None if event.default_scope is None else list(event.default_scope),
+                access_token_ttl=event.access_token_ttl,
+                refresh_token_ttl=event.refresh_token_ttl,
+                version=state.version + 1,
             )
         case _:
             assert_never(event)
@@ -74,7 +89,77 @@ class DisableProject:
     now: datetime
 
 
-ProjectCommand = AddProject | DisableProject
+@dataclass(frozen=True, kw_only=True)
+class ChangeProjectSettings:
+    """Each given setting replaces the project's; ``clear`` names those going back to
+    the server's. ``server_scopes``: the server's, which the project keeps if it names
+    none, for checking a default scope against."""
+
+    scopes: tuple[str, ...] | None = None
+    default_scope: tuple[str, ...] | None = None
+    access_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
+    clear: frozenset[str] = frozenset()
+    server_scopes: tuple[str, ...]
+    server_default_scope: tuple[str, ...]
+    now: datetime
+
+
+SETTINGS = ("scopes", "default_scope", "access_token_ttl", "refresh_token_ttl")
+MAX_TTL = 10 * 365 * 24 * 3600
+
+
+def _change_settings(command: ChangeProjectSettings, state: ProjectState) -> Decision:
+    if not state.version:
+        return refuse(Rejected("no such project"))
+    unknown = command.clear - set(SETTINGS)
+    if unknown:
+        return refuse(Rejected(f"no such setting: {', '.join(sorted(unknown))}"))
+
+    def pick(name: str, new: Any, old: Any) -> Any:
+        if name in command.clear:
+            return None
+        return old if new is None else new
+
+    def listed(value: tuple[str, ...] | None) -> list[str] | None:
+        return None if value is None else list(value)
+
+    scopes = pick("scopes", listed(command.scopes), state.scopes)
+    default = pick("default_scope", listed(command.default_scope), state.default_scope)
+    access = pick("access_token_ttl", command.access_token_ttl, state.access_token_ttl)
+    refresh = pick("refresh_token_ttl", command.refresh_token_ttl, state.refresh_token_ttl)
+    for given in (scopes, default):
+        try:
+            if given is not None and parse_scope(" ".join(given)) != list(given):
+                return refuse(Rejected("a scope is listed twice"))
+        except InvalidScope:
+            return refuse(Rejected("a scope is 1 or more printable characters, no space or quote"))
+    if scopes is not None and not scopes:
+        return refuse(Rejected("a project supports at least one scope"))
+    effective = scopes if scopes is not None else command.server_scopes
+    effective_default = default if default is not None else command.server_default_scope
+    outside = [s for s in effective_default if s not in effective]
+    if outside:
+        return refuse(Rejected(f"default scope {outside} is not among the project's scopes"))
+    for value, what in ((access, "access token"), (refresh, "refresh token")):
+        if value is not None and not 0 < value <= MAX_TTL:
+            return refuse(Rejected(f"the {what} lifetime is 1 to {MAX_TTL} seconds"))
+    old = (state.scopes, state.default_scope, state.access_token_ttl, state.refresh_token_ttl)
+    if (scopes, default, access, refresh) == old:
+        return accept()
+    return accept(
+        ProjectSettingsChanged(
+            project_id=state.project_id,
+            scopes=None if scopes is None else tuple(scopes),
+            default_scope=None if default is None else tuple(default),
+            access_token_ttl=access,
+            refresh_token_ttl=refresh,
+            changed_at=command.now,
+        )
+    )
+
+
+ProjectCommand = AddProject | DisableProject | ChangeProjectSettings
 
 
 def decide(command: ProjectCommand, state: ProjectState) -> Decision:
@@ -97,6 +182,8 @@ def decide(command: ProjectCommand, state: ProjectState) -> Decision:
             if state.disabled_at is not None:
                 return accept()
             return accept(ProjectDisabled(project_id=state.project_id, disabled_at=command.now))
+        case ChangeProjectSettings():
+            return _change_settings(command, state)
         case _:
             assert_never(command)
 

@@ -77,10 +77,12 @@ async def _validate(
     resource_values = params.get("resource") or []
     resource = resource_values[0] if len(resource_values) == 1 and resource_values[0] else None
     targets = Targets(registered=())
+    settings = ctx.settings
     # A NUL cannot be in any client id (and PostgreSQL text cannot hold one).
     if len(client_ids) == 1 and client_ids[0] and "\x00" not in client_ids[0]:
         prefetched = await ctx.documents.prefetch(client_ids[0])
         async with ctx.connection(project) as conn:
+            settings = await ctx.settings_for(conn, project)
             try:
                 client = await ctx.documents.client(conn, client_ids[0], metadata, prefetched)
             except DocumentRefused as exc:
@@ -93,8 +95,8 @@ async def _validate(
     areq = authorization.validate(
         params,
         client,
-        scopes_supported=ctx.settings.scopes_supported,
-        default_scope=ctx.settings.default_scope,
+        scopes_supported=settings.scopes_supported,
+        default_scope=settings.default_scope,
         targets=targets,
     )
     assert client is not None  # validate refuses an unknown client

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import psycopg
 from litestar import Request
 from psycopg_pool import AsyncConnectionPool
@@ -19,7 +21,9 @@ from app.settings import Settings
 from app.usecases.grants.base import Issuance
 from app.usecases.keys import KeyRing, active_signing_key
 from app.usecases.metadata_documents import MetadataDocuments
+from ledger.projects import ProjectState
 from projections import tenancy
+from projections.read_models import PROJECTS, load
 
 # The routes of a project other than the root one: /projects/<id>/oauth/..., and its
 # issuer is the server's followed by this path (docs/tenancy.md).
@@ -45,7 +49,9 @@ class Context:
     documents: MetadataDocuments  # clients whose client_id is their metadata document's URL
     personal: PersonalKeys  # username lookup and the users' data keys (ledger/personal.py)
     clock: Callable[[], datetime] = utc_now
-    _issuances: dict[str, Issuance] = field(default_factory=dict)
+    monotonic: Callable[[], float] = time.monotonic
+    _keys: dict[str, KeyRing] = field(default_factory=dict)
+    _settings: dict[str, tuple[Settings, float]] = field(default_factory=dict)
 
     def issuer(self, project: str | None) -> str:
         """RFC 8414 §2: the root project's issuer is the server's; project p's adds
@@ -66,22 +72,56 @@ class Context:
             finally:
                 await tenancy.leave(conn)
 
+    async def settings_for(
+        self, conn: psycopg.AsyncConnection[Any], project: str | None
+    ) -> Settings:
+        """The server's settings with ``project``'s own (scopes, lifetimes) in their
+        place; re-read at most every ``key_refresh_interval``, as the keys are."""
+        if project is None:
+            return self.settings
+        cached = self._settings.get(project)
+        now = self.monotonic()
+        if cached is not None and now - cached[1] < self.settings.key_refresh_interval:
+            return cached[0]
+        state = await load(conn, PROJECTS, project)
+        settings = with_project_settings(self.settings, state)
+        self._settings[project] = (settings, now)
+        return settings
+
     async def issuance_for(
         self, conn: psycopg.AsyncConnection[Any], project: str | None
     ) -> Issuance:
-        """The grants' dependencies in ``project`` (``conn`` is in it): its issuer and
-        its signing keys, a first one made on the project's first token."""
+        """The grants' dependencies in ``project`` (``conn`` is in it): its issuer, its
+        lifetimes and its signing keys, a first one made on the project's first token."""
         if project is None:
             await self.issuance.keys.refresh_if_stale(conn, self.clock())
             return self.issuance
-        issuance = self._issuances.get(project)
-        if issuance is None:
-            settings = self.settings
+        settings = await self.settings_for(conn, project)
+        keys = self._keys.get(project)
+        if keys is None:
             await active_signing_key(
                 conn, settings.key_encryption_secret, self.clock(), settings.signing_alg
             )
             keys = KeyRing(settings.key_encryption_secret, settings.key_refresh_interval)
-            issuance = dataclasses.replace(self.issuance, issuer=self.issuer(project), keys=keys)
-            self._issuances[project] = issuance
-        await issuance.keys.refresh_if_stale(conn, self.clock())
-        return issuance
+            self._keys[project] = keys
+        await keys.refresh_if_stale(conn, self.clock())
+        return dataclasses.replace(
+            self.issuance,
+            issuer=self.issuer(project),
+            keys=keys,
+            access_token_ttl=settings.access_token_ttl,
+            refresh_token_ttl=settings.refresh_token_ttl,
+        )
+
+
+def with_project_settings(server: Settings, project: ProjectState | None) -> Settings:
+    """What a project's requests run with: its own settings where it has them."""
+    if project is None:
+        return server
+    own: dict[str, Any] = {
+        "scopes_supported": None if project.scopes is None else tuple(project.scopes),
+        "default_scope": None if project.default_scope is None else tuple(project.default_scope),
+        "access_token_ttl": project.access_token_ttl,
+        "refresh_token_ttl": project.refresh_token_ttl,
+    }
+    return msgspec.structs.replace(server, **{k: v for k, v in own.items() if v is not None})

@@ -9,10 +9,11 @@ from litestar import Request, get
 
 from app.adapters.keys import published_jwks
 from app.http.context import PROJECT_PATH, Context, project_of
+from app.settings import Settings
 from app.usecases.grants import GRANTS
 
 
-def server_metadata(ctx: Context, project: str | None) -> dict[str, Any]:
+def server_metadata(ctx: Context, settings: Settings, project: str | None) -> dict[str, Any]:
     issuer = ctx.issuer(project)
     return {
         # RFC 8414 §3.3: byte-identical to the iss claim and the iss response parameter.
@@ -44,7 +45,7 @@ def server_metadata(ctx: Context, project: str | None) -> dict[str, Any]:
         ],
         # Only what TOKENLEDGER_SCOPES names: not offline_access, which the MCP Python SDK
         # would then request, adding prompt=consent to every sign-in.
-        "scopes_supported": list(ctx.settings.scopes_supported),
+        "scopes_supported": list(settings.scopes_supported),
         "authorization_response_iss_parameter_supported": True,
         "resource_parameter_supported": True,
         # draft-ietf-oauth-client-id-metadata-document: an https client_id URL is fetched.
@@ -81,10 +82,11 @@ def _metadata(paths: list[str]) -> Any:
     async def metadata(request: Request[Any, Any, Any]) -> dict[str, Any]:
         ctx: Context = request.app.state.ctx
         project = project_of(request)
-        if project is not None:
-            async with ctx.connection(project):
-                pass  # an unknown or disabled project has no metadata
-        return server_metadata(ctx, project)
+        settings = ctx.settings
+        if project is not None:  # an unknown or disabled project has no metadata
+            async with ctx.connection(project) as conn:
+                settings = await ctx.settings_for(conn, project)
+        return server_metadata(ctx, settings, project)
 
     return metadata
 

@@ -105,6 +105,10 @@ async def register(request: Request[Any, Any, Any]) -> Response[bytes]:
     if settings.registration == "token" and not with_token:
         raise InvalidToken("registration needs the initial access token")
     data = parse_body(request.headers.get("content-type", ""), await request.body())
+    project = project_of(request)
+    if project is not None:  # the project's own scopes
+        async with ctx.connection(project) as conn:
+            settings = await ctx.settings_for(conn, project)
     default: AuthMethod = "client_secret_basic" if with_token else "none"
     meta = validate_client_metadata(
         data, supported_scopes=settings.scopes_supported, default_auth_method=default
@@ -123,7 +127,7 @@ async def register(request: Request[Any, Any, Any]) -> Response[bytes]:
         )
         meta = msgspec.structs.replace(meta, token_endpoint_auth_method="none")
     address = request.client.host if request.client else None
-    async with ctx.connection(project_of(request)) as conn:
+    async with ctx.connection(project) as conn:
         try:
             registered = await registration.register_dynamic_client(
                 conn,

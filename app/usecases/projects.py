@@ -18,11 +18,21 @@ import psycopg
 from app.usecases import handler
 from ledger import streams
 from ledger.errors import Rejected
-from ledger.projects import AddProject, DisableProject, ProjectState
+from ledger.projects import AddProject, ChangeProjectSettings, DisableProject, ProjectState
 from projections import tenancy
 from projections.read_models import PROJECTS, all_projects, load
 
-__all__ = ["ProjectView", "Rejected", "add", "disable", "list_projects", "servable", "show"]
+__all__ = [
+    "ChangeProjectSettings",
+    "ProjectView",
+    "Rejected",
+    "add",
+    "change_settings",
+    "disable",
+    "list_projects",
+    "servable",
+    "show",
+]
 
 
 class ProjectView(msgspec.Struct, frozen=True):
@@ -32,6 +42,11 @@ class ProjectView(msgspec.Struct, frozen=True):
     served: bool  # the project this server answers for (TOKENLEDGER_PROJECT_ID)
     added_at: datetime | None
     disabled_at: datetime | None
+    # The project's own settings; None: the server's.
+    scopes: list[str] | None = None
+    default_scope: list[str] | None = None
+    access_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
 
 
 def _view(state: ProjectState, configured: str) -> ProjectView:
@@ -42,6 +57,10 @@ def _view(state: ProjectState, configured: str) -> ProjectView:
         state.project_id == configured,
         state.added_at,
         state.disabled_at,
+        state.scopes,
+        state.default_scope,
+        state.access_token_ttl,
+        state.refresh_token_ttl,
     )
 
 
@@ -69,6 +88,25 @@ async def add(
         return added
 
     return await handler.run(conn, metadata, work)
+
+
+async def change_settings(
+    conn: psycopg.AsyncConnection[Any],
+    project_id: str,
+    change: ChangeProjectSettings,
+    metadata: dict[str, Any],
+    *,
+    configured: str,
+) -> ProjectState:
+    """A project's own scopes and lifetimes (``projects update``). The root project's
+    are the server's settings (TOKENLEDGER_SCOPES, ...), not events."""
+    if project_id == configured:
+        raise Rejected(
+            "the root project's settings are the server's (TOKENLEDGER_SCOPES,"
+            " TOKENLEDGER_DEFAULT_SCOPE, TOKENLEDGER_ACCESS_TOKEN_TTL, ...)"
+        )
+    handled = await handler.handle(conn, streams.PROJECT, project_id, change, metadata)
+    return handled.or_raise()
 
 
 async def disable(

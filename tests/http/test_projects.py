@@ -298,3 +298,56 @@ async def test_stack_auth_headers_resolve_a_project_and_refuse_another_projects_
         tokens = assert_tokens(await http.post(path, json=body, headers=headers))
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     assert claims["iss"] == issuer_of(project)
+
+
+async def test_a_project_has_its_own_scopes_and_lifetimes(
+    app: Litestar, pool: Pool, clock: Clock, project: str
+) -> None:
+    change = projects.ChangeProjectSettings(
+        scopes=("read", "write"),
+        default_scope=("read",),
+        access_token_ttl=120,
+        server_scopes=("mcp",),
+        server_default_scope=("mcp",),
+        now=clock(),
+    )
+    async with pool.connection() as conn:
+        await projects.change_settings(conn, project, change, META, configured="default")
+        with pytest.raises(projects.Rejected):  # the root project's are the server's
+            await projects.change_settings(conn, "default", change, META, configured="default")
+    client_id = f"c-{uuid.uuid4().hex[:8]}"
+    async with in_project(pool, project) as conn:
+        await registration.register_client(
+            conn,
+            client_id=client_id,
+            redirect_uris=["http://127.0.0.1/callback"],
+            client_type="public",
+            scopes=["read", "write", "mcp"],
+            now=clock(),
+        )
+    client = Registered(client_id, "http://127.0.0.1:51000/callback")
+    username = f"u-{uuid.uuid4().hex[:8]}"
+    await add_user(pool, clock, project, username)
+    async with browser(app, project) as http:
+        meta = (await http.get("/.well-known/oauth-authorization-server")).json()
+        assert meta["scopes_supported"] == ["read", "write"]
+        # The server's scope is not the project's.
+        _, challenge = pkce_pair()
+        answer = await http.get("/oauth/authorize", params=authorize_params(client, challenge))
+        assert answer.status_code == 302
+        assert query_of(answer.headers["location"])["error"] == "invalid_scope"
+        # No scope asked: the project's default; its access token lifetime.
+        verifier, challenge = pkce_pair()
+        params = authorize_params(client, challenge)
+        del params["scope"]
+        token = await log_in(http, params, username)
+        answer = await http.post(
+            "/oauth/authorize", data={**params, "csrf_token": token, "action": "allow"}
+        )
+        code = query_of(answer.headers["location"])["code"]
+        tokens = assert_tokens(await exchange(http, client, code, verifier))
+    assert tokens["scope"] == "read"
+    assert tokens["expires_in"] == 120
+    async with browser(app, None) as http:
+        root = (await http.get("/.well-known/oauth-authorization-server")).json()
+    assert root["scopes_supported"] == ["mcp"]  # the root project's, unchanged
