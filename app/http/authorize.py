@@ -80,11 +80,13 @@ async def _validate(
     settings = ctx.settings
     # A NUL cannot be in any client id (and PostgreSQL text cannot hold one).
     if len(client_ids) == 1 and client_ids[0] and "\x00" not in client_ids[0]:
-        prefetched = await ctx.documents.prefetch(client_ids[0])
+        prefetched = await ctx.documents.prefetch(client_ids[0], project)
         async with ctx.connection(project) as conn:
             settings = await ctx.settings_for(conn, project)
             try:
-                client = await ctx.documents.client(conn, client_ids[0], metadata, prefetched)
+                client = await ctx.documents.client(
+                    conn, client_ids[0], metadata, prefetched, scopes=settings.scopes_supported
+                )
             except DocumentRefused as exc:
                 # The client is not established: shown, never redirected (RFC 9700 §4.1.3).
                 raise UnsafeToRedirect(exc.description) from None

@@ -184,12 +184,17 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     structlog.contextvars.bind_contextvars(client_id=creds.client_id, grant_type=req.grant_type)
     ctx: Context = request.app.state.ctx
     # A metadata document is fetched before a connection is taken, not while holding one.
-    prefetched = await ctx.documents.prefetch(creds.client_id)
+    project = project_of(request)
+    prefetched = await ctx.documents.prefetch(creds.client_id, project)
 
     async def resolve(conn: psycopg.AsyncConnection[Any]) -> ClientState:
         try:
             found = await ctx.documents.client(
-                conn, creds.client_id, event_metadata(request, "metadata_document"), prefetched
+                conn,
+                creds.client_id,
+                event_metadata(request, "metadata_document"),
+                prefetched,
+                scopes=(await ctx.settings_for(conn, project)).scopes_supported,
             )
         except DocumentRefused as exc:
             raise InvalidClient(exc.description, debug="metadata document refused") from None
@@ -198,4 +203,4 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
         check_api_key(client, api_key)
         return client
 
-    return await issue(request, req, grant, resolve, project_of(request))
+    return await issue(request, req, grant, resolve, project)

@@ -29,6 +29,7 @@ from ledger.metadata_documents import (
     validate_document_url,
 )
 from ledger.store import ConcurrencyConflict
+from projections import tenancy
 from projections.read_models import CLIENTS, load
 
 log = structlog.get_logger(__name__)
@@ -55,20 +56,24 @@ class MetadataDocuments:
     supported_scopes: tuple[str, ...]
     clock: Callable[[], datetime]
     fetcher: Fetch = fetch
-    _cache: OrderedDict[str, tuple[datetime, ClientState]] = field(default_factory=OrderedDict)
+    # By (project, client_id): each project records the documents' clients in its own log.
+    _cache: OrderedDict[tuple[str | None, str], tuple[datetime, ClientState]] = field(
+        default_factory=OrderedDict
+    )
 
     def names_document(self, client_id: str) -> bool:
         return self.enabled and is_document_url(client_id, allow_http=self.allow_http)
 
-    def _cached(self, client_id: str, now: datetime) -> ClientState | None:
-        cached = self._cache.get(client_id)
+    def _cached(self, key: tuple[str | None, str], now: datetime) -> ClientState | None:
+        cached = self._cache.get(key)
         return cached[1] if cached is not None and cached[0] > now else None
 
-    async def prefetch(self, client_id: str) -> Prefetched | None:
+    async def prefetch(self, client_id: str, project: str | None) -> Prefetched | None:
         """The network half, run before a database connection is taken, so documents
         that answer slowly hold no pooled connection while they do (up to the time limit
-        each). None when ``client_id`` names no document or its client is cached."""
-        if not self.names_document(client_id) or self._cached(client_id, self.clock()):
+        each). None when ``client_id`` names no document or its client is cached in
+        ``project``."""
+        if not self.names_document(client_id) or self._cached((project, client_id), self.clock()):
             return None
         try:
             validate_document_url(client_id, allow_http=self.allow_http)
@@ -83,9 +88,12 @@ class MetadataDocuments:
         client_id: str,
         metadata: dict[str, Any],
         prefetched: Prefetched | None = None,
+        *,
+        scopes: tuple[str, ...] | None = None,
     ) -> ClientState | None:
-        """The client ``client_id`` names: a registered one, or the one its metadata
-        document describes (fetched now unless ``prefetched``). Raises
+        """The client ``client_id`` names in the project ``conn`` is in: a registered
+        one, or the one its metadata document describes (fetched now unless
+        ``prefetched``), with ``scopes`` (the project's; default: the server's). Raises
         :class:`DocumentRefused` for a document that cannot be fetched or is not
         acceptable."""
         stored = await load(conn, CLIENTS, client_id)
@@ -94,7 +102,8 @@ class MetadataDocuments:
         if stored is not None and stored.version and not stored.from_metadata_document:
             return stored  # an operator registered this URL as a client id: theirs wins
         now = self.clock()
-        cached = self._cached(client_id, now)
+        key = (tenancy.project_of(conn), client_id)
+        cached = self._cached(key, now)
         if cached is not None:
             return cached
         if prefetched is None:
@@ -106,7 +115,7 @@ class MetadataDocuments:
             assert prefetched.fetched is not None
             fetched = prefetched.fetched
         command = client_from_document(
-            client_id, fetched.body, supported_scopes=self.supported_scopes, now=now
+            client_id, fetched.body, supported_scopes=scopes or self.supported_scopes, now=now
         )
         try:
             handled = await handler.handle(conn, streams.CLIENT, client_id, command, metadata)
@@ -122,12 +131,12 @@ class MetadataDocuments:
         if handled.events:
             log.info("client metadata document recorded", client_id=client_id)
         until = now + timedelta(seconds=cache_seconds(fetched.cache_control))
-        self._remember(client_id, client, until)
+        self._remember(key, client, until)
         return client
 
-    def _remember(self, client_id: str, client: ClientState, until: datetime) -> None:
-        self._cache[client_id] = (until, client)
-        self._cache.move_to_end(client_id)
+    def _remember(self, key: tuple[str | None, str], client: ClientState, until: datetime) -> None:
+        self._cache[key] = (until, client)
+        self._cache.move_to_end(key)
         while len(self._cache) > MAX_CACHED:
             self._cache.popitem(last=False)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -13,7 +14,9 @@ import msgspec
 import pytest
 
 from app.adapters.metadata_documents import Fetched, FetchPolicy, fetch
+from app.usecases import projects
 from ledger.metadata_documents import DocumentRefused
+from tests.conftest import Pool
 from tests.http.conftest import (
     Clock,
     Registered,
@@ -303,3 +306,23 @@ async def test_no_database_connection_is_held_while_a_document_is_fetched(
     finally:
         documents.fetcher = real
     assert in_use == [0, 0]
+
+
+async def test_each_project_records_a_documents_client_in_its_own_log(
+    http: Http, docs: DocumentServer, user: str, conn: Conn, pool: Pool, clock: Clock
+) -> None:
+    """The resolver's cache is per project: a document's client recorded (and cached) in
+    the root project is recorded again, in its own stream, by a project that meets it."""
+    project = f"p{uuid.uuid4().hex[:10]}"
+    async with pool.connection() as c:
+        await projects.add(c, project, None, clock(), {"actor": "test"}, configured="default")
+    url, _ = docs.document()
+    client = Registered(url, LOOPBACK_REDIRECT)
+    await authorize(http, client, user)  # recorded and cached in the root project
+    _, challenge = pkce_pair()
+    page = await http.get(
+        f"/projects/{project}/oauth/authorize", params=authorize_params(client, challenge)
+    )
+    assert page.status_code == 200, page.text
+    assert [t for t, _ in await stream(conn, f"client:{url}")] == ["client_registered"]
+    assert [t for t, _ in await stream(conn, f"{project}/client:{url}")] == ["client_registered"]
