@@ -12,10 +12,11 @@ isolation structural instead of a ``where project_id = …`` each query must rem
 The server's own tables (:data:`GLOBAL_TABLES`: the log, the migrations, the projects,
 the auditors, the instance secrets) exist only in ``public`` and are found through the
 path's fallback. Every other table of ``public`` is a project table, so a table a later
-migration adds is per project unless it is named here; :func:`sync` recreates a
-project's schema whose tables no longer match ``public``'s (and refolds it from the
-log), and :func:`check` refuses to serve a project whose schema is incomplete, since a
-missing table would otherwise resolve to the root project's.
+migration adds is per project unless it is named here. A project table missing from a
+project's schema would resolve to the root project's through that same fallback, so
+after every migration ``projections.rebuild.sync_schemas`` recreates each project's
+schema whose tables differ from ``public``'s (:func:`matches`), and :func:`use` serves
+no project without its schema.
 """
 
 from __future__ import annotations
@@ -63,8 +64,6 @@ async def use(
     transaction that rolls back would silently revert while this module still believed
     it set.
     """
-    if project is not None and _current.get(conn) == project and disabled_too:
-        return
     if project is None and conn not in _current:
         return
     if not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
@@ -132,9 +131,7 @@ async def create(conn: psycopg.AsyncConnection[Any], project: str) -> None:
     )
     for (grantee,) in await cur.fetchall():
         await conn.execute(
-            sql.SQL("grant usage on schema {} to {}").format(
-                sql.Identifier(schema), sql.Identifier(grantee)
-            )
+            sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(schema), _role(grantee))
         )
     cur = await conn.execute(
         "select table_name, string_agg(privilege_type, ', '), grantee"
@@ -147,20 +144,18 @@ async def create(conn: psycopg.AsyncConnection[Any], project: str) -> None:
         if table in tables:
             await conn.execute(
                 sql.SQL("grant " + privileges + " on {} to {}").format(
-                    sql.Identifier(schema, table), sql.Identifier(grantee)
+                    sql.Identifier(schema, table), _role(grantee)
                 )
             )
-
-
-async def drop(conn: psycopg.AsyncConnection[Any], project: str) -> None:
-    await conn.execute(
-        sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema_of(project)))
-    )
 
 
 # A table's shape: its columns (name, type, null, default; not their order, which a
 # dropped column changes) and its indexes (by what they index, not by name: a copy's
 # names are generated).
+def _role(grantee: str) -> sql.Composable:
+    return sql.SQL("public") if grantee == "PUBLIC" else sql.Identifier(grantee)
+
+
 _SHAPE = (
     "select c.table_name::text, c.column_name::text, c.data_type::text,"
     " c.is_nullable::text, coalesce(c.column_default, '')::text"
