@@ -29,8 +29,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import pytest
 
+from app.adapters.user_keys import personal_keys
 from app.http.context import utc_now
-from app.usecases import registration
+from app.usecases import projects, registration
+from projections import tenancy
 from tests.conftest import Pool
 from tests.e2e.conftest import PASSWORD, LiveUser
 
@@ -511,3 +513,52 @@ async def test_a_refused_request_shows_an_error_page_and_goes_nowhere(
     assert await page.get_by_role("heading").inner_text() == "This request cannot continue"
     assert await page.locator("form").count() == 0
     await screenshot(page, f"11-refused-{case}")
+
+
+async def test_a_projects_pages_sign_in_under_its_own_path_and_issuer(
+    page: Page, live_server: str, pool: Pool, app_listener: Listener
+) -> None:
+    """Project p's pages (issue 11): the forms post under /projects/p, its cookies are
+    its own, and the browser brings back p's issuer; a session there is no session in
+    the root project."""
+    project = f"p{uuid.uuid4().hex[:10]}"
+    client_id = f"e2e-{uuid.uuid4().hex[:12]}"
+    username = f"e2e-{uuid.uuid4().hex[:12]}"
+    async with pool.connection() as conn:
+        await projects.add(conn, project, None, utc_now(), {"actor": "test"}, configured="default")
+        await tenancy.use(conn, project)
+        await registration.register_client(
+            conn,
+            client_id=client_id,
+            redirect_uris=["http://127.0.0.1/callback"],
+            client_type="public",
+            scopes=["mcp"],
+            now=utc_now(),
+            name="Project App",
+        )
+        await registration.register_user(
+            conn,
+            keys=await personal_keys(conn, None),
+            username=username,
+            password=PASSWORD,
+            now=utc_now(),
+        )
+        await tenancy.leave(conn)
+    issuer = f"{live_server}/projects/{project}"
+    request = loopback_request(issuer, client_id, app_listener)
+
+    await page.goto(request.url)
+    await sign_in(page, username, PASSWORD)
+    await page.get_by_role("button", name="Allow").click()
+    await page.wait_for_url(f"http://127.0.0.1:{app_listener.port}/callback?**")
+    await screenshot(page, "20-project-back-in-the-app")
+    answer = landed(app_listener)
+    assert answer["iss"] == issuer
+    tokens = await exchange(issuer, client_id, request, answer["code"])
+    assert tokens.status_code == 200, tokens.text
+
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    assert cookies[f"tl_session_{project}"]["path"] == f"/projects/{project}/oauth"
+    # The same browser at the root project's pages: not signed in there.
+    await page.goto(f"{live_server}/oauth/logout")
+    assert username not in await page.content()
