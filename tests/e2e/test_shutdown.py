@@ -1,18 +1,30 @@
 """Stopping cleanly (issue 12): SIGTERM, as `kill`, systemd and container engines send
 it, lets an in-flight request finish, then stops the workers and the embedded
-PostgreSQL, and the process exits 0. SIGTERM once left the embedded server running."""
+PostgreSQL, and the process exits 0. SIGTERM once left the embedded server running.
+
+Stopping in bounded time: an open /audit/stream tail (a minute long) is cancelled after
+TOKENLEDGER_SHUTDOWN_TIMEOUT."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
+import socket
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
+from app.http.context import utc_now
+from app.usecases import audit
+from tests.conftest import Pool
 from tests.e2e.cli import tokenledger_script
 from tests.support.ports import free_port
 
@@ -98,4 +110,107 @@ async def test_sigterm_drains_and_stops_the_embedded_postgres(tmp_path: Path, wo
             break
         await asyncio.sleep(0.1)
     assert not _alive(postgres_pid)
+    assert "Traceback" not in err, err
+
+
+class Served:
+    """A ``tokenledger serve`` process; its log goes to a file (a pipe would stay open,
+    and ``wait()`` with it, while any worker lives)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
+        self.process = process
+        self.log = log
+        self.tree: list[psutil.Process] = []
+
+    def readies(self) -> int:
+        return self.log.read_text().count('"event": "ready"')
+
+    def stop_all(self) -> None:
+        """Whatever is still running of it (a failed test must not leave workers serving)."""
+        if self.process.returncode is None:
+            self.process.kill()
+        for process in self.tree:  # psutil refuses a pid that was reused since
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+
+
+@contextlib.asynccontextmanager
+async def _serve(
+    tmp_path: Path, port: int, workers: int, env: dict[str, str]
+) -> AsyncIterator[Served]:
+    """``tokenledger serve`` on ``port`` with ``env`` added, once every worker is ready."""
+    script = tokenledger_script()
+    assert script is not None
+    log = tmp_path / "serve.log"
+    with log.open("wb") as err:
+        process = await asyncio.create_subprocess_exec(
+            script,
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            env={**os.environ, "TOKENLEDGER_ISSUER": f"http://127.0.0.1:{port}", **env},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err,
+        )
+    served = Served(process, log)
+    try:
+        deadline = time.monotonic() + 60
+        # Polling for readiness (each worker logs it once its startup is done).
+        while served.readies() < workers:
+            assert time.monotonic() < deadline, "serve did not become ready"
+            assert process.returncode is None, "serve exited"
+            await asyncio.sleep(0.05)
+        served.tree = psutil.Process(process.pid).children(recursive=True)
+        yield served
+    finally:
+        served.stop_all()
+        await process.wait()
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sigterm_with_an_open_audit_tail_stops_within_the_shutdown_timeout(
+    database_url: str, pool: Pool, tmp_path: Path, workers: int
+) -> None:
+    timeout = 2
+    async with pool.connection() as conn:
+        token = await audit.add_auditor(
+            conn,
+            f"shutdown-{uuid.uuid4().hex[:8]}",
+            utc_now(),
+            {"actor": "operator", "client_ip": None, "request_id": None, "user_agent": "test"},
+        )
+    port = free_port()
+    env = {"DATABASE_URL": database_url, "TOKENLEDGER_SHUTDOWN_TIMEOUT": str(timeout)}
+    async with (
+        _serve(tmp_path, port, workers, env) as served,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=90) as http,
+        http.stream("GET", "/audit/stream", headers={"Authorization": f"Bearer {token}"}) as tail,
+    ):
+        assert tail.status_code == 200
+        # The tail is open and polling (it would run for a minute): now stop.
+        stopping = time.monotonic()
+        served.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(served.process.wait(), timeout=30)
+        took = time.monotonic() - stopping
+        # The client sees its stream end (EventSource would reconnect elsewhere).
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            await asyncio.wait_for(tail.aread(), timeout=5)
+    err = served.log.read_text()
+    assert served.process.returncode == 0, err
+    # The timeout, the lifespan's shutdown and the process's own exit; not the minute.
+    assert took < timeout + 5, err
+    assert "timeout graceful shutdown exceeded" in err
+    # Cancelled by the timeout, as it should be: a warning, not an error with a traceback.
+    cancelled = [json.loads(line) for line in err.splitlines() if "cancelled at shutdown" in line]
+    assert [c["level"] for c in cancelled] == ["warning"], err
     assert "Traceback" not in err, err
