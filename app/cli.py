@@ -92,7 +92,7 @@ def serve(host: str | None, port: int | None, no_migrate: bool, workers: int | N
 
     SIGTERM and Ctrl-C alike stop accepting, let in-flight requests finish (for at most
     TOKENLEDGER_SHUTDOWN_TIMEOUT seconds), then stop the workers and the embedded
-    PostgreSQL."""
+    PostgreSQL. Workers whose parent is gone (SIGKILL) stop the same way by themselves."""
     import uvicorn
 
     from app.http.app import create_app
@@ -154,6 +154,7 @@ def _serve_workers(settings: Settings, url: str, count: int) -> None:
         port=settings.port,
         read_timeout=settings.http_read_timeout,
         max_head_bytes=settings.http_max_header_bytes,
+        parent_pid=os.getpid(),
         **_uvicorn_options(settings),
     )
 

@@ -3,7 +3,8 @@ it, lets an in-flight request finish, then stops the workers and the embedded
 PostgreSQL, and the process exits 0. SIGTERM once left the embedded server running.
 
 Stopping in bounded time: an open /audit/stream tail (a minute long) is cancelled after
-TOKENLEDGER_SHUTDOWN_TIMEOUT."""
+TOKENLEDGER_SHUTDOWN_TIMEOUT; and workers whose supervisor was killed (SIGKILL, which
+it cannot pass on) stop by themselves instead of serving on unsupervised."""
 
 from __future__ import annotations
 
@@ -214,3 +215,23 @@ async def test_sigterm_with_an_open_audit_tail_stops_within_the_shutdown_timeout
     cancelled = [json.loads(line) for line in err.splitlines() if "cancelled at shutdown" in line]
     assert [c["level"] for c in cancelled] == ["warning"], err
     assert "Traceback" not in err, err
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(
+    database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    async with _serve(tmp_path, port, 2, {"DATABASE_URL": database_url}) as served:
+        workers = served.tree
+        assert len(workers) >= 2  # two workers (and multiprocessing's resource tracker)
+        assert _answers(port)
+
+        served.process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        # Polling for the workers to be gone, not sleeping for a time.
+        while _answers(port) or any(_alive(w.pid) for w in workers):
+            assert time.monotonic() - killed < 5, (
+                f"answering: {_answers(port)}, alive: {[w.pid for w in workers if _alive(w.pid)]}"
+            )
+            await asyncio.sleep(0.1)
+        assert "the supervisor is gone" in served.log.read_text()
