@@ -42,78 +42,6 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-async def test_sigterm_drains_and_stops_the_embedded_postgres(tmp_path: Path, workers: int) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    script = tokenledger_script()
-    assert script is not None
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["TOKENLEDGER_DATA_DIR"] = str(tmp_path / "data")
-    process = await asyncio.create_subprocess_exec(
-        script,
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    postmaster = tmp_path / "data" / "pgdata" / "postmaster.pid"
-    try:
-        async with httpx.AsyncClient(base_url=base) as http:
-            deadline = time.monotonic() + 120
-            ready = None
-            while ready is None or ready.status_code != 200:
-                assert time.monotonic() < deadline, "serve did not become ready"
-                assert process.returncode is None, "serve exited"
-                try:
-                    ready = await http.get("/readyz")
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-        postgres_pid = int(postmaster.read_text().splitlines()[0])
-        assert _alive(postgres_pid)
-
-        # A request in flight: its head and half its body sent when SIGTERM comes.
-        body = b"grant_type=refresh_token&refresh_token=nothing-of-the-sort"
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
-            b"POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: application/x-www-form-urlencoded\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10]
-        )
-        await writer.drain()
-        await asyncio.sleep(0.3)
-        stopping = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(1.0)
-        writer.write(body[10:])
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), timeout=10)
-        writer.close()
-        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
-        assert b'"invalid_client"' in answer  # answered whole, by the app
-
-        await asyncio.wait_for(process.wait(), timeout=15)
-        took = time.monotonic() - stopping
-    finally:
-        if process.returncode is None:
-            process.kill()
-        err = (await process.stderr.read()).decode() if process.stderr else ""
-    assert process.returncode == 0, err
-    assert took < 15
-    assert not postmaster.exists(), "the embedded PostgreSQL was left running"
-    # The postmaster removes its pid file on its way out; give it a moment to be gone.
-    for _ in range(100):
-        if not _alive(postgres_pid):
-            break
-        await asyncio.sleep(0.1)
-    assert not _alive(postgres_pid)
-    assert "Traceback" not in err, err
-
-
 class Served:
     """A ``tokenledger serve`` process; its log goes to a file (a pipe would stay open,
     and ``wait()`` with it, while any worker lives)."""
@@ -139,7 +67,8 @@ class Served:
 async def _serve(
     tmp_path: Path, port: int, workers: int, env: dict[str, str]
 ) -> AsyncIterator[Served]:
-    """``tokenledger serve`` on ``port`` with ``env`` added, once every worker is ready."""
+    """``tokenledger serve`` on ``port`` with environment ``env``, once every worker is
+    ready (the embedded PostgreSQL, without DATABASE_URL, may take a while to start)."""
     script = tokenledger_script()
     assert script is not None
     log = tmp_path / "serve.log"
@@ -151,13 +80,13 @@ async def _serve(
             str(port),
             "--workers",
             str(workers),
-            env={**os.environ, "TOKENLEDGER_ISSUER": f"http://127.0.0.1:{port}", **env},
+            env=env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=err,
         )
     served = Served(process, log)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         # Polling for readiness (each worker logs it once its startup is done).
         while served.readies() < workers:
             assert time.monotonic() < deadline, "serve did not become ready"
@@ -179,6 +108,51 @@ def _answers(port: int) -> bool:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+async def test_sigterm_drains_and_stops_the_embedded_postgres(tmp_path: Path, workers: int) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["TOKENLEDGER_DATA_DIR"] = str(tmp_path / "data")
+    postmaster = tmp_path / "data" / "pgdata" / "postmaster.pid"
+    async with _serve(tmp_path, port, workers, env) as served:
+        postgres_pid = int(postmaster.read_text().splitlines()[0])
+        assert _alive(postgres_pid)
+
+        # A request in flight: its head and half its body sent when SIGTERM comes.
+        body = b"grant_type=refresh_token&refresh_token=nothing-of-the-sort"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10]
+        )
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        stopping = time.monotonic()
+        served.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1.0)
+        writer.write(body[10:])
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert b'"invalid_client"' in answer  # answered whole, by the app
+
+        await asyncio.wait_for(served.process.wait(), timeout=15)
+        took = time.monotonic() - stopping
+    err = served.log.read_text()
+    assert served.process.returncode == 0, err
+    assert took < 15
+    assert not postmaster.exists(), "the embedded PostgreSQL was left running"
+    # The postmaster removes its pid file on its way out; give it a moment to be gone.
+    for _ in range(100):
+        if not _alive(postgres_pid):
+            break
+        await asyncio.sleep(0.1)
+    assert not _alive(postgres_pid)
+    assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_sigterm_with_an_open_audit_tail_stops_within_the_shutdown_timeout(
     database_url: str, pool: Pool, tmp_path: Path, workers: int
 ) -> None:
@@ -191,7 +165,7 @@ async def test_sigterm_with_an_open_audit_tail_stops_within_the_shutdown_timeout
             {"actor": "operator", "client_ip": None, "request_id": None, "user_agent": "test"},
         )
     port = free_port()
-    env = {"DATABASE_URL": database_url, "TOKENLEDGER_SHUTDOWN_TIMEOUT": str(timeout)}
+    env = {**os.environ, "DATABASE_URL": database_url, "TOKENLEDGER_SHUTDOWN_TIMEOUT": str(timeout)}
     async with (
         _serve(tmp_path, port, workers, env) as served,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=90) as http,
@@ -221,7 +195,8 @@ async def test_workers_stop_when_their_supervisor_is_killed(
     database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    async with _serve(tmp_path, port, 2, {"DATABASE_URL": database_url}) as served:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    async with _serve(tmp_path, port, 2, env) as served:
         workers = served.tree
         assert len(workers) >= 2  # two workers (and multiprocessing's resource tracker)
         assert _answers(port)
