@@ -115,8 +115,9 @@ def main(project: str | None) -> None:
 def serve(host: str | None, port: int | None, no_migrate: bool, workers: int | None) -> None:
     """Migrate the database and serve HTTP (embedded PostgreSQL without DATABASE_URL).
 
-    SIGTERM and Ctrl-C alike stop accepting, let in-flight requests finish, then stop
-    the workers and the embedded PostgreSQL."""
+    SIGTERM and Ctrl-C alike stop accepting, let in-flight requests finish (for at most
+    TOKENLEDGER_SHUTDOWN_TIMEOUT seconds), then stop the workers and the embedded
+    PostgreSQL. Workers whose parent is gone (SIGKILL) stop the same way by themselves."""
     import uvicorn
 
     from app.http.app import create_app
@@ -176,15 +177,10 @@ def _serve_workers(settings: Settings, url: str, count: int) -> None:
         workers=count,
         host=settings.host,
         port=settings.port,
-        access_log=False,
-        log_level="warning",
-        log_config=None,
-        proxy_headers=False,
-        timeout_keep_alive=settings.http_keep_alive_timeout,
-        limit_concurrency=settings.http_limit_concurrency,
-        h11_max_incomplete_event_size=settings.http_max_header_bytes,
         read_timeout=settings.http_read_timeout,
         max_head_bytes=settings.http_max_header_bytes,
+        parent_pid=os.getpid(),
+        **_uvicorn_options(settings),
     )
 
     class Supervisor(Multiprocess):
@@ -256,16 +252,27 @@ def uvicorn_config(
         app,
         host=host or settings.host,
         port=port or settings.port,
-        access_log=False,
-        log_level="warning",
-        log_config=None,  # uvicorn's records go to the root logger: JSON like ours
-        # X-Forwarded-* are handled by app/http/proxies.py, from trusted proxies only.
-        proxy_headers=False,
-        timeout_keep_alive=settings.http_keep_alive_timeout,
-        limit_concurrency=settings.http_limit_concurrency,
-        h11_max_incomplete_event_size=settings.http_max_header_bytes,
         http=read_timeout_protocol(settings.http_read_timeout, settings.http_max_header_bytes),
+        **_uvicorn_options(settings),
     )
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What one process and ``--workers N`` alike pass to uvicorn (one list, so that a
+    limit cannot be set for one and forgotten for the other)."""
+    return {
+        "access_log": False,
+        "log_level": "warning",
+        "log_config": None,  # uvicorn's records go to the root logger: JSON like ours
+        # X-Forwarded-* are handled by app/http/proxies.py, from trusted proxies only.
+        "proxy_headers": False,
+        "timeout_keep_alive": settings.http_keep_alive_timeout,
+        "limit_concurrency": settings.http_limit_concurrency,
+        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
+        # Then open requests (a live tail runs a minute) are cancelled, and the
+        # lifespan's shutdown (the final seal, the pool) still runs.
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
+    }
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -51,6 +52,7 @@ def configure(
     )
     handler = logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
+    handler.addFilter(_cancelled_at_shutdown)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             # Records from the standard library: named after their logger, e.g. psycopg.pool.
@@ -67,6 +69,22 @@ def configure(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def _cancelled_at_shutdown(record: logging.LogRecord) -> bool:
+    """uvicorn cancels the requests still open when the shutdown timeout has passed (a
+    live tail on /audit/stream runs a minute) and logs each as "Exception in ASGI
+    application" with a traceback: that is the timeout doing its work, not a bug, so it
+    is one line without the traceback."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if (
+        record.name == "uvicorn.error"
+        and isinstance(exc, asyncio.CancelledError)
+        and "graceful shutdown" in str(exc)
+    ):
+        record.msg, record.args, record.exc_info = "open request cancelled at shutdown", (), None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
 
 
 log = structlog.get_logger("tokenledger.http")

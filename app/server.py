@@ -6,11 +6,18 @@ connection, and enough of them hold the server (slowloris). This protocol gives 
 request a deadline from its first byte (or from the connection's opening) until its
 last, and closes the connection when it passes. It also caps the size of a request's
 head (URL and headers), which uvicorn does for h11 but not for httptools.
+
+And what a worker process of ``serve --workers N`` runs: its config, its app, and a
+watch on its supervisor, so that a worker does not outlive it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import threading
+import time
 from typing import Any
 
 import httptools
@@ -85,17 +92,55 @@ def read_timeout_protocol(seconds: float, max_head_bytes: int) -> type[ReadTimeo
 class WorkerConfig(uvicorn.Config):
     """uvicorn's config for ``serve --workers N``: it is pickled to each worker process,
     where a class made by :func:`read_timeout_protocol` could not follow, so the protocol
-    class is made in :meth:`load`, which runs in the worker."""
+    class is made in :meth:`load`, which runs in the worker; so does the watch on the
+    parent (``parent_pid``, the supervisor's pid, taken in the parent)."""
 
-    def __init__(self, *args: Any, read_timeout: float, max_head_bytes: int, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        read_timeout: float,
+        max_head_bytes: int,
+        parent_pid: int,
+        **kwargs: Any,
+    ):
         kwargs["http"] = "httptools"
         super().__init__(*args, **kwargs)
         self.read_timeout = read_timeout
         self.max_head_bytes = max_head_bytes
+        self.parent_pid = parent_pid
 
     def load(self) -> None:
         super().load()
         self.http_protocol_class = read_timeout_protocol(self.read_timeout, self.max_head_bytes)
+        watch_parent(self.parent_pid)
+
+
+PARENT_WATCH_SECONDS = 0.2
+
+
+def watch_parent(parent_pid: int, interval: float = PARENT_WATCH_SECONDS) -> threading.Thread:
+    """Stop this worker when its supervisor is gone.
+
+    A supervisor killed with SIGKILL cannot stop its workers, and they would go on
+    serving on the shared socket, unsupervised and unseen by whatever restarts the
+    server (a second one then fails to bind, or two run at once). A worker is
+    reparented when its parent dies, so its parent pid changes: then it sends itself
+    SIGTERM, which uvicorn handles as it does the supervisor's (stop accepting, drain
+    for at most the shutdown timeout, run the lifespan's shutdown).
+
+    A thread that polls, rather than Linux's ``PR_SET_PDEATHSIG``: that signal follows
+    the *thread* that started the worker, not the process, and it is Linux only.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        log.warning("the supervisor is gone: stopping", parent_pid=parent_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def worker_app() -> Any:

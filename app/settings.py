@@ -106,6 +106,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     http_read_timeout: int = 10  # seconds to read a whole request (app/server.py)
     http_limit_concurrency: int = 1000
     http_max_header_bytes: int = 16 * 1024
+    # At SIGTERM, open requests get this many seconds to finish before they are cancelled
+    # (an /audit/stream tail would otherwise hold the stop up for its whole minute); kept
+    # under a container engine's grace period (compose.yaml: 20 s) so the final seal and
+    # the embedded PostgreSQL's stop still run.
+    shutdown_timeout: int = 10
     # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (app/http/proxies.py):
     # addresses or CIDR blocks; none by default, so the TCP peer is the client.
     trusted_proxies: tuple[str, ...] = ()
@@ -150,6 +155,7 @@ _INT_SETTINGS = {
     "TOKENLEDGER_HTTP_READ_TIMEOUT": "http_read_timeout",
     "TOKENLEDGER_HTTP_LIMIT_CONCURRENCY": "http_limit_concurrency",
     "TOKENLEDGER_HTTP_MAX_HEADER_BYTES": "http_max_header_bytes",
+    "TOKENLEDGER_SHUTDOWN_TIMEOUT": "shutdown_timeout",
     "TOKENLEDGER_SEAL_INTERVAL": "seal_interval",
     "TOKENLEDGER_KEY_PUBLISH_DELAY": "key_publish_delay",
     "TOKENLEDGER_KEY_REFRESH_INTERVAL": "key_refresh_interval",

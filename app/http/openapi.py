@@ -224,7 +224,7 @@ DOCUMENT: dict[str, Any] = {
                     "400": _error("invalid_redirect_uri, invalid_client_metadata"),
                     "401": _error("invalid_token: the initial access token is missing or wrong"),
                     "413": _error("the body is too large"),
-                    "429": _error("too many registrations from this address"),
+                    "429": _error("temporarily_unavailable: too many registrations"),
                     "503": _unavailable(),
                 },
             }

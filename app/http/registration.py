@@ -18,7 +18,6 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Request, Response, post
-from litestar.exceptions import HTTPException
 
 from app.http import forms
 from app.http.context import Context, project_of
@@ -27,7 +26,7 @@ from app.http.event_metadata import event_metadata
 from app.settings import Settings
 from app.usecases import registration
 from ledger.client_metadata import AuthMethod, ClientMetadata, validate_client_metadata
-from ledger.errors import InvalidClientMetadata, InvalidToken
+from ledger.errors import InvalidClientMetadata, InvalidToken, TooManyRequests
 
 MAX_BODY = 16 * 1024
 
@@ -140,10 +139,11 @@ async def register(request: Request[Any, Any, Any]) -> Response[bytes]:
             )
         except registration.RegistrationThrottled as exc:
             log.warning("registration throttled", address=address)
-            raise HTTPException(
-                status_code=429,
-                detail="too many registrations from this address; try again later",
-                headers={"Retry-After": str(exc.retry_after)},
+            # RFC 7591 §3.2.2 has no code for it: the token endpoint's 429 (RFC 6585 §4,
+            # `temporarily_unavailable` and Retry-After) tells a client to back off.
+            raise TooManyRequests(
+                "too many registrations from this address; try again later",
+                retry_after=exc.retry_after,
             ) from None
         except registration.Rejected as exc:
             # The decider's own checks, which validation above already covers.

@@ -21,6 +21,7 @@ from authlib.deprecate import AuthlibDeprecationWarning
 from tests.e2e.browser import sign_in_and_allow
 from tests.e2e.cli import run_cli, tokenledger_script
 from tests.e2e.conftest import PASSWORD, LiveUser
+from tests.support.authorization import authorized
 
 with warnings.catch_warnings():
     # Authlib asks for its httpx2 fork; plain httpx is what the project tests with.
@@ -71,35 +72,20 @@ async def test_code_flow_rotation_and_reuse_with_authlib(
     assert metadata["code_challenge_methods_supported"] == ["S256"]
     assert metadata["authorization_response_iss_parameter_supported"] is True
 
-    async with (
-        AsyncOAuth2Client(
-            client_id=live_client_id,
-            token_endpoint_auth_method="none",
-            scope="mcp",
-            redirect_uri=REDIRECT_URI,
-            code_challenge_method="S256",
-        ) as oauth,
-        httpx.AsyncClient(follow_redirects=False) as browser,
-    ):
-        verifier = generate_token(64)
-        url, state = oauth.create_authorization_url(
-            metadata["authorization_endpoint"], code_verifier=verifier
-        )
-        assert "code_challenge_method=S256" in url
-
-        location = await sign_in_and_allow(browser, url, live_user.username, PASSWORD)
-
-        assert location.startswith(REDIRECT_URI + "?")
-        answer = query(location)
-        assert answer["state"] == state
+    async with authorized(
+        metadata["authorization_endpoint"],
+        live_client_id,
+        REDIRECT_URI,
+        live_user.username,
+        PASSWORD,
+    ) as grant:
+        assert "code_challenge_method=S256" in grant.url
+        assert grant.location.startswith(REDIRECT_URI + "?")
+        answer = query(grant.location)
+        assert answer["state"] == grant.state
         assert answer["iss"] == metadata["issuer"]  # RFC 9207 §2.4
 
-        first = await oauth.fetch_token(
-            metadata["token_endpoint"],
-            authorization_response=location,
-            code_verifier=verifier,
-            state=state,
-        )
+        first = await grant.exchange(metadata["token_endpoint"])
         assert first["token_type"].lower() == "bearer"
         assert isinstance(first["expires_in"], int)
         assert first["expires_in"] > 0
@@ -112,16 +98,11 @@ async def test_code_flow_rotation_and_reuse_with_authlib(
 
         # The same code a second time: refused (RFC 6749 §4.1.2).
         with pytest.raises(OAuthError) as replayed:
-            await oauth.fetch_token(
-                metadata["token_endpoint"],
-                authorization_response=location,
-                code_verifier=verifier,
-                state=state,
-            )
+            await grant.exchange(metadata["token_endpoint"])
         assert replayed.value.error == "invalid_grant"
         # ...and the family of the first redemption goes with it.
         with pytest.raises(OAuthError) as after_replay:
-            await oauth.refresh_token(
+            await grant.oauth.refresh_token(
                 metadata["token_endpoint"], refresh_token=first["refresh_token"]
             )
         assert after_replay.value.error == "invalid_grant"
@@ -131,27 +112,15 @@ async def test_rotation_then_reuse_revokes_the_family(
     live_server: str, live_client_id: str, live_user: LiveUser
 ) -> None:
     metadata = await discover(live_server)
-    async with (
-        AsyncOAuth2Client(
-            client_id=live_client_id,
-            token_endpoint_auth_method="none",
-            scope="mcp",
-            redirect_uri=REDIRECT_URI,
-            code_challenge_method="S256",
-        ) as oauth,
-        httpx.AsyncClient(follow_redirects=False) as browser,
-    ):
-        verifier = generate_token(64)
-        url, state = oauth.create_authorization_url(
-            metadata["authorization_endpoint"], code_verifier=verifier
-        )
-        location = await sign_in_and_allow(browser, url, live_user.username, PASSWORD)
-        first = await oauth.fetch_token(
-            metadata["token_endpoint"],
-            authorization_response=location,
-            code_verifier=verifier,
-            state=state,
-        )
+    async with authorized(
+        metadata["authorization_endpoint"],
+        live_client_id,
+        REDIRECT_URI,
+        live_user.username,
+        PASSWORD,
+    ) as grant:
+        oauth = grant.oauth
+        first = await grant.exchange(metadata["token_endpoint"])
         second = await oauth.refresh_token(
             metadata["token_endpoint"], refresh_token=first["refresh_token"]
         )
@@ -189,27 +158,15 @@ async def test_wrong_verifier_is_refused_over_http(
     live_server: str, live_client_id: str, live_user: LiveUser
 ) -> None:
     metadata = await discover(live_server)
-    async with (
-        AsyncOAuth2Client(
-            client_id=live_client_id,
-            token_endpoint_auth_method="none",
-            scope="mcp",
-            redirect_uri=REDIRECT_URI,
-            code_challenge_method="S256",
-        ) as oauth,
-        httpx.AsyncClient(follow_redirects=False) as browser,
-    ):
-        url, state = oauth.create_authorization_url(
-            metadata["authorization_endpoint"], code_verifier=generate_token(64)
-        )
-        location = await sign_in_and_allow(browser, url, live_user.username, PASSWORD)
+    async with authorized(
+        metadata["authorization_endpoint"],
+        live_client_id,
+        REDIRECT_URI,
+        live_user.username,
+        PASSWORD,
+    ) as grant:
         with pytest.raises(OAuthError) as refused:
-            await oauth.fetch_token(
-                metadata["token_endpoint"],
-                authorization_response=location,
-                code_verifier=generate_token(64),
-                state=state,
-            )
+            await grant.exchange(metadata["token_endpoint"], code_verifier=generate_token(64))
         assert refused.value.error == "invalid_grant"
 
 

@@ -8,19 +8,11 @@ code without repeating ``redirect_uri`` (OAuth 2.1), and refresh with rotation.
 
 from __future__ import annotations
 
-import warnings
-
 import httpx
-from authlib.common.security import generate_token
-from authlib.deprecate import AuthlibDeprecationWarning
 
-from tests.e2e.browser import sign_in_and_allow
 from tests.e2e.conftest import PASSWORD, LiveUser
 from tests.e2e.test_flow import discover, query, verified_claims
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
-    from authlib.integrations.httpx_client import AsyncOAuth2Client
+from tests.support.authorization import authorized
 
 REGISTERED_URI = "http://localhost/callback"  # Claude Code's shape; any port at authorize
 REDIRECT_URI = "http://localhost:53999/callback"
@@ -48,23 +40,11 @@ async def test_register_then_code_flow_and_refresh(live_server: str, live_user: 
     assert registered["redirect_uris"] == [REGISTERED_URI]
     client_id = registered["client_id"]
 
-    async with (
-        AsyncOAuth2Client(
-            client_id=client_id,
-            token_endpoint_auth_method="none",
-            scope="mcp",
-            redirect_uri=REDIRECT_URI,
-            code_challenge_method="S256",
-        ) as oauth,
-        httpx.AsyncClient(follow_redirects=False) as browser,
-    ):
-        verifier = generate_token(64)
-        url, state = oauth.create_authorization_url(
-            metadata["authorization_endpoint"], code_verifier=verifier
-        )
-        location = await sign_in_and_allow(browser, url, live_user.username, PASSWORD)
-        assert location.startswith(REDIRECT_URI + "?")
-        code = query(location)["code"]
+    async with authorized(
+        metadata["authorization_endpoint"], client_id, REDIRECT_URI, live_user.username, PASSWORD
+    ) as grant:
+        assert grant.location.startswith(REDIRECT_URI + "?")
+        code = query(grant.location)["code"]
 
         # OAuth 2.1 §4.1.3: the token request need not repeat redirect_uri.
         async with httpx.AsyncClient() as http:
@@ -73,18 +53,18 @@ async def test_register_then_code_flow_and_refresh(live_server: str, live_user: 
                 data={
                     "grant_type": "authorization_code",
                     "code": code,
-                    "code_verifier": verifier,
+                    "code_verifier": grant.verifier,
                     "client_id": client_id,
                 },
             )
         assert exchanged.status_code == 200, exchanged.text
         first = exchanged.json()
-        assert state
+        assert grant.state
         claims = await verified_claims(first["access_token"], metadata, live_server)
         assert claims["client_id"] == client_id
         assert claims["sub"] == live_user.user_id
 
-        second = await oauth.refresh_token(
+        second = await grant.oauth.refresh_token(
             metadata["token_endpoint"], refresh_token=first["refresh_token"]
         )
         assert second["refresh_token"] != first["refresh_token"]  # rotated

@@ -4,22 +4,15 @@ on the same use case as POST /oauth/revoke, against a live server's families."""
 from __future__ import annotations
 
 import hashlib
-import warnings
 from typing import Any
 
 import httpx
 import pytest
-from authlib.common.security import generate_token
-from authlib.deprecate import AuthlibDeprecationWarning
 
 from tests.conftest import Pool
-from tests.e2e.browser import sign_in_and_allow
 from tests.e2e.cli import run_cli, tokenledger_script
 from tests.e2e.conftest import PASSWORD, LiveUser
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
-    from authlib.integrations.httpx_client import AsyncOAuth2Client
+from tests.support.authorization import authorized
 
 pytestmark = pytest.mark.skipif(
     tokenledger_script() is None, reason="the tokenledger script is not installed"
@@ -30,27 +23,10 @@ REDIRECT_URI = "http://127.0.0.1:53682/callback"
 
 async def new_family(issuer: str, client_id: str, username: str) -> dict[str, Any]:
     """A fresh grant through the real pages: the token response."""
-    async with (
-        AsyncOAuth2Client(
-            client_id=client_id,
-            token_endpoint_auth_method="none",
-            scope="mcp",
-            redirect_uri=REDIRECT_URI,
-            code_challenge_method="S256",
-        ) as oauth,
-        httpx.AsyncClient(follow_redirects=False) as browser,
-    ):
-        verifier = generate_token(64)
-        url, state = oauth.create_authorization_url(
-            f"{issuer}/oauth/authorize", code_verifier=verifier
-        )
-        location = await sign_in_and_allow(browser, url, username, PASSWORD)
-        token: dict[str, Any] = await oauth.fetch_token(
-            f"{issuer}/oauth/token",
-            authorization_response=location,
-            code_verifier=verifier,
-            state=state,
-        )
+    async with authorized(
+        f"{issuer}/oauth/authorize", client_id, REDIRECT_URI, username, PASSWORD
+    ) as grant:
+        token: dict[str, Any] = await grant.exchange(f"{issuer}/oauth/token")
         return token
 
 

@@ -52,8 +52,8 @@ async def _serve(database_url: str, issuer: str) -> asyncio.subprocess.Process:
         "serve",
         "--port",
         issuer.rsplit(":", 1)[1],
-        # One process, so SIGKILL takes the whole server down at once (with workers, the
-        # parent's death would leave its workers serving).
+        # One process, so SIGKILL takes the whole server down at once (workers whose
+        # parent is killed stop too, but gracefully: they would finish what is in flight).
         "--workers",
         "1",
         env={

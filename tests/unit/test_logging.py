@@ -71,3 +71,35 @@ def test_every_line_is_one_json_object_from_structlog_and_the_standard_library()
     assert failure["event"] == "stdlib failure"
     assert failure["level"] == "error"
     assert "ZeroDivisionError" in failure["exception"]
+
+
+CANCELLED = r"""
+import asyncio
+import logging
+
+from app.logging import configure
+
+configure(json_output=True)
+for exc in (
+    asyncio.CancelledError("Task cancelled, timeout graceful shutdown exceeded"),
+    RuntimeError("a real failure"),
+):
+    try:
+        raise exc
+    except BaseException:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application\n")
+"""
+
+
+def test_a_request_cancelled_by_the_shutdown_timeout_is_a_warning_without_a_traceback() -> None:
+    """uvicorn logs each request it cancels at the shutdown timeout as an error with a
+    traceback; that is the timeout working (an open /audit/stream), not a bug."""
+    done = subprocess.run(
+        [sys.executable, "-c", CANCELLED], capture_output=True, text=True, timeout=60, check=True
+    )
+    cancelled, failure = (json.loads(line) for line in done.stderr.splitlines())
+    assert cancelled["event"] == "open request cancelled at shutdown"
+    assert cancelled["level"] == "warning"
+    assert "exception" not in cancelled
+    assert failure["level"] == "error"
+    assert "a real failure" in failure["exception"]

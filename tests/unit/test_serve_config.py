@@ -19,6 +19,7 @@ def test_serve_passes_sane_limits_to_uvicorn_by_default() -> None:
     assert issubclass(config.http, ReadTimeoutProtocol)
     assert config.http.read_timeout == 10
     assert config.http.max_head_bytes == 16 * 1024
+    assert config.timeout_graceful_shutdown == 10
 
 
 def test_serve_limits_come_from_the_environment() -> None:
@@ -28,6 +29,7 @@ def test_serve_limits_come_from_the_environment() -> None:
             "TOKENLEDGER_HTTP_LIMIT_CONCURRENCY": "50",
             "TOKENLEDGER_HTTP_MAX_HEADER_BYTES": "8192",
             "TOKENLEDGER_HTTP_READ_TIMEOUT": "3",
+            "TOKENLEDGER_SHUTDOWN_TIMEOUT": "4",
         }
     )
     config = uvicorn_config(object(), settings, host="127.0.0.2", port=9000)
@@ -37,6 +39,7 @@ def test_serve_limits_come_from_the_environment() -> None:
     assert issubclass(config.http, ReadTimeoutProtocol)
     assert (config.http.read_timeout, config.http.max_head_bytes) == (3, 8192)
     assert (config.host, config.port) == ("127.0.0.2", 9000)
+    assert config.timeout_graceful_shutdown == 4
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "many"])
