@@ -111,12 +111,13 @@ async def test_projects_add_list_show_disable(database_url: str) -> None:
     status, out, err = await run_cli(["projects", "show", project], database_url, env=env)
     assert status == 0, err
     assert out.startswith(f"{project}\tTenant\tactive, added ")
-    assert out.rstrip().endswith("\tserved")
+    assert out.splitlines()[0].endswith("\tserved")
+    assert "  access token lifetime: 3600 s (server)" in out.splitlines()
     status, _, err = await run_cli(["projects", "disable", project], database_url)
     assert status == 0, err
     _, out, _ = await run_cli(["projects", "show", project], database_url)
     assert "\tdisabled " in out
-    assert out.rstrip().endswith("\tnot served")
+    assert out.splitlines()[0].endswith("\tnot served")
     status, _, err = await run_cli(["projects", "show", "nope-" + project], database_url)
     assert status == 1
     assert "no such project" in err
