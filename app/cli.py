@@ -1369,16 +1369,12 @@ def audit_export(
                 transient=not sys.stderr.isatty(),
             ) as progress:
                 task = progress.add_task("exporting events", total=total)
-                buffer = bytearray()
-                async for event in audit_cases.stream_events(conn, where, Checkpoint()):
-                    buffer += msgspec.json.encode(event) + b"\n"
-                    done += 1
-                    if len(buffer) >= 65536:
-                        out.write(buffer)
-                        buffer.clear()
-                        progress.update(task, completed=done)
-                out.write(buffer)
-                progress.update(task, completed=done)
+                encoder = msgspec.json.Encoder()
+                batches = audit_cases.stream_event_batches(conn, where, Checkpoint())
+                async for events in batches:
+                    out.write(encoder.encode_lines(events))
+                    done += len(events)
+                    progress.update(task, completed=done)
         return done
 
     count = _with_database(_settings(), work, read_only=True)

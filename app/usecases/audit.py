@@ -107,6 +107,12 @@ def stream_events(
     return store.stream_logged(conn, after, where)
 
 
+def stream_event_batches(
+    conn: psycopg.AsyncConnection[Any], where: EventFilter, after: Checkpoint
+) -> AsyncIterator[list[LoggedEvent]]:
+    return store.stream_logged_batches(conn, after, where)
+
+
 # --- one family's life -----------------------------------------------------------------
 
 
