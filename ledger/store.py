@@ -366,6 +366,22 @@ _LOGGED_COLUMNS = (
 )
 
 
+# An event's NDJSON line, built by the database: exactly what msgspec makes of its
+# LoggedEvent (the same keys in the same order; strings escaped by to_json, as msgspec
+# does; data and metadata as their stored text; recorded_at in RFC 3339 as msgspec
+# writes a datetime: microseconds only when not zero, "Z" for a zero offset). An export
+# then costs Python no work per event: it forwards the lines a fetch at a time.
+_LINE_COLUMN = """concat(
+    '{"cursor":"', tx, '-', position, '","position":', position, ',"tx":', tx,
+    ',"stream_id":', to_json(stream_id), ',"version":', version, ',"type":', to_json(type),
+    ',"schema_version":', schema_version,
+    ',"recorded_at":"', to_char(recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS'),
+    case when to_char(recorded_at, 'US') <> '000000' then to_char(recorded_at, '.US') end,
+    case when to_char(recorded_at, 'TZH:TZM') = '+00:00' then 'Z'
+        else to_char(recorded_at, 'TZH:TZM') end,
+    '","data":', data, ',"metadata":', metadata, ',"hash":"', encode(hash, 'hex'), '"}')"""
+
+
 def format_cursor(checkpoint: Checkpoint) -> str:
     return f"{checkpoint.tx}-{checkpoint.position}"
 
@@ -439,6 +455,21 @@ async def stream_logged_batches(
         await cur.execute(query, params)
         while rows := await cur.fetchmany(batch):
             yield [_logged(row) for row in rows]
+
+
+async def stream_ndjson(
+    conn: psycopg.AsyncConnection[Any], after: Checkpoint, where: EventFilter, batch: int = 2000
+) -> AsyncIterator[bytes]:
+    """:func:`stream_logged`'s events as NDJSON, a fetch (``batch`` whole lines) at a
+    time; each line is the JSON of the event's :class:`LoggedEvent`."""
+    async with conn.transaction(), conn.cursor(name="tokenledger_audit_ndjson") as cur:
+        await _long_read(conn)
+        sparse = await is_sparse(conn, where)
+        query, params = _below_horizon(_LINE_COLUMN, after, where, None, sparse=sparse)
+        await cur.execute(query, params)
+        while rows := await cur.fetchmany(batch):
+            rows.append(("",))
+            yield "\n".join([row[0] for row in rows]).encode()
 
 
 def checkpoint_of(event: RecordedEvent) -> Checkpoint:

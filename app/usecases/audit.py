@@ -107,10 +107,11 @@ def stream_events(
     return store.stream_logged(conn, after, where)
 
 
-def stream_event_batches(
+def stream_ndjson(
     conn: psycopg.AsyncConnection[Any], where: EventFilter, after: Checkpoint
-) -> AsyncIterator[list[LoggedEvent]]:
-    return store.stream_logged_batches(conn, after, where)
+) -> AsyncIterator[bytes]:
+    """The events as NDJSON (each line an event's JSON), in chunks of whole lines."""
+    return store.stream_ndjson(conn, after, where)
 
 
 # --- one family's life -----------------------------------------------------------------
