@@ -158,7 +158,7 @@ def wrk(
     expected responses (once.lua) give the rate of those over the run's duration."""
     c, d = connections or args.connections, duration or args.duration
     if GENERATOR == "wrk":
-        command = ["wrk", f"-t{THREADS}", f"-c{c}", f"-d{d}s", "--timeout", "10s"]
+        command = ["wrk", f"-t{min(THREADS, c)}", f"-c{c}", f"-d{d}s", "--timeout", "10s"]
         command += ["-s", str(WRK / script), url, "--", *script_args]
     else:  # the same scripts in Python, in a process of its own
         command = [sys.executable, "-m", "bench.loadgen", "-c", str(c), "-d", str(d)]
@@ -218,10 +218,24 @@ def process(
 
 
 def rss_peak_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
+    """The highest peak RSS of ``pid`` and its children: `tokenledger serve` answers in
+    worker processes, its own process only supervises them."""
+    peak = 0
+    for p in [pid, *children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+    return peak
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 # --- preparation ----------------------------------------------------------------------
@@ -627,33 +641,30 @@ def audit_queries(
     args: argparse.Namespace,
     sparse_client_id: str = "bench-rs",
 ) -> dict[str, Any]:
-    paths = tmp / "audit-families"
-    paths.write_text("".join(f"/audit/families/{f}\n" for f in family_ids))
+    """Each audit query over HTTP, one at a time (its latency) and --audit-connections at
+    a time (keys ending _c1 and without): every request also records itself in the
+    auditor's stream, one committed append each, serialized on that stream."""
     header = f"Authorization: Bearer {token}"
     accept = "Accept: application/json"
-    c = args.audit_connections
-    by_family = wrk(issuer, "get.lua", [str(paths), str(THREADS), header, accept], args, c)
-    report("audit query by family", by_family)
-    paths = tmp / "audit-client"
-    paths.write_text(f"/audit/clients/{client_id}\n")
-    by_client = wrk(issuer, "get.lua", [str(paths), str(THREADS), header], args, c)
-    report("audit query by client", by_client)
-    # The log filtered by client, first page (100 events): the client of the bulk log
-    # owns nearly every stream (the dense case), bench-rs none but its own (the sparse).
-    paths = tmp / "audit-client-events"
-    paths.write_text(f"/audit/events?client_id={client_id}\n")
-    by_client_events = wrk(issuer, "get.lua", [str(paths), str(THREADS), header], args, c)
-    report("audit events?client_id (dense)", by_client_events)
-    paths = tmp / "audit-client-events-sparse"
-    paths.write_text(f"/audit/events?client_id={sparse_client_id}\n")
-    by_client_events_sparse = wrk(issuer, "get.lua", [str(paths), str(THREADS), header], args, c)
-    report("audit events?client_id (sparse)", by_client_events_sparse)
-    return {
-        "by_family": by_family,
-        "by_client": by_client,
-        "by_client_events": by_client_events,
-        "by_client_events_sparse": by_client_events_sparse,
+    queries = {
+        "by_family": "".join(f"/audit/families/{f}\n" for f in family_ids),
+        "by_client": f"/audit/clients/{client_id}\n",
+        # The log filtered by client, first page (100 events): the client of the bulk
+        # log owns nearly every stream (the dense case), bench-rs only its own (sparse).
+        "by_client_events": f"/audit/events?client_id={client_id}\n",
+        "by_client_events_sparse": f"/audit/events?client_id={sparse_client_id}\n",
     }
+    results: dict[str, Any] = {}
+    for c in (1, args.audit_connections):
+        for name, lines in queries.items():
+            paths = tmp / f"audit-{name}"
+            paths.write_text(lines)
+            threads = str(min(THREADS, c))  # wrk runs one connection on one thread
+            r = wrk(issuer, "get.lua", [str(paths), threads, header, accept], args, c)
+            key = f"{name}_c1" if c == 1 else name
+            results[key] = r
+            report(f"audit {name} (concurrency {c})", r)
+    return results
 
 
 def export(issuer: str, token: str, pid: int) -> dict[str, Any]:
@@ -852,10 +863,14 @@ def report(name: str, r: dict[str, Any]) -> None:
 
 
 AUDIT_ROWS = [
-    ("by_family", "GET /audit/families/{id}"),
-    ("by_client", "GET /audit/clients/{id}"),
-    ("by_client_events", "GET /audit/events?client_id (dense)"),
-    ("by_client_events_sparse", "GET /audit/events?client_id (sparse)"),
+    (f"{key}{suffix}", f"{label}{tail}")
+    for suffix, tail in (("_c1", ", 1 at a time"), ("", ""))
+    for key, label in [
+        ("by_family", "GET /audit/families/{id}"),
+        ("by_client", "GET /audit/clients/{id}"),
+        ("by_client_events", "GET /audit/events?client_id (dense)"),
+        ("by_client_events_sparse", "GET /audit/events?client_id (sparse)"),
+    ]
 ]
 
 
