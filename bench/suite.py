@@ -309,6 +309,13 @@ async def revoked(url: str) -> int:
         return int(row[0]) if row else 0
 
 
+async def analyze(url: str) -> None:
+    """Fresh planner statistics: a rebuild truncates and refills the read models, and
+    the server would otherwise plan on an empty token_families (until autovacuum came)."""
+    async with await connect(url) as conn:
+        await conn.execute("analyze")
+
+
 async def bulk_log(url: str, n: int, client_id: str, subject: str) -> float:
     """Append about n events (families of 4) with SQL; seconds taken."""
     families = max(1, n // 4)
@@ -567,6 +574,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 capture_output=True,
             )
             elapsed = time.perf_counter() - started
+            await analyze(url)
             scenarios["rebuild"] = {
                 "per_s": round(total / elapsed, 1),
                 "events": total,
@@ -782,6 +790,7 @@ async def run_audit(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             subprocess.run(
                 [str(BIN / "tokenledger"), *command], env=env, check=True, capture_output=True
             )
+        await analyze(url)
         families = max(1, args.log_events // 4)
         rng = secrets.SystemRandom()
         family_ids = ["bulk-1", f"bulk-{families}"]
@@ -812,7 +821,8 @@ async def run_audit(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "duration_s": args.duration,
             "audit_connections": args.audit_connections,
             "threads": THREADS,
-            "server_workers": 1,
+            # serve's default: a worker per core (the full run's settings say 1).
+            "server_workers": os.cpu_count(),
             "generator": GENERATOR,
         },
         "baselines": {},
