@@ -1417,8 +1417,8 @@ def audit_events(
     async def work(url: str) -> None:
         async with await _connect(url) as conn:
             if ndjson:
-                async for event in audit_cases.stream_events(conn, where, start):
-                    out.write(msgspec.json.encode(event) + b"\n")
+                async for chunk in audit_cases.stream_ndjson(conn, where, start):
+                    out.write(chunk)
             else:
                 page = await audit_cases.events_page(conn, where, start, limit)
                 out.write(msgspec.json.format(msgspec.json.encode(page)) + b"\n")
@@ -1458,7 +1458,6 @@ def audit_export(
     after: int | None,
 ) -> None:
     """Every matching event as NDJSON on standard output, a progress bar on stderr."""
-    import msgspec
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -1481,16 +1480,10 @@ def audit_export(
                 transient=not sys.stderr.isatty(),
             ) as progress:
                 task = progress.add_task("exporting events", total=total)
-                buffer = bytearray()
-                async for event in audit_cases.stream_events(conn, where, Checkpoint()):
-                    buffer += msgspec.json.encode(event) + b"\n"
-                    done += 1
-                    if len(buffer) >= 65536:
-                        out.write(buffer)
-                        buffer.clear()
-                        progress.update(task, completed=done)
-                out.write(buffer)
-                progress.update(task, completed=done)
+                async for chunk in audit_cases.stream_ndjson(conn, where, Checkpoint()):
+                    out.write(chunk)
+                    done += chunk.count(b"\n")  # JSON holds no raw newline
+                    progress.update(task, completed=done)
         return done
 
     count = _with_database(_settings(), work, read_only=True)

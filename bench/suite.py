@@ -158,7 +158,7 @@ def wrk(
     expected responses (once.lua) give the rate of those over the run's duration."""
     c, d = connections or args.connections, duration or args.duration
     if GENERATOR == "wrk":
-        command = ["wrk", f"-t{THREADS}", f"-c{c}", f"-d{d}s", "--timeout", "10s"]
+        command = ["wrk", f"-t{min(THREADS, c)}", f"-c{c}", f"-d{d}s", "--timeout", "10s"]
         command += ["-s", str(WRK / script), url, "--", *script_args]
     else:  # the same scripts in Python, in a process of its own
         command = [sys.executable, "-m", "bench.loadgen", "-c", str(c), "-d", str(d)]
@@ -218,10 +218,24 @@ def process(
 
 
 def rss_peak_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
+    """The highest peak RSS of ``pid`` and its children: `tokenledger serve` answers in
+    worker processes, its own process only supervises them."""
+    peak = 0
+    for p in [pid, *children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+    return peak
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 # --- preparation ----------------------------------------------------------------------
@@ -293,6 +307,13 @@ async def revoked(url: str) -> int:
         query = "select count(*) from token_families where status = 'revoked'"
         row = await (await conn.execute(query)).fetchone()
         return int(row[0]) if row else 0
+
+
+async def analyze(url: str) -> None:
+    """Fresh planner statistics: a rebuild truncates and refills the read models, and
+    the server would otherwise plan on an empty token_families (until autovacuum came)."""
+    async with await connect(url) as conn:
+        await conn.execute("analyze")
 
 
 async def bulk_log(url: str, n: int, client_id: str, subject: str) -> float:
@@ -553,6 +574,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 capture_output=True,
             )
             elapsed = time.perf_counter() - started
+            await analyze(url)
             scenarios["rebuild"] = {
                 "per_s": round(total / elapsed, 1),
                 "events": total,
@@ -625,19 +647,32 @@ def audit_queries(
     client_id: str,
     tmp: Path,
     args: argparse.Namespace,
+    sparse_client_id: str = "bench-rs",
 ) -> dict[str, Any]:
-    paths = tmp / "audit-families"
-    paths.write_text("".join(f"/audit/families/{f}\n" for f in family_ids))
+    """Each audit query over HTTP, one at a time (its latency) and --audit-connections at
+    a time (keys ending _c1 and without): every request also records itself in the
+    auditor's stream, one committed append each, serialized on that stream."""
     header = f"Authorization: Bearer {token}"
     accept = "Accept: application/json"
-    c = args.audit_connections
-    by_family = wrk(issuer, "get.lua", [str(paths), str(THREADS), header, accept], args, c)
-    report("audit query by family", by_family)
-    paths = tmp / "audit-client"
-    paths.write_text(f"/audit/clients/{client_id}\n")
-    by_client = wrk(issuer, "get.lua", [str(paths), str(THREADS), header], args, c)
-    report("audit query by client", by_client)
-    return {"by_family": by_family, "by_client": by_client}
+    queries = {
+        "by_family": "".join(f"/audit/families/{f}\n" for f in family_ids),
+        "by_client": f"/audit/clients/{client_id}\n",
+        # The log filtered by client, first page (100 events): the client of the bulk
+        # log owns nearly every stream (the dense case), bench-rs only its own (sparse).
+        "by_client_events": f"/audit/events?client_id={client_id}\n",
+        "by_client_events_sparse": f"/audit/events?client_id={sparse_client_id}\n",
+    }
+    results: dict[str, Any] = {}
+    for c in (1, args.audit_connections):
+        for name, lines in queries.items():
+            paths = tmp / f"audit-{name}"
+            paths.write_text(lines)
+            threads = str(min(THREADS, c))  # wrk runs one connection on one thread
+            r = wrk(issuer, "get.lua", [str(paths), threads, header, accept], args, c)
+            key = f"{name}_c1" if c == 1 else name
+            results[key] = r
+            report(f"audit {name} (concurrency {c})", r)
+    return results
 
 
 def export(issuer: str, token: str, pid: int) -> dict[str, Any]:
@@ -667,6 +702,135 @@ def export(issuer: str, token: str, pid: int) -> dict[str, Any]:
         "seconds": round(elapsed, 2),
         "server_peak_rss_mib_before": round(before / 1024, 1),
         "server_peak_rss_mib_after": round(rss_peak_kib(pid) / 1024, 1),
+    }
+
+
+def cli_export(env: dict[str, str]) -> dict[str, Any]:
+    """`tokenledger audit export` of the whole log, its output counted as it streams."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            [str(BIN / "tokenledger"), "audit", "export"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+        assert proc.stdout is not None
+        lines = 0
+        while chunk := proc.stdout.read(1 << 20):
+            lines += chunk.count(b"\n")
+        _, status, usage = os.wait4(proc.pid, 0)
+        stderr.seek(0)
+        err = stderr.read().decode(errors="replace")
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - started
+    return {
+        "failed": None if proc.returncode == 0 else err.strip()[-300:],
+        "per_s": round(lines / elapsed, 1),
+        "events": lines,
+        "seconds": round(elapsed, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    }
+
+
+async def run_audit(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Only the audit scenarios (``--only audit``): a log of --log-events bulk events,
+    rebuilt and sealed, then the audit queries and the exports against one server."""
+    server_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
+        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    admin_url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": "postgres"})
+    dbname = f"tokenledger_bench_{secrets.token_hex(4)}"
+    async with await connect(admin_url) as admin:
+        await admin.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+    url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": dbname})
+    log = Path(args.log)
+    print(f"database {dbname}; server logs in {log}", flush=True)
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    scenarios: dict[str, Any] = {}
+    try:
+        async with await connect(url) as conn:
+            await migrate(conn)
+            now = datetime.now(UTC)
+            client_id = "bench-public"
+            for cid, kind, uri in [
+                (client_id, "public", "http://127.0.0.1/cb"),
+                ("bench-rs", "confidential", "https://rs.example.com/cb"),
+            ]:
+                await registration.register_client(
+                    conn,
+                    client_id=cid,
+                    redirect_uris=[uri],
+                    client_type=kind,
+                    scopes=["mcp"],
+                    now=now,
+                )
+            user = await registration.register_user(
+                conn,
+                keys=await personal_keys(conn, None),
+                username="bench-user",
+                password="bench password",
+                now=now,
+            )
+            auditor = await audit.add_auditor(
+                conn, "bench", now, {"actor": "operator", "user_agent": "bench"}
+            )
+        port = free_port()
+        issuer = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "TOKENLEDGER_ISSUER": issuer,
+            "TOKENLEDGER_LOG_FORMAT": "json",
+        }
+        seconds = await bulk_log(url, args.log_events, client_id, user.user_id)
+        total = await count_events(url)
+        print(f"wrote {args.log_events} events in {seconds:.0f} s; log: {total}", flush=True)
+        for command in (["projections", "rebuild"], ["audit", "seal"]):
+            subprocess.run(
+                [str(BIN / "tokenledger"), *command], env=env, check=True, capture_output=True
+            )
+        await analyze(url)
+        families = max(1, args.log_events // 4)
+        rng = secrets.SystemRandom()
+        family_ids = ["bulk-1", f"bulk-{families}"]
+        family_ids += [f"bulk-{rng.randint(1, families)}" for _ in range(1000)]
+        serve = [str(BIN / "tokenledger"), "serve", "--port", str(port)]
+        with process(serve, env, f"{issuer}/readyz", log) as server:
+            scenarios["audit_query"] = audit_queries(
+                issuer, auditor, family_ids, client_id, tmp, args
+            ) | {"events": total}
+            scenarios["export"] = export(issuer, auditor, server.pid)
+            report(f"NDJSON export ({scenarios['export']['events']} events)", scenarios["export"])
+        scenarios["cli_export"] = cli_export(env)
+        report(
+            f"audit export CLI ({scenarios['cli_export']['events']} events)",
+            scenarios["cli_export"],
+        )
+    finally:
+        async with await connect(admin_url) as admin:
+            await admin.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname))
+            )
+    return {
+        "machine": machine(),
+        "load_average": load,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "settings": {
+            "only": "audit",
+            "duration_s": args.duration,
+            "audit_connections": args.audit_connections,
+            "threads": THREADS,
+            # serve's default: a worker per core (the full run's settings say 1).
+            "server_workers": os.cpu_count(),
+            "generator": GENERATOR,
+        },
+        "baselines": {},
+        "scenarios": scenarios,
+        "notes": [
+            "only the audit scenarios (--only audit); load average at the end "
+            + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        ],
     }
 
 
@@ -706,6 +870,18 @@ def report(name: str, r: dict[str, Any]) -> None:
     p = f"  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms" if "p50_ms" in r else ""
     bad = f"  non-2xx {r['non_2xx']}" if r.get("non_2xx") else ""
     print(f"{name:<48} {r['per_s']:10.1f}/s{p}{bad}", flush=True)
+
+
+AUDIT_ROWS = [
+    (f"{key}{suffix}", f"{label}{tail}")
+    for suffix, tail in (("_c1", ", 1 at a time"), ("", ""))
+    for key, label in [
+        ("by_family", "GET /audit/families/{id}"),
+        ("by_client", "GET /audit/clients/{id}"),
+        ("by_client_events", "GET /audit/events?client_id (dense)"),
+        ("by_client_events_sparse", "GET /audit/events?client_id (sparse)"),
+    ]
+]
 
 
 def ratios(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
@@ -753,16 +929,21 @@ def ratios(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
         rows.append((label, s[key], text))
     for key in ("audit_query_small_log", "audit_query"):
         if key in s:
-            for sub in ("by_family", "by_client"):
-                rows.append(
-                    (f"audit {sub.replace('_', ' ')} ({s[key]['events']} events)", s[key][sub], "")
-                )
+            for sub, label in AUDIT_ROWS:
+                if sub in s[key]:
+                    rows.append((f"{label} ({s[key]['events']} events)", s[key][sub], ""))
     if "export" in s:
         e = s["export"]
         memory = f"peak RSS {e['server_peak_rss_mib_before']}->{e['server_peak_rss_mib_after']} MiB"
         if e.get("failed"):
             memory = f"FAILED after {e['events']} events ({e['failed']}); {memory}"
         rows.append((f"NDJSON export ({e['events']} events)", e, memory))
+    if "cli_export" in s:
+        e = s["cli_export"]
+        memory = f"peak RSS of the CLI {e['peak_rss_mib']} MiB"
+        if e.get("failed"):
+            memory = f"FAILED ({e['failed']}); {memory}"
+        rows.append((f"`tokenledger audit export` ({e['events']} events)", e, memory))
     if "rebuild" in s:
         rows.append((f"rebuild ({s['rebuild']['events']} events)", s["rebuild"], ""))
     return rows
@@ -794,18 +975,25 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy record a refresh run")
     parser.add_argument("--log", default=os.devnull, help="servers' output")
     parser.add_argument("--no-write", action="store_true", help="do not write results")
+    parser.add_argument(
+        "--only",
+        choices=["audit"],
+        help="run only these scenarios (audit: the audit queries and exports on the large"
+        " log); results go to bench/results-<name>.json",
+    )
     args = parser.parse_args()
     if GENERATOR != "wrk":
         print("wrk is not installed (apt-get install -y wrk): the load generator is")
         print("bench/loadgen.py; its ceiling is the GET /healthz row")
     with tempfile.TemporaryDirectory() as tmp:
-        results = asyncio.run(run(args, Path(tmp)))
+        results = asyncio.run((run_audit if args.only == "audit" else run)(args, Path(tmp)))
     text = table(results)
     print()
     print(text)
     if args.no_write:
         return
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    out = HERE / (f"results-{args.only}.json" if args.only else "results.json")
+    out.write_text(json.dumps(results, indent=2) + "\n")
     notes = "".join(f"\n- {n}" for n in results["notes"])
     results_md = HERE / "RESULTS.md"
     if not results_md.exists():
@@ -816,7 +1004,7 @@ def main() -> None:
             f" load average at the start {results['load_average']}.\n"
             f"Settings: {json.dumps(results['settings'])}.{notes}\n\n{text}\n"
         )
-    print(f"\nwrote {HERE / 'results.json'} and appended to {HERE / 'RESULTS.md'}")
+    print(f"\nwrote {out} and appended to {HERE / 'RESULTS.md'}")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,13 @@ def stream_events(
     return store.stream_logged(conn, after, where)
 
 
+def stream_ndjson(
+    conn: psycopg.AsyncConnection[Any], where: EventFilter, after: Checkpoint
+) -> AsyncIterator[bytes]:
+    """The events as NDJSON (each line an event's JSON), in chunks of whole lines."""
+    return store.stream_ndjson(conn, after, where)
+
+
 # --- one family's life -----------------------------------------------------------------
 
 
