@@ -1224,16 +1224,32 @@ def _operator_metadata() -> dict[str, Any]:
 
 @auditors.command("add")
 @click.argument("name")
-def auditors_add(name: str) -> None:
+@click.option(
+    "--only-project",
+    "only_project",
+    metavar="ID",
+    default=None,
+    help="The auditor reads this project's streams only [default: every project's].",
+)
+def auditors_add(name: str, only_project: str | None) -> None:
     """Add an auditor; the token is printed once (only its hash is kept)."""
     from app.usecases import audit as audit_cases
 
+    settings = _settings()
+
     async def work(url: str) -> str:
         async with await _connect(url) as conn:
-            return await audit_cases.add_auditor(conn, name, utc_now(), _operator_metadata())
+            return await audit_cases.add_auditor(
+                conn,
+                name,
+                utc_now(),
+                _operator_metadata(),
+                project=only_project,
+                root=settings.project_id,
+            )
 
     try:
-        token = _with_database(_settings(), work)
+        token = _with_database(settings, work)
     except (ValueError, registration.Rejected) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"auditor {name} added")
@@ -1253,8 +1269,10 @@ def auditors_list() -> None:
     for a in _with_database(_settings(), work):
         state = f"revoked {a.revoked_at.isoformat()}" if a.revoked_at else "active"
         last = a.last_query_at.isoformat() if a.last_query_at else "never"
+        scope = f"project {a.project}" if a.project is not None else "every project"
         click.echo(
-            f"{a.name}\t{state}\tadded {a.added_at.isoformat()}\t{a.queries} queries\tlast {last}"
+            f"{a.name}\t{state}\tadded {a.added_at.isoformat()}\t{a.queries} queries"
+            f"\tlast {last}\t{scope}"
         )
 
 
@@ -1353,8 +1371,11 @@ def _event_filter(
     def aware(t: Any) -> Any:
         return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
+    project = _project()
     return EventFilter(
         stream=stream,
+        # With --project, that project's streams (and its clients, subjects, families).
+        stream_prefix=None if project is None else f"{project}/",
         types=types,
         client_id=client_id,
         subject=subject,

@@ -34,6 +34,7 @@ class AuditorState(msgspec.Struct, kw_only=True):
     queries: int = 0
     last_query_at: datetime | None = None
     version: int = 0
+    project: str | None = None  # the one project the auditor reads; None: all
 
     @property
     def active(self) -> bool:
@@ -53,6 +54,7 @@ def evolve(state: AuditorState, event: AuditorEvent) -> AuditorState:
                 token_hash=event.token_hash,
                 added_at=event.added_at,
                 version=state.version + 1,
+                project=event.project,
             )
         case AuditorRevoked():
             return msgspec.structs.replace(
@@ -74,6 +76,7 @@ class AddAuditor:
     name: str
     token_hash: str
     now: datetime
+    project: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +101,12 @@ def decide(command: AuditorCommand, state: AuditorState) -> Decision:
             if state.version:
                 return refuse(AlreadyExists(f"auditor {command.name!r} already exists"))
             return accept(
-                AuditorAdded(name=command.name, token_hash=command.token_hash, added_at=command.now)
+                AuditorAdded(
+                    name=command.name,
+                    token_hash=command.token_hash,
+                    added_at=command.now,
+                    project=command.project,
+                )
             )
         case RevokeAuditor():
             if not state.version:

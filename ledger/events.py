@@ -309,11 +309,13 @@ class SigningKeyRetiring(Event, frozen=True, kw_only=True, tag="signing_key_reti
 
 
 class AuditorAdded(Event, frozen=True, kw_only=True, tag="auditor_added"):
-    """An auditor's credential: only the SHA-256 of the token shown once."""
+    """An auditor's credential: only the SHA-256 of the token shown once. ``project``:
+    the one project whose streams the auditor may read (None: every project's)."""
 
     name: str
     token_hash: str
     added_at: datetime
+    project: str | None = None
 
 
 class AuditorRevoked(Event, frozen=True, kw_only=True, tag="auditor_revoked"):

@@ -208,24 +208,28 @@ def _below_horizon(
     return composed.as_bytes(None), all_params
 
 
+# Each selection names streams in one project: the first parameter of each pair is the
+# project's stream prefix ('' for the root project, 'acme/' for acme; ledger.streams),
+# the second the value. The read models they consult are those of the project the
+# connection is in (projections.tenancy).
 _CLIENT_STREAMS = (
-    "select 'client:' || %s"
-    " union all select 'family:' || family_id from token_families where client_id = %s"
-    " union all select 'code:' || code_hash from authorization_codes where client_id = %s"
+    "select %s || 'client:' || %s"
+    " union all select %s || 'family:' || family_id from token_families where client_id = %s"
+    " union all select %s || 'code:' || code_hash from authorization_codes where client_id = %s"
 )
 _SUBJECT_STREAMS = (
     # 'user:<user_id>', or 'user:<name>' for users registered before encryption, whose
     # read-model username is 'plain:<name>'.
-    "select 'user:' || %s"
-    " union all select 'user:' || substr(username, 7) from users"
+    "select %s || 'user:' || %s"
+    " union all select %s || 'user:' || substr(username, 7) from users"
     " where user_id = %s and left(username, 6) = 'plain:'"
-    " union all select 'session:' || session_hash from sessions where user_id = %s"
-    " union all select 'family:' || family_id from token_families where subject = %s"
-    " union all select 'code:' || code_hash from authorization_codes where subject = %s"
+    " union all select %s || 'session:' || session_hash from sessions where user_id = %s"
+    " union all select %s || 'family:' || family_id from token_families where subject = %s"
+    " union all select %s || 'code:' || code_hash from authorization_codes where subject = %s"
 )
 _FAMILY_STREAMS = (
-    "select 'family:' || %s"
-    " union all select 'code:' || code_hash from token_families where family_id = %s"
+    "select %s || 'family:' || %s"
+    " union all select %s || 'code:' || code_hash from token_families where family_id = %s"
 )
 
 # The same selections as conditions on one row of the log (``events``), each a lookup by
@@ -235,28 +239,32 @@ _FAMILY_STREAMS = (
 # many rows as the client has streams, and is not even hashed once it outgrows work_mem:
 # then each row of the log scans it, 9 s for a page at 250,000 families.)
 _CLIENT_PROBE = (
-    "(stream_id = 'client:' || %s"
-    " or (stream_id like 'family:%%' and exists (select from token_families f"
-    " where f.family_id = substr(events.stream_id, 8) and f.client_id = %s))"
-    " or (stream_id like 'code:%%' and exists (select from authorization_codes c"
-    " where c.code_hash = substr(events.stream_id, 6) and c.client_id = %s)))"
+    "(stream_id = %s || 'client:' || %s"
+    " or (starts_with(stream_id, %s || 'family:') and exists (select from token_families f"
+    " where f.family_id = substr(events.stream_id, length(%s) + 8) and f.client_id = %s))"
+    " or (starts_with(stream_id, %s || 'code:') and exists (select from authorization_codes c"
+    " where c.code_hash = substr(events.stream_id, length(%s) + 6) and c.client_id = %s)))"
 )
 _SUBJECT_PROBE = (
-    "(stream_id = 'user:' || %s"
-    " or stream_id = any(array(select 'user:' || substr(username, 7) from users"
+    "(stream_id = %s || 'user:' || %s"
+    " or stream_id = any(array(select %s || 'user:' || substr(username, 7) from users"
     " where user_id = %s and left(username, 6) = 'plain:'))"
-    " or (stream_id like 'session:%%' and exists (select from sessions s"
-    " where s.session_hash = substr(events.stream_id, 9) and s.user_id = %s))"
-    " or (stream_id like 'family:%%' and exists (select from token_families f"
-    " where f.family_id = substr(events.stream_id, 8) and f.subject = %s))"
-    " or (stream_id like 'code:%%' and exists (select from authorization_codes c"
-    " where c.code_hash = substr(events.stream_id, 6) and c.subject = %s)))"
+    " or (starts_with(stream_id, %s || 'session:') and exists (select from sessions s"
+    " where s.session_hash = substr(events.stream_id, length(%s) + 9) and s.user_id = %s))"
+    " or (starts_with(stream_id, %s || 'family:') and exists (select from token_families f"
+    " where f.family_id = substr(events.stream_id, length(%s) + 8) and f.subject = %s))"
+    " or (starts_with(stream_id, %s || 'code:') and exists (select from authorization_codes c"
+    " where c.code_hash = substr(events.stream_id, length(%s) + 6) and c.subject = %s)))"
 )
 _FAMILY_PROBE = (
-    "(stream_id = 'family:' || %s"
-    " or stream_id = any(array(select 'code:' || code_hash from token_families"
+    "(stream_id = %s || 'family:' || %s"
+    " or stream_id = any(array(select %s || 'code:' || code_hash from token_families"
     " where family_id = %s)))"
 )
+# How many times each template above takes the prefix (p) and the value (v), in order.
+_CLIENT_STREAMS_ARGS, _CLIENT_PROBE_ARGS = "pvpvpv", "pvppvppv"
+_SUBJECT_STREAMS_ARGS, _SUBJECT_PROBE_ARGS = "pvpvpvpvpv", "pvpvppvppvppv"
+_FAMILY_STREAMS_ARGS, _FAMILY_PROBE_ARGS = "pvpv", "pvpv"
 
 # At most this many selected streams: read them by the stream index (see conditions).
 SPARSE_STREAMS = 2000
@@ -286,6 +294,9 @@ class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     stream: str | None = None
+    # Whose streams: None, every project's; '' the root project's; 'acme/' acme's
+    # (ledger.streams). The client, subject and family selections are in that project.
+    stream_prefix: str | None = None
     types: tuple[str, ...] = ()
     client_id: str | None = None
     subject: str | None = None
@@ -298,20 +309,28 @@ class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
     def stream_sets(self) -> list[tuple[str, list[Any]]]:
         """The streams each of ``client_id``, ``subject`` and ``family_id`` selects, as a
         query of one text column and its parameters (constant SQL, values as parameters)."""
-        return self._selectors(_CLIENT_STREAMS, _SUBJECT_STREAMS, _FAMILY_STREAMS)
+        return self._selectors(
+            (_CLIENT_STREAMS, _CLIENT_STREAMS_ARGS),
+            (_SUBJECT_STREAMS, _SUBJECT_STREAMS_ARGS),
+            (_FAMILY_STREAMS, _FAMILY_STREAMS_ARGS),
+        )
 
     def stream_probes(self) -> list[tuple[str, list[Any]]]:
         """The same selections as conditions on one row of ``events`` (see _CLIENT_PROBE)."""
-        return self._selectors(_CLIENT_PROBE, _SUBJECT_PROBE, _FAMILY_PROBE)
+        return self._selectors(
+            (_CLIENT_PROBE, _CLIENT_PROBE_ARGS),
+            (_SUBJECT_PROBE, _SUBJECT_PROBE_ARGS),
+            (_FAMILY_PROBE, _FAMILY_PROBE_ARGS),
+        )
 
-    def _selectors(self, client: str, subject: str, family: str) -> list[tuple[str, list[Any]]]:
+    def _selectors(self, *templates: tuple[str, str]) -> list[tuple[str, list[Any]]]:
+        prefix = self.stream_prefix or ""
         sets: list[tuple[str, list[Any]]] = []
-        if self.client_id is not None:
-            sets.append((client, [self.client_id] * 3))
-        if self.subject is not None:
-            sets.append((subject, [self.subject] * 5))
-        if self.family_id is not None:
-            sets.append((family, [self.family_id] * 2))
+        for value, (template, args) in zip(
+            (self.client_id, self.subject, self.family_id), templates, strict=True
+        ):
+            if value is not None:
+                sets.append((template, [prefix if a == "p" else value for a in args]))
         return sets
 
     def conditions(self, sparse: bool = False) -> tuple[list[sql.Composable], list[Any]]:
@@ -320,6 +339,12 @@ class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
         if self.stream is not None:
             conds.append(sql.SQL("stream_id = %s"))
             params.append(self.stream)
+        if self.stream_prefix == "":
+            # The root project's: no project before the first ':' (ledger.streams.split).
+            conds.append(sql.SQL("strpos(split_part(stream_id, ':', 1), '/') = 0"))
+        elif self.stream_prefix is not None:
+            conds.append(sql.SQL("starts_with(stream_id, %s)"))
+            params.append(self.stream_prefix)
         if self.types:
             conds.append(sql.SQL("type = any(%s)"))
             params.append(list(self.types))

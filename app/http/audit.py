@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import msgspec
+import psycopg
 from litestar import Request, Response, Router, get, post
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream, Template
 
@@ -24,9 +27,12 @@ from app.http.errors import NO_STORE, ErrorBody
 from app.http.event_metadata import event_metadata
 from app.usecases import audit, audit_seals
 from ledger import store
+from ledger.auditors import AuditorState
 from ledger.events import LedgerSealed
 from ledger.opaque_tokens import AUDITOR_PREFIX
+from ledger.projects import valid_project_id
 from ledger.store import Checkpoint, EventFilter, parse_cursor
+from projections import tenancy
 
 NDJSON = "application/x-ndjson"
 REALM = 'Bearer realm="tokenledger-audit"'
@@ -59,7 +65,7 @@ def _bearer(request: Request[Any, Any, Any]) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-async def _auditor(request: Request[Any, Any, Any]) -> str:
+async def _auditor(request: Request[Any, Any, Any]) -> AuditorState:
     """The auditor making this request, after the request is recorded; 401 otherwise."""
     token = _bearer(request)
     if token is None:
@@ -106,6 +112,57 @@ async def refuse_auditor_tokens(request: Request[Any, Any, Any]) -> Response[byt
     )
 
 
+# --- whose streams ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose streams a request reads (docs/tenancy.md): ``prefix`` filters the log
+    (None: every project's; '' the root project's; 'acme/' acme's), and ``project`` is
+    the project whose read models answer a client, subject or family (None: the root)."""
+
+    project: str | None
+    prefix: str | None
+
+
+async def _scoped(request: Request[Any, Any, Any]) -> tuple[AuditorState, Scope]:
+    """The auditor, and the project the request reads: the auditor's own if they are
+    limited to one (asking for another is 403), else the ``project`` parameter's, else
+    every project (the root project's read models)."""
+    auditor = await _auditor(request)
+    asked = request.query_params.getall("project", [])
+    if len(asked) > 1:
+        raise _bad("project given more than once")
+    chosen = asked[0] if asked else None
+    if auditor.project is not None:
+        if chosen is not None and chosen != auditor.project:
+            raise AuditError(403, "forbidden", f"this auditor reads project {auditor.project} only")
+        chosen = auditor.project
+    if chosen is None:
+        return auditor, Scope(project=None, prefix=None)
+    ctx: Context = request.app.state.ctx
+    if chosen == ctx.settings.project_id:
+        return auditor, Scope(project=None, prefix="")
+    if not valid_project_id(chosen):
+        raise AuditError(404, "not_found", "no such project")
+    return auditor, Scope(project=chosen, prefix=f"{chosen}/")
+
+
+@asynccontextmanager
+async def _connection(ctx: Context, scope: Scope) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    try:
+        async with ctx.connection(scope.project, disabled_too=True) as conn:
+            yield conn
+    except tenancy.UnknownProject:
+        raise AuditError(404, "not_found", "no such project") from None
+
+
+def _whole_log(auditor: AuditorState) -> None:
+    """Seals cover every project's streams (they name them): not for a project's auditor."""
+    if auditor.project is not None:
+        raise AuditError(403, "forbidden", "seals cover every project: this auditor reads one")
+
+
 # --- query parameters ----------------------------------------------------------------
 
 _SINGLE = (
@@ -119,6 +176,7 @@ _SINGLE = (
     "until_position",
     "cursor",
     "limit",
+    "project",  # read by _scoped
 )
 
 
@@ -197,22 +255,27 @@ def _wants(request: Request[Any, Any, Any], *types: str) -> str:
 )
 async def events(request: Request[Any, Any, Any]) -> Response[Any]:
     """The log, filtered, in commit-safe order: a JSON page, or all of it as NDJSON."""
-    await _auditor(request)
+    _, scope = await _scoped(request)
     where, after, limit = parse_events_query(list(request.query_params.multi_items()))
+    where = msgspec.structs.replace(where, stream_prefix=scope.prefix)
     ctx: Context = request.app.state.ctx
     if _wants(request, "application/json", NDJSON) == NDJSON:
         return Stream(
-            _ndjson(ctx, where, after), media_type=NDJSON, headers={"Cache-Control": "no-store"}
+            _ndjson(ctx, scope, where, after),
+            media_type=NDJSON,
+            headers={"Cache-Control": "no-store"},
         )
-    async with ctx.pool.connection() as conn:
+    async with _connection(ctx, scope) as conn:
         page = await audit.events_page(conn, where, after, limit)
     return _json(page)
 
 
-async def _ndjson(ctx: Context, where: EventFilter, after: Checkpoint) -> AsyncIterator[bytes]:
+async def _ndjson(
+    ctx: Context, scope: Scope, where: EventFilter, after: Checkpoint
+) -> AsyncIterator[bytes]:
     """One event per line, sent a fetch of the cursor (2,000 events) at a time, the
     lines made by the database; memory stays flat however many."""
-    async with ctx.pool.connection() as conn:
+    async with _connection(ctx, scope) as conn:
         async for chunk in audit.stream_ndjson(conn, where, after):
             yield chunk
 
@@ -233,9 +296,10 @@ async def stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
     """The log as it grows, as server-sent events: each event one message, its ``id`` the
     cursor of ``/audit/events``. Filters as there; it starts now, or after ``cursor`` or
     the ``Last-Event-ID`` a reconnecting client sends (``0-0``: from the beginning)."""
-    await _auditor(request)
+    _, scope = await _scoped(request)
     pairs = list(request.query_params.multi_items())
     where, after, _ = parse_events_query(pairs)
+    where = msgspec.structs.replace(where, stream_prefix=scope.prefix)
     resume = request.headers.get("last-event-id")
     if resume is not None:
         try:
@@ -248,14 +312,14 @@ async def stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
         async with ctx.pool.connection() as conn:
             after = await store.horizon_head(conn) or Checkpoint()
     return ServerSentEvent(
-        _tail(ctx, where, after),
+        _tail(ctx, scope, where, after),
         retry_duration=RETRY_MS,
         headers={"Cache-Control": "no-store"},
     )
 
 
 async def _tail(
-    ctx: Context, where: EventFilter, after: Checkpoint
+    ctx: Context, scope: Scope, where: EventFilter, after: Checkpoint
 ) -> AsyncIterator[ServerSentEventMessage]:
     """Poll below the xid8 horizon, as the pages do, so a late commit is sent late but
     never skipped; hold a connection only while polling."""
@@ -263,7 +327,7 @@ async def _tail(
     ends = loop.time() + LIFETIME_SECONDS
     quiet_since = loop.time()
     while loop.time() < ends:
-        async with ctx.pool.connection() as conn:
+        async with _connection(ctx, scope) as conn:
             page = await audit.events_page(conn, where, after, audit.MAX_PAGE)
         for event in page.events:
             yield ServerSentEventMessage(data=_encoder.encode(event), id=event.cursor)
@@ -286,10 +350,10 @@ async def _tail(
 )
 async def family(request: Request[Any, Any, Any]) -> Response[Any]:
     """One family's life: JSON, or an HTML timeline for a browser."""
-    await _auditor(request)
+    _, scope = await _scoped(request)
     family_id: str = request.path_params["family_id"]
     ctx: Context = request.app.state.ctx
-    async with ctx.pool.connection() as conn:
+    async with _connection(ctx, scope) as conn:
         timeline = await audit.family_timeline(conn, family_id)
     if timeline is None:
         raise AuditError(404, "not_found", "no such family")
@@ -308,10 +372,10 @@ async def family(request: Request[Any, Any, Any]) -> Response[Any]:
 )
 async def client(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A client's registration and its families (newest first) with their state."""
-    await _auditor(request)
+    _, scope = await _scoped(request)
     client_id: str = request.path_params["client_id"]
     ctx: Context = request.app.state.ctx
-    async with ctx.pool.connection() as conn:
+    async with _connection(ctx, scope) as conn:
         found = await audit.client_families(conn, client_id)
     if found is None:
         raise AuditError(404, "not_found", "no such client")
@@ -324,10 +388,10 @@ async def client(request: Request[Any, Any, Any]) -> Response[bytes]:
 )
 async def subject(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A subject's families (newest first) with their state."""
-    await _auditor(request)
+    _, scope = await _scoped(request)
     subject: str = request.path_params["subject"]
     ctx: Context = request.app.state.ctx
-    async with ctx.pool.connection() as conn:
+    async with _connection(ctx, scope) as conn:
         found = await audit.subject_families(conn, subject)
     return _json(found)
 
@@ -340,7 +404,7 @@ async def subject(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def seals(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The seals after sequence ``after`` (0: all), oldest first, for the auditor to keep:
     a JSON array, or JSON lines (what ``tokenledger audit seals`` prints) when asked."""
-    await _auditor(request)
+    _whole_log(await _auditor(request))
     pairs = list(request.query_params.multi_items())
     unknown = sorted({k for k, _ in pairs} - {"after"})
     if unknown:
@@ -392,7 +456,7 @@ def _kept_seals(body: bytes, content_type: str) -> list[Any]:
 async def verify(request: Request[Any, Any, Any]) -> Response[bytes]:
     """``tokenledger audit verify --seal`` over HTTP: the body is the kept seals, the
     answer every finding (``ok`` when there is none). Triggers are checked too."""
-    await _auditor(request)
+    _whole_log(await _auditor(request))
     kept = _kept_seals(await request.body(), request.headers.get("content-type", NDJSON))
     if not kept:
         raise _bad("the body holds no seal")

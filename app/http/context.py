@@ -60,14 +60,16 @@ class Context:
         return base if project is None else f"{base}/projects/{project}"
 
     @asynccontextmanager
-    async def connection(self, project: str | None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def connection(
+        self, project: str | None, *, disabled_too: bool = False
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A pooled connection in ``project``: it sees that project's clients, users,
         codes, tokens, sessions and keys and no other's. An unknown or disabled project
         raises :class:`~projections.tenancy.UnknownProject` (a 404 unless the route says
-        otherwise)."""
+        otherwise); ``disabled_too``: a disabled one too (auditors read them)."""
         async with self.pool.connection() as conn:
             try:
-                await tenancy.use(conn, project)
+                await tenancy.use(conn, project, disabled_too=disabled_too)
                 yield conn
             finally:
                 await tenancy.leave(conn)

@@ -29,7 +29,7 @@ from ledger.opaque_tokens import AUDITOR_PREFIX, hash_secret, new_secret
 from ledger.store import Checkpoint, EventFilter, LoggedEvent, RecordedEvent
 from projections import audit as queries
 from projections import tenancy
-from projections.read_models import CLIENTS, FAMILIES, load
+from projections.read_models import CLIENTS, FAMILIES, PROJECTS, load
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MAX_PAGE = 1000
@@ -39,13 +39,22 @@ MAX_PAGE = 1000
 
 
 async def add_auditor(
-    conn: psycopg.AsyncConnection[Any], name: str, now: datetime, metadata: dict[str, Any]
+    conn: psycopg.AsyncConnection[Any],
+    name: str,
+    now: datetime,
+    metadata: dict[str, Any],
+    *,
+    project: str | None = None,
+    root: str = "default",
 ) -> str:
-    """Add an auditor; returns the token, which is shown once and never stored."""
+    """Add an auditor, who reads every project's streams or only ``project``'s (the
+    ``root`` one or a recorded one); returns the token, shown once and never stored."""
     if not NAME.match(name):
         raise ValueError("an auditor's name is 1-64 letters, digits, '.', '_', '@' or '-'")
+    if project is not None and project != root and await load(conn, PROJECTS, project) is None:
+        raise ValueError(f"no such project: {project}")
     token = new_secret(AUDITOR_PREFIX)
-    command = AddAuditor(name=name, token_hash=hash_secret(token), now=now)
+    command = AddAuditor(name=name, token_hash=hash_secret(token), now=now, project=project)
     (await handler.handle(conn, streams.AUDITOR, name, command, metadata)).or_raise()
     return token
 
@@ -70,7 +79,7 @@ async def authenticate(
     query: str,
     now: datetime,
     metadata: dict[str, Any],
-) -> str:
+) -> AuditorState:
     """The auditor this token belongs to, once the query is recorded in their stream.
 
     Raises :class:`AuditorRefused` for an unknown token (an OAuth token included) or a
@@ -82,8 +91,7 @@ async def authenticate(
     if found is None or not found.active:
         raise AuditorRefused("unknown or revoked auditor token")
     command = RecordQuery(method=method, path=path, query=query[:2000], now=now)
-    (await handler.handle(conn, streams.AUDITOR, found.name, command, metadata)).or_raise()
-    return found.name
+    return (await handler.handle(conn, streams.AUDITOR, found.name, command, metadata)).or_raise()
 
 
 # --- the log ---------------------------------------------------------------------------

@@ -16,9 +16,10 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.adapters.user_keys import personal_keys
-from app.usecases import projects, publishable_keys, registration
+from app.usecases import audit, projects, publishable_keys, registration
 from projections import tenancy
 from tests.conftest import Pool
+from tests.http.audit_helpers import bearer, horizon_passed
 from tests.http.conftest import (
     ISSUER,
     PASSWORD,
@@ -351,3 +352,84 @@ async def test_a_project_has_its_own_scopes_and_lifetimes(
     async with browser(app, None) as http:
         root = (await http.get("/.well-known/oauth-authorization-server")).json()
     assert root["scopes_supported"] == ["mcp"]  # the root project's, unchanged
+
+
+async def test_an_auditor_of_one_project_reads_its_streams_only(
+    app: Litestar, pool: Pool, clock: Clock, project: str
+) -> None:
+    """Issue 11: an auditor token scoped to one project reads that project's log, its
+    families, clients and subjects, and nothing of another's; asking for another
+    project, or for the seals (which name every project's streams), is 403. An auditor of
+    every project reads either with ``project``."""
+    client = await add_client(pool, clock, project, f"c-{uuid.uuid4().hex[:8]}")
+    username = f"u-{uuid.uuid4().hex[:8]}"
+    await add_user(pool, clock, project, username)
+    root_client = await add_client(pool, clock, None, f"c-{uuid.uuid4().hex[:8]}")
+    async with browser(app, project) as home:
+        code, verifier = await code_for(home, client, username, project)
+        assert_tokens(await exchange(home, client, code, verifier))
+    async with pool.connection() as conn:
+        scoped = await audit.add_auditor(
+            conn, f"a-{uuid.uuid4().hex[:8]}", clock(), META, project=project
+        )
+        everyone = await audit.add_auditor(conn, f"a-{uuid.uuid4().hex[:8]}", clock(), META)
+        with pytest.raises(ValueError, match="no such project"):
+            await audit.add_auditor(conn, "a-nosuch", clock(), META, project="nosuch")
+        cur = await conn.execute(
+            "select family_id from project_" + project + ".token_families where client_id = %s",
+            (client.client_id,),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        family_id = str(row[0])
+    await horizon_passed(pool)
+    as_scoped, as_everyone = bearer(scoped), bearer(everyone)
+    async with browser(app, None) as http:
+        # The log: the project's streams only, whatever the filter asks.
+        page = await http.get("/audit/events", params={"limit": "1000"}, headers=as_scoped)
+        assert page.status_code == 200, page.text
+        streams = {e["stream_id"] for e in page.json()["events"]}
+        assert streams
+        assert all(s.startswith(f"{project}/") for s in streams), streams
+        by_client = await http.get(
+            "/audit/events", params={"client_id": client.client_id}, headers=as_scoped
+        )
+        assert {e["stream_id"] for e in by_client.json()["events"]} >= {
+            f"{project}/client:{client.client_id}",
+            f"{project}/family:{family_id}",
+        }
+        other = await http.get(
+            "/audit/events", params={"stream": f"client:{root_client.client_id}"}, headers=as_scoped
+        )
+        assert other.json()["events"] == []
+        # The project's family, client and subject; the root project's are unknown.
+        found = await http.get(f"/audit/families/{family_id}", headers=as_scoped)
+        assert found.status_code == 200, found.text
+        assert (
+            await http.get(f"/audit/clients/{client.client_id}", headers=as_scoped)
+        ).status_code == 200
+        missing = await http.get(f"/audit/clients/{root_client.client_id}", headers=as_scoped)
+        assert missing.status_code == 404
+        # Another project, or the seals: refused.
+        for path, params in (
+            ("/audit/events", {"project": "default"}),
+            (f"/audit/families/{family_id}", {"project": "default"}),
+            ("/audit/seals", {}),
+        ):
+            refused = await http.get(path, params=params, headers=as_scoped)
+            assert refused.status_code == 403, (path, refused.text)
+            assert refused.json()["error"] == "forbidden"
+        # An auditor of every project names the project it asks about.
+        assert (
+            await http.get(f"/audit/families/{family_id}", headers=as_everyone)
+        ).status_code == 404
+        there = await http.get(
+            f"/audit/families/{family_id}", params={"project": project}, headers=as_everyone
+        )
+        assert there.status_code == 200, there.text
+        root_only = await http.get(
+            "/audit/events", params={"project": "default", "limit": "1000"}, headers=as_everyone
+        )
+        assert not any(e["stream_id"].startswith(f"{project}/") for e in root_only.json()["events"])
+        nowhere = await http.get("/audit/events", params={"project": "nosuch"}, headers=as_everyone)
+        assert nowhere.status_code == 404
