@@ -66,6 +66,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "duration_s": args.duration,
             "connections": args.connections,
             "server_workers": int(workers),
+            "rate_limits": not args.no_rate_limits,
             "generator": GENERATOR,
         },
         "sign": [],
@@ -101,8 +102,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "TOKENLEDGER_LOG_FORMAT": "json",
             # The token rate limits stay on (their upsert is part of what is measured),
             # far above what one client and one address send here.
-            "TOKENLEDGER_TOKEN_REQUESTS_PER_CLIENT": "1000000000",
-            "TOKENLEDGER_TOKEN_REQUESTS_PER_ADDRESS": "1000000000",
+            "TOKENLEDGER_TOKEN_REQUESTS_PER_CLIENT": "0" if args.no_rate_limits else "1000000000",
+            "TOKENLEDGER_TOKEN_REQUESTS_PER_ADDRESS": "0" if args.no_rate_limits else "1000000000",
         }
         dummy = tmp / "dummy"
         dummy.write_text("".join(f"tlr_{secrets.token_urlsafe(32)}\n" for _ in range(256)))
@@ -169,6 +170,11 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8, help="seconds per run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0, help="0: the number of cores")
+    parser.add_argument(
+        "--no-rate-limits",
+        action="store_true",
+        help="token rate limits off (0), to see what their shared counter rows cost",
+    )
     parser.add_argument("--log", default=os.devnull, help="servers' output")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
