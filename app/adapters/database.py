@@ -207,11 +207,16 @@ async def pipelined_transaction(conn: psycopg.AsyncConnection[Any]) -> AsyncIter
             await conn.execute(b"BEGIN")
             yield
             await conn.execute(b"COMMIT")
-    finally:
+    except BaseException:
         # A failed statement leaves the transaction aborted (its COMMIT was skipped), an
-        # exception in the block leaves it open: either way it ends here.
+        # exception in the block leaves it open: either way it ends here. A failure to
+        # roll back (the connection died) must not hide why: the pool discards it.
         if not conn.closed and conn.info.transaction_status in _OPEN:
-            await conn.rollback()
+            try:
+                await conn.rollback()
+            except psycopg.Error as exc:
+                log.warning("rollback failed", error=type(exc).__name__)
+        raise
 
 
 _OPEN = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
