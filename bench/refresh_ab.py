@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -122,13 +123,25 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 server_env["PYTHONPATH"] = str(checkout)
             command = [sys.executable, "-c", "from app.cli import main; main()", "serve"]
             command += ["--port", str(port), "--workers", workers]
-            with process(command, server_env, f"{issuer}/readyz", log, cwd=checkout):
+            with process(command, server_env, f"{issuer}/readyz", log, cwd=checkout) as server:
                 n = args.connections * 4
                 pairs = await issue_codes(url, client_id, user.user_id, n)
                 issued = await exchange_all(issuer, "/oauth/token", client_id, pairs)
                 tokens = tmp / f"refresh-{label}-{round_}"
                 tokens.write_text("".join(t["refresh_token"] + "\n" for t in issued))
+                spy = None
+                if args.profile and label == "after" and round_ == args.rounds:
+                    spy_args = ["--format", "raw", "--rate", "200", "-o", args.profile]
+                    spy_args += ["--subprocesses", "--pid", str(server.pid), "--nonblocking"]
+                    spy_args += ["--duration", str(args.duration)]
+                    spy = subprocess.Popen(
+                        [str(Path(sys.executable).parent / "py-spy"), "record", *spy_args],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
                 r = wrk(issuer, "refresh.lua", [client_id, str(tokens), str(THREADS)], args)
+                if spy is not None:
+                    spy.wait()
             report(f"refresh rotation, {label} #{round_}", r)
             out[label].append(r)
 
@@ -175,6 +188,7 @@ def main() -> None:
         action="store_true",
         help="token rate limits off (0), to see what their shared counter rows cost",
     )
+    parser.add_argument("--profile", help="py-spy (raw) of the last 'after' run, to this file")
     parser.add_argument("--log", default=os.devnull, help="servers' output")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
