@@ -190,6 +190,16 @@ async def load(
         return await cur.fetchone()
 
 
+async def send_load(
+    conn: psycopg.AsyncConnection[Any], model: ReadModel[S], key: str
+) -> psycopg.AsyncCursor[S]:
+    """``load`` (unlocked) sent but not read: in a pipeline, read its cursor's
+    ``fetchone`` after the pipeline ends, so the lookup shares that round trip."""
+    cur = conn.cursor(row_factory=class_row(model.state_type))
+    await cur.execute(_select_sql(model, False), (key,))
+    return cur
+
+
 @functools.cache
 def _select_sql(model: ReadModel[Any], lock: bool) -> bytes:
     return (

@@ -7,7 +7,7 @@ import contextlib
 import select
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
@@ -197,6 +197,38 @@ def _configure(settings: Settings) -> Any:
         )
 
     return configure
+
+
+@contextlib.asynccontextmanager
+async def pipelined_transaction(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    """One transaction on an autocommit connection, in pipeline mode: BEGIN travels with
+    the block's first statement and COMMIT with its last writes, so a transaction that
+    reads once (say a row ``for update``) and then writes costs two round trips, not
+    four (``conn.transaction()`` in pipeline mode syncs after BEGIN and before COMMIT).
+
+    The block's statements are queued, not awaited: a statement's error surfaces at the
+    next fetch or when the block ends. On any error, or an exception in the block, the
+    transaction is rolled back (``conn.rollback()``, which also forgets statements
+    psycopg meant to prepare in it) and the exception propagates; nothing commits.
+    """
+    try:
+        async with conn.pipeline():
+            await conn.execute(b"BEGIN")
+            yield
+            await conn.execute(b"COMMIT")
+    except BaseException:
+        # A failed statement leaves the transaction aborted (its COMMIT was skipped), an
+        # exception in the block leaves it open: either way it ends here. A failure to
+        # roll back (the connection died) must not hide why: the pool discards it.
+        if not conn.closed and conn.info.transaction_status in _OPEN:
+            try:
+                await conn.rollback()
+            except psycopg.Error as exc:
+                log.warning("rollback failed", error=type(exc).__name__)
+        raise
+
+
+_OPEN = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
 
 
 async def probe(url: str, settings: Settings) -> None:

@@ -149,24 +149,64 @@ async def reserve(
     else None. One statement for every key (autocommit: the row locks last only as long
     as it), counted before the work, so parallel requests cannot all slip under a limit
     and every replica sees the same counts. A limit of 0 is off."""
+    counting = await start_reserve(conn, limits, window, now)
+    return await counting.result() if counting is not None else None
+
+
+@dataclass
+class Counting:
+    """A ``reserve`` sent, perhaps in a pipeline; ``result`` reads its answer."""
+
+    cursor: psycopg.AsyncCursor[Any]
+    wanted: list[tuple[str, int]]
+    window: timedelta
+    now: datetime
+
+    async def result(self) -> timedelta | None:
+        counted = {key: (int(h), start) for key, h, start in await self.cursor.fetchall()}
+        # A key the statement left out (``only_if_client``) was not counted.
+        over = [
+            counted[key][1]
+            for key, limit in self.wanted
+            if key in counted and counted[key][0] > limit
+        ]
+        if not over:
+            return None
+        left: timedelta = max(over) + self.window - self.now
+        return max(left, timedelta(seconds=1))
+
+
+async def start_reserve(
+    conn: psycopg.AsyncConnection[Any],
+    limits: Sequence[tuple[str, int]],
+    window: timedelta,
+    now: datetime,
+    *,
+    only_if_client: tuple[str, str] | None = None,
+) -> Counting | None:
+    """``reserve``, sent but not yet read, so that it can share a pipeline (and so a
+    round trip) with another statement; None when every limit is off.
+
+    ``only_if_client``: ``(key, client_id)``, a key counted only when that client is
+    registered (made-up client ids add no rows), judged in the same statement, so the
+    count need not wait for the client's lookup."""
     wanted = sorted((key, limit) for key, limit in limits if limit > 0)  # one lock order
     if not wanted:
         return None
     expired_before = now - window
     keys = [key for key, _ in wanted]
-    cur = await conn.execute(
+    guard_key, guard_client = only_if_client or (None, None)
+    cur = conn.cursor()
+    await cur.execute(
         "insert into rate_limits as t (key, window_start, hits)"
         " select k, %s, 1 from unnest(%s::text[]) as k"
+        " where %s::text is null or k <> %s::text"
+        "  or exists (select 1 from clients where client_id = %s)"
         " on conflict (key) do update set"
         "  hits = case when t.window_start <= %s then 1 else t.hits + 1 end,"
         "  window_start = case when t.window_start <= %s then excluded.window_start"
         "                 else t.window_start end"
         " returning key, hits, window_start",
-        (now, keys, expired_before, expired_before),
+        (now, keys, guard_key, guard_key, guard_client, expired_before, expired_before),
     )
-    counted = {key: (int(hits), start) for key, hits, start in await cur.fetchall()}
-    over = [counted[key][1] for key, limit in wanted if counted[key][0] > limit]
-    if not over:
-        return None
-    left: timedelta = max(over) + window - now
-    return max(left, timedelta(seconds=1))
+    return Counting(cur, wanted, window, now)

@@ -26,6 +26,7 @@ from app.usecases.grants.base import Grant, TokenRequest
 from ledger.clients import ClientState, authenticate, check_api_key, merge_credentials
 from ledger.errors import InvalidClient, InvalidRequest, TooManyRequests, UnsupportedGrantType
 from ledger.metadata_documents import DocumentRefused
+from projections.read_models import CLIENTS, send_load
 
 MAX_BODY = 64 * 1024
 log = structlog.get_logger(__name__)
@@ -96,22 +97,66 @@ async def _count_request(
     """Token requests per client (a registered one: made-up ids add no rows) and per
     address, counted in PostgreSQL so that every replica shares them; before the client
     is authenticated, so that guessing a secret counts too."""
+    await _refuse_if_throttled(request, await _send_count(request, ctx, conn, client_id))
+
+
+async def _send_count(
+    request: Request[Any, Any, Any],
+    ctx: Context,
+    conn: psycopg.AsyncConnection[Any],
+    client_id: str | None,
+    *,
+    if_registered: bool = False,
+) -> throttle.Counting | None:
+    """``_count_request``'s statement, sent; ``if_registered``: the client's key counts
+    only if ``client_id`` is registered, judged by the statement itself."""
     settings = ctx.settings
     address = request.client.host if request.client else None
     limits = []
+    client_key = None
     if client_id is not None:
-        limits.append((f"token-client:{client_id}", settings.token_requests_per_client))
+        client_key = f"token-client:{client_id}"
+        limits.append((client_key, settings.token_requests_per_client))
     if address:
         limits.append((f"token-ip:{address}", settings.token_requests_per_address))
-    retry = await throttle.reserve(
-        conn, limits, timedelta(seconds=settings.token_rate_window), ctx.clock()
+    return await throttle.start_reserve(
+        conn,
+        limits,
+        timedelta(seconds=settings.token_rate_window),
+        ctx.clock(),
+        only_if_client=(client_key, client_id)
+        if if_registered and client_key and client_id
+        else None,
     )
+
+
+async def _refuse_if_throttled(
+    request: Request[Any, Any, Any], counting: throttle.Counting | None
+) -> None:
+    retry = await counting.result() if counting is not None else None
     if retry is not None:
+        address = request.client.host if request.client else None
         log.warning("token requests throttled", address=address)
         raise TooManyRequests(
             "too many token requests; try again later",
             retry_after=math.ceil(retry.total_seconds()),
         )
+
+
+async def _registered_client_counted(
+    request: Request[Any, Any, Any],
+    ctx: Context,
+    conn: psycopg.AsyncConnection[Any],
+    client_id: str,
+) -> ClientState | None:
+    """The registered client ``client_id`` (or None), with the request counted: the
+    lookup and the count share one round trip (a pipeline read after its sync)."""
+    async with conn.pipeline():
+        lookup = await send_load(conn, CLIENTS, client_id)
+        counting = await _send_count(request, ctx, conn, client_id, if_registered=True)
+    found = await lookup.fetchone()
+    await _refuse_if_throttled(request, counting)
+    return found
 
 
 def presented_header(request: Request[Any, Any, Any], name: str) -> str | None:
@@ -188,17 +233,20 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     prefetched = await ctx.documents.prefetch(creds.client_id, project)
 
     async def resolve(conn: psycopg.AsyncConnection[Any]) -> ClientState:
-        try:
-            found = await ctx.documents.client(
-                conn,
-                creds.client_id,
-                event_metadata(request, "metadata_document"),
-                prefetched,
-                scopes=(await ctx.settings_for(conn, project)).scopes_supported,
-            )
-        except DocumentRefused as exc:
-            raise InvalidClient(exc.description, debug="metadata document refused") from None
-        await _count_request(request, ctx, conn, found.client_id if found else None)
+        if not ctx.documents.names_document(creds.client_id):
+            found = await _registered_client_counted(request, ctx, conn, creds.client_id)
+        else:
+            try:
+                found = await ctx.documents.client(
+                    conn,
+                    creds.client_id,
+                    event_metadata(request, "metadata_document"),
+                    prefetched,
+                    scopes=(await ctx.settings_for(conn, project)).scopes_supported,
+                )
+            except DocumentRefused as exc:
+                raise InvalidClient(exc.description, debug="metadata document refused") from None
+            await _count_request(request, ctx, conn, found.client_id if found else None)
         client = authenticate(found, creds, ctx.clock())
         check_api_key(client, api_key)
         return client

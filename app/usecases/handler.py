@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 import psycopg
 
 from app import metrics
+from app.adapters.database import pipelined_transaction
 from ledger import store, workflows
 from ledger.events import AnyEvent
 from ledger.streams import StreamKind
@@ -54,11 +55,19 @@ class Transaction:
     """One unit of work on one connection: any number of commands, one commit, in the
     project the connection is in (its streams' ids and read models are that project's)."""
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any], metadata: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        metadata: dict[str, Any],
+        *,
+        pipelined: bool = False,
+    ) -> None:
         self.conn = conn
         self.metadata = metadata
         self.project = tenancy.project_of(conn)
+        self.pipelined = pipelined
         self.recorded: list[AnyEvent] = []  # counted by the metrics once committed
+        self.appended: list[tuple[str, int]] = []  # (stream, expected version), pipelined
 
     async def handle(
         self,
@@ -93,6 +102,15 @@ class Transaction:
 
     async def _record(self, stream_id: str, state: Any, events: Sequence[AnyEvent]) -> None:
         version: int = state.version
+        if self.pipelined:
+            # Queued with the COMMIT: a version clash surfaces when run() ends the block.
+            self.appended.append((stream_id, version))
+            await store.append(
+                self.conn, stream_id, version, events, self.metadata, returning=False
+            )
+            await project(self.conn, stream_id, state, events)
+            self.recorded.extend(events)
+            return
         # The append and the read-model writes go to the server in one round trip.
         async with (
             store.conflicts_as_concurrency(stream_id, version),
@@ -109,13 +127,35 @@ async def run(
     conn: psycopg.AsyncConnection[Any],
     metadata: dict[str, Any],
     work: Callable[[Transaction], Awaitable[T]],
+    *,
+    pipelined: bool = False,
 ) -> T:
-    """Run ``work`` in one transaction on ``conn``: it commits, or nothing does."""
-    tx = Transaction(conn, metadata)
-    async with conn.transaction():
-        result = await work(tx)
+    """Run ``work`` in one transaction on ``conn``: it commits, or nothing does.
+
+    ``pipelined`` (the token endpoint's grants, on an autocommit connection): BEGIN goes
+    with the first read and COMMIT with the writes (``pipelined_transaction``), so a
+    rotation is two round trips; ``work`` must not open transactions of its own."""
+    tx = Transaction(conn, metadata, pipelined=pipelined)
+    if not pipelined:
+        async with conn.transaction():
+            result = await work(tx)
+    else:
+        try:
+            async with pipelined_transaction(conn):
+                result = await work(tx)
+        except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
+            if not tx.appended:
+                raise
+            # Which append clashed is not known once queued: every stream but one is
+            # locked here, so it is the one this transaction created, or the first.
+            async with store.conflicts_as_concurrency(*_created_or_first(tx.appended)):
+                raise
     metrics.count_committed(tx.recorded)
     return result
+
+
+def _created_or_first(appended: Sequence[tuple[str, int]]) -> tuple[str, int]:
+    return next((a for a in appended if a[1] == 0), appended[0])
 
 
 async def handle(

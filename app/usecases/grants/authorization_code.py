@@ -77,7 +77,7 @@ async def grant(
             loaded=families.INITIAL,
         )
 
-    handled = await handler.run(conn, metadata, redeem)
+    handled = await handler.run(conn, metadata, redeem, pipelined=True)
     handled.or_raise()
     (started,) = handled.events
     assert isinstance(started, TokenFamilyStarted)

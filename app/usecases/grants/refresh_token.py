@@ -65,7 +65,7 @@ async def grant(
         )
         return await tx.handle(streams.FAMILY, found.family.family_id, command, loaded=found.family)
 
-    handled = await handler.run(conn, metadata, rotate)
+    handled = await handler.run(conn, metadata, rotate, pipelined=True)
     if handled is None:
         raise InvalidGrant("refresh token is invalid", debug=f"unknown {short(presented_hash)}")
     family = handled.or_raise()

@@ -1,0 +1,201 @@
+"""Refresh rotation only, before and after a change, in one run (issue 13).
+
+    .venv/bin/python -m bench.refresh_ab --before /path/to/checkout [--rounds 2]
+
+The suite's refresh scenario (bench/suite.py: its database, client, token sets, wrk
+script and sign ceiling), without the other scenarios, so a change to the refresh path
+is measured in minutes. The product server runs alternately from ``--before`` (another
+checkout of the repository, put first on PYTHONPATH) and from this one, on the same
+database, each with fresh families, ``--rounds`` times each; the sign ceiling is
+measured at the start and at the end. Read the ratios: the machine is shared.
+
+Both servers run ``tokenledger serve --workers N`` (``--workers``; default: the number
+of cores, as ``serve`` picks), and so does the sign ceiling when N is 1; with more
+workers the sign ceiling is still one process (bench/sign_server.py), so compare the
+refresh ratios of the two checkouts, not a ratio against a differently sized server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from app.adapters.user_keys import personal_keys
+from app.usecases import registration
+from bench.suite import (
+    GENERATOR,
+    HERE,
+    THREADS,
+    connect,
+    exchange_all,
+    free_port,
+    issue_codes,
+    process,
+    report,
+    wrk,
+)
+from migrations import migrate
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    server_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
+        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    admin_url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": "postgres"})
+    dbname = f"tokenledger_bench_{secrets.token_hex(4)}"
+    async with await connect(admin_url) as admin:
+        await admin.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+    url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": dbname})
+    log = Path(args.log)
+    workers = str(args.workers or os.cpu_count() or 1)
+    out: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "settings": {
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "server_workers": int(workers),
+            "rate_limits": not args.no_rate_limits,
+            "generator": GENERATOR,
+        },
+        "sign": [],
+        "before": [],
+        "after": [],
+    }
+    try:
+        async with await connect(url) as conn:
+            await migrate(conn)
+            client_id = "bench-public"
+            now = datetime.now(UTC)
+            await registration.register_client(
+                conn,
+                client_id=client_id,
+                redirect_uris=["http://127.0.0.1/cb"],
+                client_type="public",
+                scopes=["mcp"],
+                now=now,
+            )
+            user = await registration.register_user(
+                conn,
+                keys=await personal_keys(conn, None),
+                username="bench-user",
+                password="bench password",
+                now=now,
+            )
+        port = free_port()
+        issuer = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "TOKENLEDGER_ISSUER": issuer,
+            "TOKENLEDGER_LOG_FORMAT": "json",
+            # The token rate limits stay on (their upsert is part of what is measured),
+            # far above what one client and one address send here.
+            "TOKENLEDGER_TOKEN_REQUESTS_PER_CLIENT": "0" if args.no_rate_limits else "1000000000",
+            "TOKENLEDGER_TOKEN_REQUESTS_PER_ADDRESS": "0" if args.no_rate_limits else "1000000000",
+        }
+        dummy = tmp / "dummy"
+        dummy.write_text("".join(f"tlr_{secrets.token_urlsafe(32)}\n" for _ in range(256)))
+
+        def sign() -> None:
+            command = [sys.executable, "-m", "bench.sign_server", "--port", str(port)]
+            with process(command, env, f"{issuer}/readyz", log, cwd=HERE.parent):
+                body = f"grant_type=refresh_token&client_id={client_id}&refresh_token={{1}}"
+                r = wrk(issuer, "post.lua", ["/bench/sign", body, str(dummy), str(THREADS)], args)
+            report("sign ceiling (POST /bench/sign)", r)
+            out["sign"].append(r)
+
+        async def refresh(label: str, checkout: Path | None, round_: int) -> None:
+            server_env = dict(env)
+            if checkout is not None:
+                server_env["PYTHONPATH"] = str(checkout)
+            command = [sys.executable, "-c", "from app.cli import main; main()", "serve"]
+            command += ["--port", str(port), "--workers", workers]
+            with process(command, server_env, f"{issuer}/readyz", log, cwd=checkout) as server:
+                n = args.connections * 4
+                pairs = await issue_codes(url, client_id, user.user_id, n)
+                issued = await exchange_all(issuer, "/oauth/token", client_id, pairs)
+                tokens = tmp / f"refresh-{label}-{round_}"
+                tokens.write_text("".join(t["refresh_token"] + "\n" for t in issued))
+                spy = None
+                if args.profile and label == "after" and round_ == args.rounds:
+                    spy_args = ["--format", "raw", "--rate", "200", "-o", args.profile]
+                    spy_args += ["--subprocesses", "--pid", str(server.pid), "--nonblocking"]
+                    spy_args += ["--duration", str(args.duration)]
+                    spy = subprocess.Popen(
+                        [str(Path(sys.executable).parent / "py-spy"), "record", *spy_args],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                r = wrk(issuer, "refresh.lua", [client_id, str(tokens), str(THREADS)], args)
+                if spy is not None:
+                    spy.wait()
+            report(f"refresh rotation, {label} #{round_}", r)
+            out[label].append(r)
+
+        sign()
+        for i in range(args.rounds):
+            await refresh("before", Path(args.before).resolve(), i + 1)
+            await refresh("after", None, i + 1)
+        sign()
+    finally:
+        async with await connect(admin_url) as admin:
+            await admin.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname))
+            )
+    return out
+
+
+def summary(out: dict[str, Any]) -> str:
+    def mean(rows: list[dict[str, Any]]) -> float:
+        return sum(r["per_s"] for r in rows) / len(rows)
+
+    sign = mean(out["sign"])
+    lines = [f"sign ceiling {sign:.0f}/s (runs: {[r['per_s'] for r in out['sign']]})"]
+    for label in ("before", "after"):
+        rate = mean(out[label])
+        p99 = max(r["p99_ms"] for r in out[label])
+        runs = [r["per_s"] for r in out[label]]
+        lines.append(
+            f"refresh {label}: {rate:.0f}/s = {rate / sign:.2f} x sign (runs {runs}, worst p99"
+            f" {p99:.0f} ms)"
+        )
+    lines.append(f"after / before: {mean(out['after']) / mean(out['before']):.2f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--before", required=True, help="a checkout with the code before")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=8, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0, help="0: the number of cores")
+    parser.add_argument(
+        "--no-rate-limits",
+        action="store_true",
+        help="token rate limits off (0), to see what their shared counter rows cost",
+    )
+    parser.add_argument("--profile", help="py-spy (raw) of the last 'after' run, to this file")
+    parser.add_argument("--log", default=os.devnull, help="servers' output")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = asyncio.run(run(args, Path(tmp)))
+    print(json.dumps(out["settings"]))
+    print(summary(out))
+
+
+if __name__ == "__main__":
+    main()
