@@ -91,7 +91,15 @@ async def authenticate(
     if found is None or not found.active:
         raise AuditorRefused("unknown or revoked auditor token")
     command = RecordQuery(method=method, path=path, query=query[:2000], now=now)
-    return (await handler.handle(conn, streams.AUDITOR, found.name, command, metadata)).or_raise()
+    # Pipelined: the locked read goes with BEGIN and the writes with COMMIT, two round
+    # trips before the query is answered (issue 8's family query budget).
+    handled = await handler.run(
+        conn,
+        metadata,
+        lambda tx: tx.handle(streams.AUDITOR, found.name, command),
+        pipelined=True,
+    )
+    return handled.or_raise()
 
 
 # --- the log ---------------------------------------------------------------------------
