@@ -524,21 +524,16 @@ def clients_publishable_key(client_id: str) -> None:
     _issue_publishable_key(_settings(), client_id)
 
 
-@clients.command("require-api-key")
+@clients.command("require-api-key", hidden=True)
 @click.argument("client_id")
 @click.option("--off", is_flag=True, help="No longer require an API key.")
 def clients_require_api_key(client_id: str, off: bool) -> None:
-    """Require an x-api-key on the client's token requests (see `clients api-keys`)."""
-    from app.usecases import api_keys
+    """Kept for scripts: `clients update ID --require-api-key` / `--no-require-api-key`."""
+    from app.usecases import clients as client_cases
+    from ledger.clients import UpdateClient
 
-    async def work(url: str) -> None:
-        async with await _connect(url) as conn:
-            await api_keys.require(conn, client_id, not off, utc_now(), _operator_metadata())
-
-    try:
-        _with_database(_settings(), work)
-    except registration.Rejected as exc:
-        raise click.ClickException(f"{client_id}: {exc}") from None
+    command = UpdateClient(require_api_key=not off, now=utc_now())
+    _client_command(lambda conn: client_cases.update_client(conn, client_id, command))
     click.echo(f"client {client_id} {'no longer requires' if off else 'requires'} an API key")
 
 
@@ -794,6 +789,7 @@ def _client_lines(client: Any) -> list[tuple[str, str]]:
             "refresh_idle_ttl",
             "none" if client.refresh_idle_ttl is None else ttl(client.refresh_idle_ttl),
         ),
+        ("api_key", "required" if client.require_api_key else "not required"),
         ("registered_at", when(client.registered_at)),
         ("updated_at", when(client.updated_at)),
         ("version", str(client.version)),
@@ -866,6 +862,12 @@ def clients_show(client_id: str) -> None:
     default=None,
     help="Refuse a refresh token unused for longer than this many seconds.",
 )
+@click.option(
+    "--require-api-key/--no-require-api-key",
+    default=None,
+    help="Require one of the client's API keys (x-api-key) on its token, revocation and"
+    " introspection requests, or stop requiring one (see `clients api-keys`).",
+)
 def clients_update(
     client_id: str,
     name: str | None,
@@ -877,6 +879,7 @@ def clients_update(
     access_ttl: int | None,
     refresh_ttl: int | None,
     refresh_idle_ttl: int | None,
+    require_api_key: bool | None,
 ) -> None:
     """Change a client's settings; what is not named keeps its value."""
     from app.usecases import clients as client_cases
@@ -892,6 +895,7 @@ def clients_update(
         access_token_ttl=access_ttl,
         refresh_token_ttl=refresh_ttl,
         refresh_idle_ttl=refresh_idle_ttl,
+        require_api_key=require_api_key,
         now=utc_now(),
     )
     client = _client_command(lambda conn: client_cases.update_client(conn, client_id, command))

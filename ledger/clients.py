@@ -209,6 +209,7 @@ class UpdateClient:
     refresh_token_ttl: int | None = None
     refresh_idle_ttl: int | None = None
     audiences: list[str] | None = None
+    require_api_key: bool | None = None  # an x-api-key on every token request
     now: datetime
 
 
@@ -300,13 +301,7 @@ def decide(command: ClientCommand, state: ClientState) -> Decision:
         case SetApiKeyRequirement():
             if not state.version:
                 return refuse(Rejected("no such client"))
-            if state.require_api_key == command.required:
-                return accept()
-            return accept(
-                ClientApiKeyRequirementSet(
-                    client_id=state.client_id, required=command.required, set_at=command.now
-                )
-            )
+            return accept(*_api_key_requirement(state, command.required, command.now))
         case AddApiKey():
             if not state.version:
                 return refuse(Rejected("no such client"))
@@ -389,6 +384,13 @@ def _update(cmd: UpdateClient, state: ClientState) -> Decision:
     def pick(new: int | None, old: int | None) -> int | None:
         return old if new is None else new
 
+    requirement = (
+        []
+        if cmd.require_api_key is None
+        else _api_key_requirement(state, cmd.require_api_key, cmd.now)
+    )
+    if cmd.require_api_key is not None and _names_only_the_api_key(cmd):
+        return accept(*requirement)  # no settings named: no client_updated to record
     return accept(
         ClientUpdated(
             client_id=state.client_id,
@@ -402,8 +404,34 @@ def _update(cmd: UpdateClient, state: ClientState) -> Decision:
             refresh_idle_ttl=pick(cmd.refresh_idle_ttl, state.refresh_idle_ttl),
             audiences=list(dict.fromkeys(audiences)),
             updated_at=cmd.now,
-        )
+        ),
+        *requirement,
     )
+
+
+def _names_only_the_api_key(cmd: UpdateClient) -> bool:
+    settings = (
+        cmd.name,
+        cmd.redirect_uris,
+        cmd.scopes,
+        cmd.rotate_refresh_tokens,
+        cmd.refresh_grace_seconds,
+        cmd.access_token_ttl,
+        cmd.refresh_token_ttl,
+        cmd.refresh_idle_ttl,
+        cmd.audiences,
+    )
+    return all(value is None for value in settings)
+
+
+def _api_key_requirement(
+    state: ClientState, required: bool, now: datetime
+) -> list[ClientApiKeyRequirementSet]:
+    """The event that makes the client require (or stop requiring) an x-api-key; none
+    when it already does what is asked."""
+    if state.require_api_key == required:
+        return []
+    return [ClientApiKeyRequirementSet(client_id=state.client_id, required=required, set_at=now)]
 
 
 def _rotate_secret(cmd: RotateClientSecret, state: ClientState) -> Decision:

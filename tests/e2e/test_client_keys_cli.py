@@ -27,9 +27,11 @@ async def test_require_add_list_revoke_api_keys(database_url: str) -> None:
         database_url,
     )
     assert status == 0, err
-    status, out, err = await run_cli(["clients", "require-api-key", client_id], database_url)
+    status, out, err = await run_cli(
+        ["clients", "update", client_id, "--require-api-key"], database_url
+    )
     assert status == 0, err
-    assert "requires an API key" in out
+    assert "api_key:                required" in out
     status, out, err = await run_cli(["clients", "api-keys", "add", client_id], database_url)
     assert status == 0, err
     key = out.split("x-api-key: ", 1)[1].strip()
@@ -57,10 +59,18 @@ async def test_require_add_list_revoke_api_keys(database_url: str) -> None:
     assert status == 1
     assert "no such client" in err
     status, out, err = await run_cli(
-        ["clients", "require-api-key", client_id, "--off"], database_url
+        ["clients", "update", client_id, "--no-require-api-key", "--name", "Dressipi"],
+        database_url,
     )
     assert status == 0, err
-    assert "no longer requires" in out
+    assert "api_key:                not required" in out
+    assert "name:                   Dressipi" in out
+    # The command it replaced still works for scripts, hidden from the help.
+    status, out, err = await run_cli(["clients", "require-api-key", client_id], database_url)
+    assert status == 0, err
+    assert "requires an API key" in out
+    _, out, _ = await run_cli(["clients", "--help"], database_url)
+    assert "require-api-key" not in out
 
 
 async def test_publishable_keys_from_add_and_reissue(database_url: str) -> None:

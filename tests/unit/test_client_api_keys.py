@@ -12,6 +12,7 @@ from ledger.clients import (
     IssuePublishableKey,
     RevokeApiKey,
     SetApiKeyRequirement,
+    UpdateClient,
     check_api_key,
     check_publishable_key,
 )
@@ -22,6 +23,7 @@ from ledger.events import (
     ClientApiKeyRevoked,
     ClientPublishableKeyIssued,
     ClientRegistered,
+    ClientUpdated,
 )
 from ledger.opaque_tokens import hash_secret
 from tests.unit import given_when_then
@@ -51,9 +53,38 @@ def test_given_a_key_already_required_when_required_again_then_nothing_is_append
     spec.given(REGISTERED, REQUIRED).when(SetApiKeyRequirement(required=True, now=T0)).then()
 
 
+def test_given_a_client_when_updated_to_require_a_key_only_then_only_that_is_recorded() -> None:
+    spec.given(REGISTERED).when(UpdateClient(require_api_key=True, now=T0)).then(REQUIRED)
+    spec.given(REGISTERED, REQUIRED).when(UpdateClient(require_api_key=True, now=T0)).then()
+    off = ClientApiKeyRequirementSet(client_id="app", required=False, set_at=T0)
+    spec.given(REGISTERED, REQUIRED).when(UpdateClient(require_api_key=False, now=T0)).then(off)
+
+
+def test_given_a_client_when_updated_with_settings_and_a_key_then_both_in_one_decision() -> None:
+    renamed = ClientUpdated(
+        client_id="app",
+        name="Dressipi",
+        redirect_uris=["urn:ietf:wg:oauth:2.0:oob:auto"],
+        scopes=["mcp"],
+        rotate_refresh_tokens=True,
+        refresh_grace_seconds=0,
+        access_token_ttl=None,
+        refresh_token_ttl=None,
+        refresh_idle_ttl=None,
+        audiences=[],
+        updated_at=T0,
+    )
+    command = UpdateClient(name="Dressipi", require_api_key=True, now=T0)
+    spec.given(REGISTERED).when(command).then(renamed, REQUIRED)
+    # A refused update records neither: the requirement does not go in alone.
+    bad = UpdateClient(redirect_uris=[], require_api_key=True, now=T0)
+    spec.given(REGISTERED).when(bad).then_error(Rejected)
+
+
 def test_given_no_client_when_anything_about_keys_then_refused() -> None:
     for command in (
         SetApiKeyRequirement(required=True, now=T0),
+        UpdateClient(require_api_key=True, now=T0),
         AddApiKey(key_id="k1", key_hash=hash_secret(KEY), now=T0),
         RevokeApiKey(key_id="k1", now=T0),
     ):
