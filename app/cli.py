@@ -84,6 +84,20 @@ async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
     return conn
 
 
+# The commands --project applies to: those on a project's clients, users, keys,
+# sessions, resources and families, and one family's audit timeline. The others are the
+# server's own (serve, migrations, the whole log, projects, auditors, roles) and refuse
+# the option: ignoring it would hand `--project acme audit events` the whole log.
+_PROJECT_COMMANDS = frozenset({"users", "families", "clients", "keys", "resources"})
+_PROJECT_AUDIT_COMMANDS = frozenset({"family"})
+
+
+def _refuse_project(command: str | None) -> None:
+    raise click.UsageError(
+        f"--project does not apply to `{command}`: it is the server's, not a project's"
+    )
+
+
 @click.group()
 @click.option(
     "--project",
@@ -96,6 +110,9 @@ def main(project: str | None) -> None:
     """tokenledger: an OAuth 2.1 authorization server on an append-only event ledger."""
     # Operator commands log only what needs attention; `serve` logs every request.
     configure(level=logging.WARNING)
+    command = click.get_current_context().invoked_subcommand
+    if project is not None and command not in _PROJECT_COMMANDS | {"audit"}:
+        _refuse_project(command)
 
 
 @main.command()
@@ -600,7 +617,8 @@ def clients_api_keys_revoke(client_id: str, key_id: str) -> None:
 
 @main.group()
 def projects() -> None:
-    """Projects (tenants); see docs/tenancy.md. One is served: TOKENLEDGER_PROJECT_ID."""
+    """Projects (tenants); see docs/tenancy.md. The root one (TOKENLEDGER_PROJECT_ID) is
+    served at /, every other active one at /projects/ID."""
 
 
 def _project_line(p: Any) -> str:
@@ -610,7 +628,14 @@ def _project_line(p: Any) -> str:
         state = f"disabled {p.disabled_at.isoformat()}"
     else:
         state = f"active, added {p.added_at.isoformat()}"
-    served = "served" if p.served else "not served"
+    # Where it is served: the root project at the server's own URLs, whatever its
+    # recorded state; another project under /projects/ID while it is not disabled.
+    if p.served:
+        served = "served at /"
+    elif p.disabled_at is None:
+        served = f"served at /projects/{p.project_id}"
+    else:
+        served = "not served"
     return f"{p.project_id}\t{p.name}\t{state}\t{served}"
 
 
@@ -643,7 +668,7 @@ def projects_add(project_id: str, name: str | None) -> None:
 
 @projects.command("list")
 def projects_list() -> None:
-    """Every project: recorded ones, and the served one even if never recorded."""
+    """Every project: recorded ones, and the root one even if never recorded."""
     from app.usecases import projects as project_cases
 
     settings = _settings()
@@ -1081,6 +1106,12 @@ def projections_rebuild(verify: bool) -> None:
 @main.group()
 def audit() -> None:
     """Check the event log."""
+    ctx = click.get_current_context()
+    command = ctx.invoked_subcommand
+    if ctx.find_root().params.get("project") is not None and command not in (
+        _PROJECT_AUDIT_COMMANDS
+    ):
+        _refuse_project(f"audit {command}")
 
 
 @audit.command("verify")

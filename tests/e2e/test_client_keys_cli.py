@@ -110,7 +110,7 @@ async def test_projects_add_list_show_disable(database_url: str) -> None:
     project = f"t{uuid.uuid4().hex[:8]}"
     env = {"TOKENLEDGER_PROJECT_ID": project}
     _, out, _ = await run_cli(["projects", "list"], database_url, env=env)
-    assert f"{project}\t{project}\tactive (implicit: not recorded)\tserved" in out
+    assert f"{project}\t{project}\tactive (implicit: not recorded)\tserved at /" in out
     status, out, err = await run_cli(
         ["projects", "add", project, "--name", "Tenant"], database_url, env=env
     )
@@ -121,7 +121,7 @@ async def test_projects_add_list_show_disable(database_url: str) -> None:
     status, out, err = await run_cli(["projects", "show", project], database_url, env=env)
     assert status == 0, err
     assert out.startswith(f"{project}\tTenant\tactive, added ")
-    assert out.splitlines()[0].endswith("\tserved")
+    assert out.splitlines()[0].endswith("\tserved at /")
     assert "  access token lifetime: 3600 s (server)" in out.splitlines()
     status, _, err = await run_cli(["projects", "disable", project], database_url)
     assert status == 0, err

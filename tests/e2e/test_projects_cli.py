@@ -102,6 +102,10 @@ async def verified(access_token: str, metadata: dict[str, Any]) -> tuple[str, di
 async def test_a_project_administered_from_the_cli_and_served(empty_database_url: str) -> None:
     db = empty_database_url
     assert (await cli(db, "projects", "add", "acme")).strip() == "project acme added"
+    listed = (await cli(db, "projects", "list")).splitlines()
+    assert listed[0].endswith("\tserved at /")  # the root project, never recorded
+    assert listed[1].startswith("acme\tacme\tactive, added ")
+    assert listed[1].endswith("\tserved at /projects/acme")
 
     # A client and a user of acme, and a client of the root project beside them.
     out = await cli(
@@ -133,6 +137,15 @@ async def test_a_project_administered_from_the_cli_and_served(empty_database_url
     assert status != 0
     assert "no such project: nosuch" in err
     assert out == ""
+    # The server's own commands are no project's: --project is refused, not ignored.
+    for command, named in (
+        (["serve"], "serve"),
+        (["audit", "events"], "audit events"),
+        (["projects", "list"], "projects"),
+    ):
+        status, _, err = await run_cli(["--project", "acme", *command], db)
+        assert status == 2
+        assert f"--project does not apply to `{named}`" in err
 
     async with served(db) as base:
         issuer = f"{base}/projects/acme"
