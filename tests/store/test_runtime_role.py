@@ -128,3 +128,43 @@ async def test_the_runtime_role_works_in_every_projects_schema(
     assert await cur.fetchall() == [("web",)]
     with pytest.raises(pg_errors.InsufficientPrivilege):
         await app.execute("drop table project_acme.clients")
+
+
+async def test_a_project_added_before_the_role_is_the_roles_to_use(
+    empty_database_url: str,
+) -> None:
+    """Without USAGE on a project's schema, PostgreSQL silently drops it from the
+    search_path, and the project's queries read the root project's tables instead."""
+    from app.usecases import clients as client_cases
+
+    name = f"tokenledger_runtime_{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(16)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    async with await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True) as owner:
+        if not await is_superuser(owner):
+            pytest.skip("creating a role needs a superuser here")
+        await migrate(owner)
+        await projects.add(owner, "acme", None, now, {"actor": "test"}, configured="default")
+        for project, client_id in ((None, "root-only"), ("acme", "acme-only")):
+            await tenancy.use(owner, project)
+            await registration.register_client(
+                owner,
+                client_id=client_id,
+                redirect_uris=["http://127.0.0.1/cb"],
+                client_type="public",
+                scopes=["mcp"],
+                now=now,
+            )
+        await tenancy.use(owner, None)
+        await create_runtime_role(owner, name, password)
+        params = conninfo_to_dict(empty_database_url) | {"user": name, "password": password}
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                _as_url(params), autocommit=True
+            ) as app:
+                await tenancy.use(app, "acme")
+                seen = [c.client_id for c in await client_cases.list_clients(app)]
+                assert seen == ["acme-only"]
+        finally:
+            await owner.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
+            await owner.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
