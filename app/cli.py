@@ -85,11 +85,12 @@ async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
 
 
 # The commands --project applies to: those on a project's clients, users, keys,
-# sessions, resources and families, and one family's audit timeline. The others are the
-# server's own (serve, migrations, the whole log, projects, auditors, roles) and refuse
-# the option: ignoring it would hand `--project acme audit events` the whole log.
+# sessions, resources and families, one family's audit timeline, and the log's events
+# and export (then that project's streams only). The others are the server's own
+# (serve, migrations, seals, projects, auditors, roles) and refuse the option: ignoring
+# it would hand someone who asked for one project the whole server's.
 _PROJECT_COMMANDS = frozenset({"users", "families", "clients", "keys", "resources"})
-_PROJECT_AUDIT_COMMANDS = frozenset({"family"})
+_PROJECT_AUDIT_COMMANDS = frozenset({"family", "events", "export"})
 
 
 def _refuse_project(command: str | None) -> None:

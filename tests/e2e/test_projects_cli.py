@@ -5,6 +5,7 @@ users and keys, and what it registered signing in on ``tokenledger serve`` under
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import warnings
@@ -140,12 +141,17 @@ async def test_a_project_administered_from_the_cli_and_served(empty_database_url
     # The server's own commands are no project's: --project is refused, not ignored.
     for command, named in (
         (["serve"], "serve"),
-        (["audit", "events"], "audit events"),
+        (["audit", "seals"], "audit seals"),
         (["projects", "list"], "projects"),
     ):
         status, _, err = await run_cli(["--project", "acme", *command], db)
         assert status == 2
         assert f"--project does not apply to `{named}`" in err
+    # The log's events with --project: that project's streams only.
+    out = await cli(db, "--project", "acme", "audit", "events", "--ndjson")
+    streams = {json.loads(line)["stream_id"] for line in out.splitlines()}
+    assert streams, out
+    assert all(s.startswith("acme/") for s in streams), streams
 
     async with served(db) as base:
         issuer = f"{base}/projects/acme"
