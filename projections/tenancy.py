@@ -57,12 +57,12 @@ async def use(
 ) -> None:
     """Put ``conn`` in ``project`` (None: the root project) until it is put elsewhere.
 
-    A project must be recorded, have its schema and (unless ``disabled_too``, for an
-    operator) not be disabled, or :class:`UnknownProject` is raised and the connection
-    stays where it was; the check and the switch are one round trip. Only between
-    transactions on an autocommit connection: a ``search_path`` set inside a
-    transaction that rolls back would silently revert while this module still believed
-    it set.
+    A project must be recorded, have its schema (usable by this role) and (unless
+    ``disabled_too``, for an operator) not be disabled, or :class:`UnknownProject` is
+    raised and the connection stays where it was; the check and the switch are one
+    round trip. Only between transactions on an autocommit connection: a
+    ``search_path`` set inside a transaction that rolls back would silently revert while
+    this module still believed it set.
     """
     if project is None and conn not in _current:
         return
@@ -81,8 +81,11 @@ async def use(
             "select set_config('search_path', {}, false) from public.projects"
             " where project_id = %s and (disabled_at is null or %s)"
             " and exists (select 1 from pg_namespace where nspname = %s)"
+            # A schema this role may not use is silently left out of a search_path,
+            # which would then resolve every table to the root project's.
+            " and has_schema_privilege(%s, 'USAGE')"
         ).format(sql.Literal(path.as_string(conn))),
-        (project, disabled_too, schema),
+        (project, disabled_too, schema, schema),
     )
     if await cur.fetchone() is None:
         raise UnknownProject(project)

@@ -168,3 +168,18 @@ async def test_a_project_added_before_the_role_is_the_roles_to_use(
         finally:
             await owner.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
             await owner.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+
+
+async def test_a_project_schema_the_role_may_not_use_is_refused_not_skipped(
+    runtime: tuple[Conn, Conn],
+) -> None:
+    """PostgreSQL leaves a schema the role may not use out of its search_path, which would
+    resolve every table to the root project's: such a project is unknown instead."""
+    owner, app = runtime
+    await projects.add(owner, "acme", None, datetime.now(UTC), {"actor": "t"}, configured="x")
+    role = (await (await app.execute("select current_user")).fetchone() or ("",))[0]
+    await owner.execute(
+        sql.SQL("revoke usage on schema project_acme from {}").format(sql.Identifier(role))
+    )
+    with pytest.raises(tenancy.UnknownProject):
+        await tenancy.use(app, "acme")
