@@ -133,6 +133,24 @@ async def browser_client(app: Litestar, base_url: str) -> AsyncIterator[AsyncTes
         yield client
 
 
+@asynccontextmanager
+async def another_browser(app: Litestar, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A second browser (its own cookies, its own base URL, e.g. a project's) on the
+    session's app, whose lifespan the ``client`` fixture runs: entering the lifespan
+    again would replace the app's context, and leaving it close the pool every other
+    test uses."""
+    parts = urlsplit(base_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+
+    async def add_browser_headers(request: httpx.Request) -> None:
+        request.headers.update(browser_headers(request, origin))
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+        http.event_hooks["request"].append(add_browser_headers)
+        yield http
+
+
 @pytest.fixture(scope="session")
 async def _session_client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with browser_client(app, ISSUER) as client:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import jwt
 import psycopg
 import pytest
@@ -25,8 +26,8 @@ from tests.http.conftest import (
     PASSWORD,
     Clock,
     Registered,
+    another_browser,
     authorize_params,
-    browser_client,
     csrf_token_of,
     exchange,
     log_in,
@@ -37,7 +38,7 @@ from tests.http.conftest import (
 from tests.http.token_helpers import assert_error, assert_log_agrees, assert_tokens, basic
 
 META = {"actor": "test"}
-Http = AsyncTestClient[Litestar]
+Http = httpx.AsyncClient
 
 
 @asynccontextmanager
@@ -92,10 +93,15 @@ async def add_user(pool: Pool, clock: Clock, project: str | None, username: str)
         )
 
 
+@pytest.fixture(autouse=True)
+def _lifespan(client: AsyncTestClient[Litestar]) -> None:
+    """The session app's lifespan runs (``client``); ``browser`` uses that app."""
+
+
 @asynccontextmanager
 async def browser(app: Litestar, project: str | None) -> AsyncIterator[Http]:
     base = ISSUER if project is None else f"{ISSUER}/projects/{project}"
-    async with browser_client(app, base) as http:
+    async with another_browser(app, base) as http:
         yield http
 
 
