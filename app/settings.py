@@ -27,7 +27,7 @@ DEFAULT_PORT = 8000
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     issuer: str = "http://127.0.0.1:8000"  # from_env: default_issuer(host, port)
-    # The one project (tenant) this server serves today; see docs/tenancy.md.
+    # The root project's id: served at the server's own URLs; see docs/tenancy.md.
     project_id: str = "default"
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT

@@ -1,7 +1,7 @@
 """Projects (tenants): the products one server serves, as Keycloak's realms or Stack
-Auth's projects. Today a project is a name with a life (added, disabled) and the
-``x-stack-project-id`` the Stack Auth route checks; docs/tenancy.md describes how every
-stream and read model is to be scoped by it.
+Auth's projects: a name with a life (added, settings changed, disabled) on the stream
+``project:<id>``. Each has its own issuer, keys, clients, users and sessions; how every
+stream and read model is scoped by it is in docs/tenancy.md.
 """
 
 from __future__ import annotations

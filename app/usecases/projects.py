@@ -1,10 +1,11 @@
-"""Projects (tenants): adding, listing, showing and disabling them, and whether the
-project a request names may be served.
+"""Projects (tenants): adding (with the project's schema), listing, showing, changing
+the settings of and disabling them, and whether the root project may be served.
 
-One project is served today: the one ``TOKENLEDGER_PROJECT_ID`` names (``default``). It
-exists without being recorded, so a fresh server behaves as before; recording it
-(``projects add default``) gives it a name and lets an operator disable it.
-docs/tenancy.md describes the rest of the design.
+The root project is the one ``TOKENLEDGER_PROJECT_ID`` names (``default``), served at
+the server's own URLs from ``public``'s tables. It exists without being recorded, so a
+fresh server behaves as before; recording it (``projects add default``) gives it a name
+and lets an operator refuse its Stack Auth header. Every other project is served under
+``/projects/<id>`` from a schema of its own (docs/tenancy.md, projections/tenancy.py).
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ async def show(conn: psycopg.AsyncConnection[Any], project_id: str, configured: 
 
 
 async def servable(conn: psycopg.AsyncConnection[Any], project_id: str, configured: str) -> bool:
-    """Whether a request naming ``project_id`` may be answered: it is the configured
-    project and it has not been disabled."""
+    """Whether a Stack Auth request naming the root project may be answered: it is the
+    configured project and it has not been disabled. (Another project is checked
+    when a connection is put in it, ``projections.tenancy.use``.)"""
     if project_id != configured:
         return False
     state = await load(conn, PROJECTS, project_id)
