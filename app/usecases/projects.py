@@ -18,8 +18,9 @@ import psycopg
 
 from app.usecases import handler
 from ledger import streams
-from ledger.errors import Rejected
+from ledger.errors import AlreadyExists, Rejected
 from ledger.projects import AddProject, ChangeProjectSettings, DisableProject, ProjectState
+from ledger.store import ConcurrencyConflict
 from projections import tenancy
 from projections.read_models import PROJECTS, all_projects, load
 
@@ -88,7 +89,11 @@ async def add(
             await tenancy.create(conn, project_id)
         return added
 
-    return await handler.run(conn, metadata, work)
+    try:
+        return await handler.run(conn, metadata, work)
+    except ConcurrencyConflict:
+        # Added at the same moment by another command, which committed first.
+        raise AlreadyExists(f"project {project_id!r} already exists") from None
 
 
 async def change_settings(

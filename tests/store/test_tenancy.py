@@ -5,6 +5,7 @@ line, keeping what the log cannot refold (signing keys)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from app.usecases import projects, registration
 from app.usecases.keys import active_signing_key, list_keys
+from ledger.errors import AlreadyExists
 from migrations import migrate
 from projections import rebuild, tenancy
 from projections.read_models import CLIENTS, load
@@ -139,3 +141,20 @@ async def test_a_project_recorded_before_schemas_gets_one_at_migration(conn: Con
     await projects.add(conn, "main", None, NOW, META, configured="main")
     assert await rebuild.sync_schemas(conn, root="main") == []
     assert not await tenancy.exists(conn, "main")
+
+
+async def test_the_same_project_added_twice_at_once_exists_once(empty_database_url: str) -> None:
+    async with (
+        await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True) as a,
+        await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True) as b,
+    ):
+        await migrate(a)
+        results = await asyncio.gather(
+            *(projects.add(c, "acme", None, NOW, META, configured="default") for c in (a, b)),
+            return_exceptions=True,
+        )
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert len(refused) == 1
+        assert isinstance(refused[0], AlreadyExists)
+        assert await tenancy.exists(a, "acme")
+        await tenancy.use(a, "acme")
