@@ -120,8 +120,9 @@ async def create(conn: psycopg.AsyncConnection[Any], project: str) -> None:
     """Create ``project``'s schema: a copy of every project table of ``public`` (columns,
     defaults, constraints, indexes) with the same grants, in the caller's transaction."""
     schema = schema_of(project)
+    tables = await project_tables(conn)
     await conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
-    for table in await project_tables(conn):
+    for table in tables:
         await conn.execute(
             sql.SQL("create table {} (like {} including all)").format(
                 sql.Identifier(schema, table), sql.Identifier(ROOT_SCHEMA, table)
@@ -142,7 +143,6 @@ async def create(conn: psycopg.AsyncConnection[Any], project: str) -> None:
         " where table_schema = %s and grantee <> current_user group by table_name, grantee",
         (ROOT_SCHEMA,),
     )
-    tables = set(await project_tables(conn))
     for table, privileges, grantee in await cur.fetchall():
         if table in tables:
             await conn.execute(
@@ -152,13 +152,13 @@ async def create(conn: psycopg.AsyncConnection[Any], project: str) -> None:
             )
 
 
-# A table's shape: its columns (name, type, null, default; not their order, which a
-# dropped column changes) and its indexes (by what they index, not by name: a copy's
-# names are generated).
 def _role(grantee: str) -> sql.Composable:
     return sql.SQL("public") if grantee == "PUBLIC" else sql.Identifier(grantee)
 
 
+# A table's shape: its columns (name, type, null, default; not their order, which a
+# dropped column changes) and its indexes (by what they index, not by name: a copy's
+# names are generated).
 _SHAPE = (
     "select c.table_name::text, c.column_name::text, c.data_type::text,"
     " c.is_nullable::text, coalesce(c.column_default, '')::text"

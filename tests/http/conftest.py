@@ -11,7 +11,7 @@ import hashlib
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -113,6 +113,17 @@ def browser_headers(request: httpx.Request, origin: str) -> dict[str, str]:
     return {"Sec-Fetch-Site": "none", "Sec-Fetch-User": "?1", **navigation}
 
 
+def _browser_hook(base_url: str) -> Callable[[httpx.Request], Awaitable[None]]:
+    """An httpx request hook adding :func:`browser_headers` for pages at ``base_url``."""
+    parts = urlsplit(base_url)
+    origin = f"{parts.scheme}://{parts.netloc}"  # an origin has no path
+
+    async def add_browser_headers(request: httpx.Request) -> None:
+        request.headers.update(browser_headers(request, origin))
+
+    return add_browser_headers
+
+
 @asynccontextmanager
 async def browser_client(app: Litestar, base_url: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
     """The app's test client, sending what a browser sends on the authorization pages.
@@ -120,15 +131,8 @@ async def browser_client(app: Litestar, base_url: str) -> AsyncIterator[AsyncTes
     Without these headers the tests once passed a login form that no browser could submit
     (Chromium sent ``Origin: null``); with them, every HTTP test meets the origin check.
     """
-
-    parts = urlsplit(base_url)
-    origin = f"{parts.scheme}://{parts.netloc}"  # an origin has no path
-
-    async def add_browser_headers(request: httpx.Request) -> None:
-        request.headers.update(browser_headers(request, origin))
-
     async with AsyncTestClient(app=app, base_url=base_url) as client:
-        client.event_hooks["request"].append(add_browser_headers)
+        client.event_hooks["request"].append(_browser_hook(base_url))
         client.follow_redirects = False  # the redirects go to the OAuth client, not to us
         yield client
 
@@ -139,15 +143,9 @@ async def another_browser(app: Litestar, base_url: str) -> AsyncIterator[httpx.A
     session's app, whose lifespan the ``client`` fixture runs: entering the lifespan
     again would replace the app's context, and leaving it close the pool every other
     test uses."""
-    parts = urlsplit(base_url)
-    origin = f"{parts.scheme}://{parts.netloc}"
-
-    async def add_browser_headers(request: httpx.Request) -> None:
-        request.headers.update(browser_headers(request, origin))
-
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
-        http.event_hooks["request"].append(add_browser_headers)
+        http.event_hooks["request"].append(_browser_hook(base_url))
         yield http
 
 
