@@ -610,19 +610,26 @@ async def written_between(
 
 
 async def leaves(
-    conn: psycopg.AsyncConnection[Any], after: Checkpoint, upto: Checkpoint | None = None
+    conn: psycopg.AsyncConnection[Any],
+    after: Checkpoint,
+    upto: Checkpoint | None = None,
+    *,
+    limit: int | None = None,
 ) -> AsyncIterator[Leaf]:
     """Every event in ``(after, upto]`` (no ``upto``: to the end) in ``(tx, position)``
-    order, with its digest recomputed from its content, streamed through a server-side
-    cursor at constant memory. Opens a transaction unless the caller has one."""
+    order, the first ``limit`` of them if given, with its digest recomputed from its
+    content, streamed through a server-side cursor at constant memory. Opens a
+    transaction unless the caller has one."""
     bound = "and (tx, position) <= (%s::text::xid8, %s)" if upto is not None else ""
     params: tuple[Any, ...] = (str(after.tx), after.position)
     if upto is not None:
         params += (str(upto.tx), upto.position)
+    if limit is not None:
+        params += (limit,)
     query = (
         f"select tx::text::bigint, position, stream_id, version, {_DIGEST} from events"  # noqa: S608
         f" where (tx, position) > (%s::text::xid8, %s) {bound}"
-        " order by events.tx, events.position"
+        " order by events.tx, events.position" + (" limit %s" if limit is not None else "")
     )
     async with conn.transaction(), conn.cursor(name="tokenledger_leaves") as cur:
         await _long_read(conn)

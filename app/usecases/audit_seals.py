@@ -108,30 +108,51 @@ class _HeldBack(Exception):
     """Events wait beyond the horizon: an older transaction somewhere is still open."""
 
 
+# The most events one seal covers: a backlog (a log sealed for the first time, a server
+# that was down) is sealed in several. A seal names every stream it covers and is read
+# back whole to make the next one, so an unbounded seal grew with the backlog: 24 MB for
+# a million events, decoded on the server's event loop for three seconds.
+SEAL_MAX_EVENTS = 10_000
+
+
 async def seal_now(
-    conn: psycopg.AsyncConnection[Any], key: SealKey, now: datetime, *, patience: float = 0.0
+    conn: psycopg.AsyncConnection[Any],
+    key: SealKey,
+    now: datetime,
+    *,
+    patience: float = 0.0,
+    limit: int = SEAL_MAX_EVENTS,
 ) -> LedgerSealed | None:
     """Seal every event below the horizon, if any but seals were written since the last
-    seal and no other sealer is at work; the new seal, or None.
+    seal and no other sealer is at work, in seals of at most ``limit`` events, each in a
+    transaction of its own; the newest seal made, or None.
 
     The xid8 horizon is the whole server's: any open transaction (of any database) holds
     it back. With ``patience``, wait up to that many seconds for it to pass events that
     are written but not yet below it (the shutdown seal, and tests)."""
     deadline = asyncio.get_running_loop().time() + patience
+    newest = None
     while True:
         try:
-            return await handler.run(
-                conn, {"actor": "system"}, lambda tx: _seal(tx, key, now, patience > 0)
+            made = await handler.run(
+                conn, {"actor": "system"}, lambda tx: _seal(tx, key, now, patience > 0, limit)
             )
         except _HeldBack:
             if asyncio.get_running_loop().time() >= deadline:
-                return None
+                return newest
             await asyncio.sleep(0.05)
+            continue
+        if made is None:
+            return newest
+        newest, more = made
+        if not more:
+            return newest
 
 
 async def _seal(
-    tx: handler.Transaction, key: SealKey, now: datetime, report_held_back: bool
-) -> LedgerSealed | None:
+    tx: handler.Transaction, key: SealKey, now: datetime, report_held_back: bool, limit: int
+) -> tuple[LedgerSealed, bool] | None:
+    """The next seal, and whether events below the horizon are left for another."""
     if not await store.try_xact_lock(tx.conn, _SEAL_LOCK):
         return None
     state = await _newest(tx.conn)
@@ -155,15 +176,17 @@ async def _seal(
         return None
     tree = state.tree()
     written: dict[str, tuple[int, str]] = {}
-    async for leaf in store.leaves(tx.conn, after, head):
+    last = after
+    async for leaf in store.leaves(tx.conn, after, head, limit=limit):
         tree.append(leaf.digest)
         written[leaf.stream_id] = (leaf.version, leaf.digest.hex())
+        last = store.Checkpoint(tx=leaf.tx, position=leaf.position)
     seal = seals.new_seal(
-        state, tree, tx=head.tx, position=head.position, streams=written, key=key.private, now=now
+        state, tree, tx=last.tx, position=last.position, streams=written, key=key.private, now=now
     )
     handled = await tx.handle(SEALS, seals.STREAM_KEY, seals.RecordSeal(seal=seal), loaded=state)
     handled.or_raise()
-    return seal
+    return seal, last != head
 
 
 async def list_seals(conn: psycopg.AsyncConnection[Any], after: int = 0) -> list[LedgerSealed]:

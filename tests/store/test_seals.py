@@ -100,6 +100,23 @@ async def test_nothing_new_no_seal(db: Conn, key: SealKey) -> None:
     assert await seal_now(db, key, NOW) is None
 
 
+async def test_a_backlog_is_sealed_in_seals_of_bounded_size(db: Conn, key: SealKey) -> None:
+    # Given 9 events (3 streams of 3) never sealed
+    await fill(db)
+    # When the backlog is sealed at most 4 events a seal
+    newest = await seal_now(db, key, NOW, patience=30, limit=4)
+    # Then three seals cover it, oldest first: 4, 4, then the 1 left with the first two
+    # seals' own events; each names only the streams of its range; and all of them verify
+    kept = await list_seals(db)
+    assert newest == kept[-1]
+    assert [s.count for s in kept] == [4, 8, 11]
+    assert [len(s.streams) for s in kept] == [2, 2, 2]
+    assert await verify_against(db, kept) == []
+    # And an edit inside the first range is still found by the seals kept
+    await tamper(db, "update events set data = '{}' where stream_id = 'test:a' and version = 1")
+    assert "root" in kinds(await verify_against(db, kept))
+
+
 async def test_an_edited_event_with_its_stream_rechained_is_named(db: Conn, key: SealKey) -> None:
     kept = await sealed_log(db, key)
     await tamper(
