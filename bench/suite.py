@@ -564,6 +564,17 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 spy.wait()
                 print(f"py-spy profile of refresh: {profile}", flush=True)
 
+        # 2b. Refresh under each signing algorithm, each against its own sign ceiling:
+        # the key rotated at once (the CLI), a fresh server and fresh families; then back
+        # to RS256, the algorithm of every other scenario.
+        scenarios["refresh_by_alg"] = {"RS256": {"refresh": refresh, "sign_ceiling": sign}}
+        for alg in ("ES256", "EdDSA"):
+            rotate_key(env, alg)
+            scenarios["refresh_by_alg"][alg] = await refresh_signed_with(
+                alg, issuer, url, client_id, user.user_id, sign_cmd, serve, env, tmp, args
+            )
+        rotate_key(env, "RS256")
+
         # 3. The large log: bulk events, a rebuild of the whole log, then the same
         # refresh load and queries again.
         if args.log_events:
@@ -642,6 +653,41 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "scenarios": scenarios,
         "notes": notes,
     }
+
+
+def rotate_key(env: dict[str, str], alg: str) -> None:
+    """A new signing key of ``alg``, signing at once (``tokenledger keys rotate --now``)."""
+    command = [str(BIN / "tokenledger"), "keys", "rotate", "--alg", alg, "--now"]
+    subprocess.run(command, env=env, check=True, capture_output=True)
+
+
+async def refresh_signed_with(
+    alg: str,
+    issuer: str,
+    url: str,
+    client_id: str,
+    subject: str,
+    sign_cmd: list[str],
+    serve: list[str],
+    env: dict[str, str],
+    tmp: Path,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The sign ceiling and refresh rotation with the active key of algorithm ``alg``."""
+    log = Path(args.log)
+    dummy = tmp / "dummy"
+    with process(sign_cmd, env, f"{issuer}/readyz", log, cwd=HERE.parent):
+        body = f"grant_type=refresh_token&client_id={client_id}&refresh_token={{1}}"
+        sign = wrk(issuer, "post.lua", ["/bench/sign", body, str(dummy), str(THREADS)], args)
+    report(f"sign ceiling, {alg}", sign)
+    with process(serve, env, f"{issuer}/readyz", log):
+        pairs = await issue_codes(url, client_id, subject, args.connections * 4)
+        issued = await exchange_all(issuer, "/oauth/token", client_id, pairs)
+        tokens = tmp / f"refresh-{alg}"
+        tokens.write_text("".join(t["refresh_token"] + "\n" for t in issued))
+        refresh = wrk(issuer, "refresh.lua", [client_id, str(tokens), str(THREADS)], args)
+    report(f"refresh rotation, {alg}", refresh)
+    return {"refresh": refresh, "sign_ceiling": sign}
 
 
 def audit_queries(
@@ -931,6 +977,16 @@ def ratios(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
             if t
         )
         rows.append((label, s[key], text))
+    for alg, runs in s.get("refresh_by_alg", {}).items():
+        alg_sign = runs["sign_ceiling"]
+        rows.append((f"sign ceiling, {alg}", alg_sign, ""))
+        rows.append(
+            (
+                f"refresh rotation, {alg}",
+                runs["refresh"],
+                r(runs["refresh"]["per_s"], alg_sign["per_s"], "sign"),
+            )
+        )
     for key in ("audit_query_small_log", "audit_query"):
         if key in s:
             for sub, label in AUDIT_ROWS:
