@@ -457,11 +457,61 @@ async def _long_read(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute("set local idle_in_transaction_session_timeout = 0")
 
 
+# About the most text one page of a long read holds. Events are a few hundred bytes,
+# seals up to about 1 MB (a seal names the streams of up to 10,000 events), and the
+# seals of a sealed backlog sit together in the log: 2,000 of those rows in one fetch
+# held 70 MB of text, and a server exporting them 460 MB.
+PAGE_BYTES = 4 << 20
+_PAGE = (
+    "select w.*, w.tx, w.position from (select p.*,"
+    " sum({size}) over (order by p.page_tx, p.position) - {size} as before, {size} as size"
+    " from ({page}) p) w where before < %s order by w.page_tx, w.position"
+)
+
+
+async def _pages(
+    conn: psycopg.AsyncConnection[Any],
+    columns: str,
+    size: str,
+    after: Checkpoint,
+    where: EventFilter,
+    batch: int,
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """The rows of ``columns`` (which name ``tx`` as a bigint, ``position``, and ``page_tx``,
+    the column ``tx`` itself, by which the page is in order already) after ``after`` that
+    ``where`` selects, a page at a time: at most ``batch`` rows, and no more than fit
+    :data:`PAGE_BYTES` by ``size`` (an expression of a row ``p``), but at least one. Each
+    row ends with four more columns: its bytes before it in the page, its ``size``, and
+    its ``tx`` and ``position`` again. Each page resumes after the last row of the one
+    before: call it in a REPEATABLE READ transaction, so that every page reads the same
+    snapshot, and so the same horizon."""
+    sparse = await is_sparse(conn, where)
+    limit = batch
+    while True:
+        page, params = _below_horizon(columns, after, where, limit, sparse=sparse)
+        query = _PAGE.format(size=size, page=page.decode()).encode()
+        cur = await conn.execute(query, [*params, PAGE_BYTES])
+        rows = await cur.fetchall()
+        if not rows:
+            return
+        yield rows
+        after = Checkpoint(tx=rows[-1][-2], position=rows[-1][-1])
+        # A page its bytes cut short: the next reads about as many rows, not ``batch``
+        # (the database builds every row the limit admits, kept or not).
+        limit = min(batch, 2 * len(rows))
+
+
+async def _long_snapshot_read(conn: psycopg.AsyncConnection[Any]) -> None:
+    """:func:`_long_read`, every statement of the transaction in one snapshot."""
+    await conn.execute("set transaction isolation level repeatable read")
+    await _long_read(conn)
+
+
 async def stream_logged(
     conn: psycopg.AsyncConnection[Any], after: Checkpoint, where: EventFilter, batch: int = 2000
 ) -> AsyncIterator[LoggedEvent]:
-    """Every event after ``after`` that ``where`` selects, in :func:`read_all`'s order,
-    through a server-side cursor: ``batch`` rows in memory at a time, however long the
+    """Every event after ``after`` that ``where`` selects, in :func:`read_all`'s order, a
+    page at a time (at most ``batch`` rows and about :data:`PAGE_BYTES`), however long the
     log. Opens (and ends) a transaction on ``conn``, which must not be in one."""
     async for events in stream_logged_batches(conn, after, where, batch):
         for event in events:
@@ -473,13 +523,12 @@ async def stream_logged_batches(
 ) -> AsyncIterator[list[LoggedEvent]]:
     """:func:`stream_logged` a fetch (``batch`` rows, the last one fewer) at a time: an
     export encodes a whole batch in one call instead of awaiting each row."""
-    async with conn.transaction(), conn.cursor(name="tokenledger_audit_stream") as cur:
-        await _long_read(conn)
-        sparse = await is_sparse(conn, where)
-        query, params = _below_horizon(_LOGGED_COLUMNS, after, where, None, sparse=sparse)
-        await cur.execute(query, params)
-        while rows := await cur.fetchmany(batch):
-            yield [_logged(row) for row in rows]
+    async with conn.transaction():
+        await _long_snapshot_read(conn)
+        columns = _LOGGED_COLUMNS + ", tx as page_tx"
+        size = "octet_length(p.data) + octet_length(p.metadata)"
+        async for rows in _pages(conn, columns, size, after, where, batch):
+            yield [_logged(row[:-5]) for row in rows]
 
 
 async def stream_ndjson(
@@ -487,14 +536,13 @@ async def stream_ndjson(
 ) -> AsyncIterator[bytes]:
     """:func:`stream_logged`'s events as NDJSON, a fetch (``batch`` whole lines) at a
     time; each line is the JSON of the event's :class:`LoggedEvent`."""
-    async with conn.transaction(), conn.cursor(name="tokenledger_audit_ndjson") as cur:
-        await _long_read(conn)
-        sparse = await is_sparse(conn, where)
-        query, params = _below_horizon(_LINE_COLUMN, after, where, None, sparse=sparse)
-        await cur.execute(query, params)
-        while rows := await cur.fetchmany(batch):
-            rows.append(("",))
-            yield "\n".join([row[0] for row in rows]).encode()
+    async with conn.transaction():
+        await _long_snapshot_read(conn)
+        columns = f"{_LINE_COLUMN} as line, tx::text::bigint as tx, position, tx as page_tx"
+        async for rows in _pages(conn, columns, "octet_length(p.line)", after, where, batch):
+            lines = [row[0] for row in rows]
+            lines.append("")
+            yield "\n".join(lines).encode()
 
 
 def checkpoint_of(event: RecordedEvent) -> Checkpoint:

@@ -8,8 +8,18 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 
-from ledger.store import Checkpoint, EventFilter, RecordedEvent, append, stream_logged
+from ledger import store
+from ledger.events import SigningKeyCreated
+from ledger.store import (
+    Checkpoint,
+    EventFilter,
+    RecordedEvent,
+    append,
+    stream_logged,
+    stream_ndjson,
+)
 from tests.conftest import Pool
 from tests.store.samples import drain, new_stream, of, sample
 
@@ -138,3 +148,34 @@ async def test_a_slow_reader_of_the_whole_log_outlives_the_request_timeouts(
             seen.append(event.version)
             await asyncio.sleep(0.2)
     assert seen == [1, 2, 3]
+
+
+async def test_an_export_reads_large_rows_a_few_at_a_time(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page holds at most PAGE_BYTES (and at least one row), whatever the rows' sizes:
+    seals of a sealed backlog are large and sit together. Every event still comes out
+    once, in order, and each chunk ends with a whole line."""
+    monkeypatch.setattr(store, "PAGE_BYTES", 1 << 20)
+    big = "x" * 300_000
+    stream = new_stream()
+    events = [sample(n) for n in range(10)]
+    events += [
+        SigningKeyCreated(
+            kid=f"big-{n}", alg="RS256", public_jwk={"n": big}, created_at=e.created_at
+        )
+        for n, e in enumerate(events[:10])
+    ]
+    events += [sample(n) for n in range(10, 20)]
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await append(conn, stream, 0, events, {})
+        chunks = [c async for c in stream_ndjson(conn, Checkpoint(), EventFilter(stream=stream))]
+        logged = [e async for e in stream_logged(conn, Checkpoint(), EventFilter(stream=stream))]
+    assert all(c.endswith(b"\n") for c in chunks)
+    assert max(len(c) for c in chunks) < (1 << 20) + 310_000
+    assert len(chunks) >= 3  # 3 MB of big rows: up to 1 MB a page, and the row past it
+    lines = b"".join(chunks).splitlines()
+    assert [int(line.split(b'"version":')[1].split(b",")[0]) for line in lines] == list(
+        range(1, 31)
+    )
+    assert [e.version for e in logged] == list(range(1, 31))
