@@ -3,7 +3,8 @@
 Auditor tokens are refused on /oauth and OAuth tokens here (RFC 6750 §3 challenge).
 Every request is recorded in the auditor's stream before it is answered. Answers are
 JSON (errors as ``{"error", "error_description"}``), NDJSON streamed a page at a
-time when asked for, and an HTML timeline for a family when a browser asks. No CORS: auditors' tools are not pages of other origins.
+time when asked for, and an HTML timeline for a family when a browser asks. No CORS:
+auditors' tools are not pages of other origins.
 """
 
 from __future__ import annotations
