@@ -394,16 +394,15 @@ _LOGGED_COLUMNS = (
 # An event's NDJSON line, built by the database: exactly what msgspec makes of its
 # LoggedEvent (the same keys in the same order; strings escaped by to_json, as msgspec
 # does; data and metadata as their stored text; recorded_at in RFC 3339 as msgspec
-# writes a datetime: microseconds only when not zero, "Z" for a zero offset). An export
-# then costs Python no work per event: it forwards the lines a fetch at a time.
+# writes a datetime: microseconds only when not zero, "Z" for a zero offset; one to_char
+# and two replaces, where five to_char calls cost a third of the line). An export then
+# costs Python no work per event: it forwards the lines a page at a time.
 _LINE_COLUMN = """concat(
     '{"cursor":"', tx, '-', position, '","position":', position, ',"tx":', tx,
     ',"stream_id":', to_json(stream_id), ',"version":', version, ',"type":', to_json(type),
     ',"schema_version":', schema_version,
-    ',"recorded_at":"', to_char(recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS'),
-    case when to_char(recorded_at, 'US') <> '000000' then to_char(recorded_at, '.US') end,
-    case when to_char(recorded_at, 'TZH:TZM') = '+00:00' then 'Z'
-        else to_char(recorded_at, 'TZH:TZM') end,
+    ',"recorded_at":"', replace(replace(
+        to_char(recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS.USTZH:TZM'), '.000000', ''), '+00:00', 'Z'),
     '","data":', data, ',"metadata":', metadata, ',"hash":"', encode(hash, 'hex'), '"}')"""
 
 

@@ -7,6 +7,7 @@ import random
 import time
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 
@@ -179,3 +180,26 @@ async def test_an_export_reads_large_rows_a_few_at_a_time(
         range(1, 31)
     )
     assert [e.version for e in logged] == list(range(1, 31))
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/St_Johns"])
+@pytest.mark.parametrize("at", ["2026-12-02 06:40:00+00", "2026-12-02 06:40:00.000120+00"])
+async def test_the_database_writes_each_line_as_msgspec_would(
+    database_url: str, zone: str, at: str
+) -> None:
+    """An NDJSON line is built in SQL: it must be the JSON of the event's LoggedEvent,
+    whole seconds (no fraction) and any session time zone included."""
+    row = (
+        "select '7'::xid8 as tx, 42::bigint as position, 'family:f\"1' as stream_id,"
+        " 3 as version, 'refresh_token_rotated' as type, 1 as schema_version,"
+        ' %s::timestamptz as recorded_at, \'{"a": [1, "é"]}\'::jsonb as data,'
+        " '{\"client_ip\": null}'::jsonb as metadata, '\\xab01'::bytea as hash"
+    )
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("select set_config('timezone', %s, false)", (zone,))
+        line_q = f"select {store._LINE_COLUMN} from ({row}) events"
+        line = (await (await conn.execute(line_q.encode(), (at,))).fetchone() or [""])[0]
+        logged_q = f"select {store._LOGGED_COLUMNS} from ({row}) events"
+        logged = await (await conn.execute(logged_q.encode(), (at,))).fetchone()
+    assert logged is not None
+    assert line.encode() == msgspec.json.encode(store._logged(logged))
