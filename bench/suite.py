@@ -56,7 +56,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from app.adapters.user_keys import personal_keys
 from app.usecases import audit, handler, registration
-from ledger import streams
+from ledger import store, streams
 from ledger.codes import IssueCode
 from ledger.opaque_tokens import CODE_PREFIX, hash_secret, new_secret
 from migrations import migrate
@@ -624,6 +624,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 report(
                     f"NDJSON export ({scenarios['export']['events']} events)", scenarios["export"]
                 )
+                baselines["export_ceiling"] = await export_ceiling(url)
+                report("export ceiling (COPY of the same lines)", baselines["export_ceiling"])
 
         # 4. The peer.
         peer = await peer_refresh(args, admin_url, server_url, peer_db, tmp, log)
@@ -762,6 +764,20 @@ def export(issuer: str, token: str, pid: int) -> dict[str, Any]:
     }
 
 
+async def export_ceiling(url: str) -> dict[str, Any]:
+    """The export's baseline: PostgreSQL building the same NDJSON lines, in the same
+    order, copied to a client that only counts them (no HTTP, no paging, no Python per
+    event): what the export's database work alone allows on this machine, this run."""
+    query = f"copy (select {store._LINE_COLUMN} from events order by tx, position) to stdout"
+    lines = 0
+    started = time.perf_counter()
+    async with await connect(url) as conn, conn.cursor().copy(query.encode()) as copy:
+        async for data in copy:
+            lines += bytes(data).count(b"\n")
+    elapsed = time.perf_counter() - started
+    return {"per_s": round(lines / elapsed, 1), "events": lines, "seconds": round(elapsed, 2)}
+
+
 def cli_export(env: dict[str, str]) -> dict[str, Any]:
     """`tokenledger audit export` of the whole log, its output counted as it streams."""
     started = time.perf_counter()
@@ -804,6 +820,7 @@ async def run_audit(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     log = Path(args.log)
     print(f"database {dbname}; server logs in {log}", flush=True)
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    baselines: dict[str, Any] = {}
     scenarios: dict[str, Any] = {}
     try:
         async with await connect(url) as conn:
@@ -859,6 +876,8 @@ async def run_audit(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             ) | {"events": total}
             scenarios["export"] = export(issuer, auditor, server.pid)
             report(f"NDJSON export ({scenarios['export']['events']} events)", scenarios["export"])
+            baselines["export_ceiling"] = await export_ceiling(url)
+            report("export ceiling (COPY of the same lines)", baselines["export_ceiling"])
         scenarios["cli_export"] = cli_export(env)
         report(
             f"audit export CLI ({scenarios['cli_export']['events']} events)",
@@ -882,7 +901,7 @@ async def run_audit(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "server_workers": os.cpu_count(),
             "generator": GENERATOR,
         },
-        "baselines": {},
+        "baselines": baselines,
         "scenarios": scenarios,
         "notes": [
             "only the audit scenarios (--only audit); load average at the end "
@@ -1004,7 +1023,12 @@ def ratios(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
         memory = f"peak RSS {e['server_peak_rss_mib_before']}->{e['server_peak_rss_mib_after']} MiB"
         if e.get("failed"):
             memory = f"FAILED after {e['events']} events ({e['failed']}); {memory}"
-        rows.append((f"NDJSON export ({e['events']} events)", e, memory))
+        ceiling = b.get("export_ceiling", {}).get("per_s")
+        text = ", ".join(t for t in [memory, r(e["per_s"], ceiling, "COPY")] if t)
+        rows.append((f"NDJSON export ({e['events']} events)", e, text))
+    if "export_ceiling" in b:
+        c = b["export_ceiling"]
+        rows.append((f"export ceiling: COPY of the same lines ({c['events']} events)", c, ""))
     if "cli_export" in s:
         e = s["cli_export"]
         memory = f"peak RSS of the CLI {e['peak_rss_mib']} MiB"
