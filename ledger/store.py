@@ -196,6 +196,15 @@ def _below_horizon(
     query = sql.SQL(
         "select {cols} from events where {horizon}{extra} order by events.tx, events.position{lim}"
     )
+    if sparse and limit is not None:
+        # A few streams' rows come from the stream index in any order and are sorted:
+        # sort their positions, and build the columns of the page's rows only (a page
+        # of a client's 4,000 events: 36 -> 7 ms).
+        query = sql.SQL(
+            "select {cols} from events where position in (select position from events"
+            " where {horizon}{extra} order by events.tx, events.position{lim})"
+            " order by events.tx, events.position"
+        )
     composed = query.format(
         cols=sql.SQL(columns),  # a constant of this module, never user input
         horizon=sql.SQL(_BELOW_HORIZON),
@@ -520,8 +529,8 @@ async def stream_logged(
 async def stream_logged_batches(
     conn: psycopg.AsyncConnection[Any], after: Checkpoint, where: EventFilter, batch: int = 2000
 ) -> AsyncIterator[list[LoggedEvent]]:
-    """:func:`stream_logged` a fetch (``batch`` rows, the last one fewer) at a time: an
-    export encodes a whole batch in one call instead of awaiting each row."""
+    """:func:`stream_logged` a page at a time: an export encodes a whole page in one call
+    instead of awaiting each row."""
     async with conn.transaction():
         await _long_snapshot_read(conn)
         columns = _LOGGED_COLUMNS + ", tx as page_tx"
@@ -533,8 +542,8 @@ async def stream_logged_batches(
 async def stream_ndjson(
     conn: psycopg.AsyncConnection[Any], after: Checkpoint, where: EventFilter, batch: int = 2000
 ) -> AsyncIterator[bytes]:
-    """:func:`stream_logged`'s events as NDJSON, a fetch (``batch`` whole lines) at a
-    time; each line is the JSON of the event's :class:`LoggedEvent`."""
+    """:func:`stream_logged`'s events as NDJSON, a page of whole lines at a time; each
+    line is the JSON of the event's :class:`LoggedEvent`."""
     async with conn.transaction():
         await _long_snapshot_read(conn)
         columns = f"{_LINE_COLUMN} as line, tx::text::bigint as tx, position, tx as page_tx"

@@ -108,10 +108,11 @@ class _HeldBack(Exception):
     """Events wait beyond the horizon: an older transaction somewhere is still open."""
 
 
-# The most events one seal covers: a backlog (a log sealed for the first time, a server
-# that was down) is sealed in several. A seal names every stream it covers and is read
-# back whole to make the next one, so an unbounded seal grew with the backlog: 24 MB for
-# a million events, decoded on the server's event loop for three seconds.
+# The most events one seal covers: a backlog (a log sealed for the first time, events
+# written while no server ran its sealer) is sealed in several. A seal names every
+# stream it covers and is read back whole to make the next one, so an unbounded seal
+# grew with the backlog: 24 MB for a million events, decoded on the server's event loop
+# for three seconds.
 SEAL_MAX_EVENTS = 10_000
 
 
