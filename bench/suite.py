@@ -650,7 +650,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "duration_s": args.duration,
             "connections": args.connections,
             "threads": THREADS,
-            "server_workers": 1,
+            # serve's default, a worker per core; the sign ceiling's server is one
+            # process (bench/sign_server.py).
+            "server_workers": os.cpu_count(),
+            "sign_ceiling_workers": 1,
             "generator": GENERATOR,
         },
         "baselines": baselines,
@@ -897,7 +900,7 @@ async def run_audit(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "duration_s": args.duration,
             "audit_connections": args.audit_connections,
             "threads": THREADS,
-            # serve's default: a worker per core (the full run's settings say 1).
+            # serve's default: a worker per core.
             "server_workers": os.cpu_count(),
             "generator": GENERATOR,
         },
