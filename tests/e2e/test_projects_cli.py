@@ -4,29 +4,16 @@ users and keys, and what it registered signing in on ``tokenledger serve`` under
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import time
-import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from authlib.common.security import generate_token
-from authlib.deprecate import AuthlibDeprecationWarning
 
-from tests.e2e.browser import sign_in_and_allow
-from tests.e2e.cli import run_cli, tokenledger_script
+from tests.e2e.cli import run_cli, served, tokenledger_script
 from tests.e2e.conftest import PASSWORD
-from tests.support.ports import free_port
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
-    from authlib.integrations.httpx_client import AsyncOAuth2Client
+from tests.support.authorization import authorized
 
 pytestmark = pytest.mark.skipif(
     tokenledger_script() is None, reason="the tokenledger script is not installed"
@@ -44,43 +31,6 @@ async def cli(database_url: str, *args: str, stdin: str | None = None) -> str:
 
 def first_column(out: str) -> set[str]:
     return {line.split("\t", 1)[0] for line in out.splitlines() if line}
-
-
-@asynccontextmanager
-async def served(database_url: str) -> AsyncIterator[str]:
-    """``tokenledger serve`` on a free port while the block runs; yields its base URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    script = tokenledger_script()
-    assert script is not None
-    process = await asyncio.create_subprocess_exec(
-        script,
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        env={**os.environ, "DATABASE_URL": database_url, "TOKENLEDGER_ISSUER": base},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with httpx.AsyncClient(base_url=base) as http:
-            deadline = time.monotonic() + 60
-            ready = None
-            # Polling for readiness (startup migrates and loads keys), not sleeping.
-            while ready is None or ready.status_code != 200:
-                assert time.monotonic() < deadline, "serve did not become ready"
-                assert process.returncode is None, "serve exited"
-                try:
-                    ready = await http.get("/readyz")
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
-        yield base
-    finally:
-        process.terminate()
-        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
-        assert b"Traceback" not in err, err.decode()
 
 
 async def verified(access_token: str, metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -163,29 +113,14 @@ async def test_a_project_administered_from_the_cli_and_served(empty_database_url
         assert metadata["issuer"] == issuer
         assert metadata["token_endpoint"] == f"{issuer}/oauth/token"
 
-        async with (
-            AsyncOAuth2Client(
-                client_id="web",
-                token_endpoint_auth_method="none",
-                scope="mcp",
-                redirect_uri=REDIRECT_URI,
-                code_challenge_method="S256",
-            ) as oauth,
-            httpx.AsyncClient(follow_redirects=False) as browser,
-        ):
-            verifier = generate_token(64)
-            url, state = oauth.create_authorization_url(
-                metadata["authorization_endpoint"], code_verifier=verifier
-            )
-            login = await browser.get(url)
-            assert "<strong>Acme Web</strong>" in login.text
-            location = await sign_in_and_allow(browser, url, "alice", PASSWORD)
-            tokens = await oauth.fetch_token(
-                metadata["token_endpoint"],
-                authorization_response=location,
-                code_verifier=verifier,
-                state=state,
-            )
+        async with authorized(
+            metadata["authorization_endpoint"], "web", REDIRECT_URI, "alice", PASSWORD
+        ) as grant:
+            tokens = await grant.exchange(metadata["token_endpoint"])
+        url = grant.url
+        async with httpx.AsyncClient() as browser:
+            login = await browser.get(url)  # the login page names acme's client
+        assert "<strong>Acme Web</strong>" in login.text
         signed_by, claims = await verified(tokens["access_token"], metadata)
         assert claims["iss"] == issuer
         assert claims["sub"] == subject

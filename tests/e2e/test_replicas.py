@@ -7,12 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import os
 import secrets
-import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 import httpx
@@ -24,48 +21,12 @@ from app.usecases import handler, registration
 from ledger import streams
 from ledger.codes import IssueCode
 from ledger.opaque_tokens import CODE_PREFIX, hash_secret, new_secret
-from tests.e2e.cli import tokenledger_script
-from tests.support.ports import free_port
+from tests.e2e.cli import served, tokenledger_script
 
 pytestmark = pytest.mark.skipif(
     tokenledger_script() is None, reason="the tokenledger script is not installed"
 )
 REDIRECT_URI = "http://127.0.0.1/cb"
-
-
-@asynccontextmanager
-async def _serve(database_url: str) -> AsyncIterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    script = tokenledger_script()
-    assert script is not None
-    process = await asyncio.create_subprocess_exec(
-        script,
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        env={**os.environ, "DATABASE_URL": database_url, "TOKENLEDGER_SEAL_INTERVAL": "0"},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        async with httpx.AsyncClient(base_url=base) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                assert time.monotonic() < deadline, "serve did not become ready"
-                assert process.returncode is None, "serve exited"
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), timeout=30)
 
 
 async def _code(database_url: str) -> tuple[str, str, str]:
@@ -115,7 +76,12 @@ async def _code(database_url: str) -> tuple[str, str, str]:
 async def test_refreshes_raced_across_two_servers_have_one_winner(database_url: str) -> None:
     client_id, code, verifier = await _code(database_url)
     async with AsyncExitStack() as stack:
-        bases = [await stack.enter_async_context(_serve(database_url)) for _ in range(2)]
+        bases = [
+            await stack.enter_async_context(
+                served(database_url, own_issuer=False, TOKENLEDGER_SEAL_INTERVAL="0")
+            )
+            for _ in range(2)
+        ]
         one, two = [
             await stack.enter_async_context(httpx.AsyncClient(base_url=b, timeout=30))
             for b in bases
