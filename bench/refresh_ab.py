@@ -132,7 +132,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 spy = None
                 if args.profile and label == "after" and round_ == args.rounds:
                     spy_args = ["--format", "raw", "--rate", "200", "-o", args.profile]
-                    spy_args += ["--subprocesses", "--pid", str(server.pid), "--nonblocking"]
+                    # --native (C frames: syscalls, libpq, OpenSSL) pauses the server to
+                    # sample it, so that run's rate is not comparable.
+                    mode = "--native" if args.native else "--nonblocking"
+                    spy_args += ["--subprocesses", "--pid", str(server.pid), mode]
                     spy_args += ["--duration", str(args.duration)]
                     spy = subprocess.Popen(
                         [str(Path(sys.executable).parent / "py-spy"), "record", *spy_args],
@@ -189,6 +192,7 @@ def main() -> None:
         help="token rate limits off (0), to see what their shared counter rows cost",
     )
     parser.add_argument("--profile", help="py-spy (raw) of the last 'after' run, to this file")
+    parser.add_argument("--native", action="store_true", help="--profile with C frames")
     parser.add_argument("--log", default=os.devnull, help="servers' output")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

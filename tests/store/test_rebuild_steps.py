@@ -1,0 +1,125 @@
+"""``projections rebuild`` reads, folds and copies in overlapping steps, the log read on
+a second session in the rebuild's snapshot: the same rows whatever the batch sizes, the
+same rows on one connection when no second session can be opened, and a failure in any
+step fails the rebuild with its own error and leaves the read models as they were."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from migrations import migrate
+from projections import rebuild
+
+Conn = psycopg.AsyncConnection[Any]
+FAMILIES = 6000  # four events each: more than a fetch (5,000) and a copy (20,000) hold
+
+STARTED = """
+insert into events (stream_id, version, type, data, metadata)
+select 'family:' || i, 1, 'token_family_started', jsonb_build_object(
+    'family_id', i::text, 'client_id', 'c', 'subject', 'user-' || (i %% 7),
+    'scope', 'mcp', 'resource', null, 'audience', 'https://api.example.com',
+    'code_hash', md5(i::text || 'c'), 'refresh_token_hash', md5(i::text || 'r1'),
+    'refresh_expires_at', '2030-01-01T00:00:00Z', 'access_token_jti', md5(i::text || 'j1'),
+    'access_expires_at', '2026-01-01T01:00:00Z', 'started_at', '2026-01-01T00:00:00Z'),
+    '{}'::jsonb
+from generate_series(1, %(n)s) i
+"""
+
+ROTATED = """
+insert into events (stream_id, version, type, data, metadata)
+select 'family:' || i, %(g)s, 'refresh_token_rotated', jsonb_build_object(
+    'family_id', i::text, 'generation', %(g)s, 'refresh_token_hash', md5(i::text || 'r' || %(g)s),
+    'previous_generation', %(g)s - 1, 'scope', 'mcp', 'audience', 'https://api.example.com',
+    'access_token_jti', md5(i::text || 'j' || %(g)s), 'access_expires_at', '2026-01-01T02:00:00Z',
+    'rotated_at', '2026-01-01T01:00:00Z'),
+    '{}'::jsonb
+from generate_series(1, %(n)s) i
+"""
+
+
+@pytest.fixture
+async def big(empty_database_url: str) -> AsyncIterator[Conn]:
+    """A database whose log holds FAMILIES families of one start and three rotations."""
+    async with await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True) as conn:
+        await migrate(conn)
+        await conn.execute(STARTED, {"n": FAMILIES})
+        for generation in (2, 3, 4):
+            await conn.execute(ROTATED, {"n": FAMILIES, "g": generation})
+        yield conn
+
+
+async def rows(conn: Conn) -> tuple[Any, ...]:
+    cur = await conn.execute(
+        "select (select count(*) from token_families),"
+        " (select count(*) from token_families where generation = 4),"
+        " (select count(*) from refresh_tokens),"
+        " (select md5(string_agg(token_hash || family_id, ',' order by token_hash))"
+        "  from refresh_tokens)"
+    )
+    found = await cur.fetchone()
+    assert found is not None
+    return tuple(found)
+
+
+async def test_a_rebuild_of_many_batches_folds_every_stream(big: Conn) -> None:
+    progress: list[int] = []
+    report = await rebuild.rebuild(big, progress.append)
+    assert report.events == 4 * FAMILIES
+    assert report.streams == FAMILIES
+    assert report.rows["token_families"] == FAMILIES
+    assert report.rows["refresh_tokens"] == 4 * FAMILIES
+    assert await rows(big) == (FAMILIES, FAMILIES, 4 * FAMILIES, await _expected_hashes(big))
+    assert progress == sorted(progress)
+    assert progress[-1] == 4 * FAMILIES
+    assert (await rebuild.verify(big)).equal
+
+
+async def _expected_hashes(conn: Conn) -> str:
+    """What refresh_tokens must hold: every refresh token hash the log names, by family."""
+    cur = await conn.execute(
+        "select md5(string_agg(h || f, ',' order by h)) from ("
+        " select data->>'refresh_token_hash' as h, data->>'family_id' as f from events) e"
+    )
+    found = await cur.fetchone()
+    assert found is not None
+    return str(found[0])
+
+
+async def test_with_no_second_session_the_rebuild_reads_on_its_own_connection(
+    big: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await rebuild.rebuild(big)
+    expected = await rows(big)
+
+    async def refused(*args: Any, **kwargs: Any) -> Conn:
+        raise psycopg.OperationalError("too many connections for role")
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", refused)
+    report = await rebuild.rebuild(big)
+    assert report.events == 4 * FAMILIES
+    assert await rows(big) == expected
+
+
+async def test_a_failing_step_fails_the_rebuild_with_its_error_and_changes_nothing(
+    big: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await rebuild.rebuild(big)
+    expected = await rows(big)
+
+    async def broken(self: Any) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(rebuild._Writer, "copy_all", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        await rebuild.rebuild(big)
+    assert await rows(big) == expected
+    # The session that read the log was closed with the rebuild.
+    cur = await big.execute(
+        "select count(*) from pg_stat_activity where datname = current_database()"
+        " and pid <> pg_backend_pid()"
+    )
+    assert await cur.fetchone() == (0,)
