@@ -1195,12 +1195,13 @@ def audit_seals_list(after: int) -> None:
     """Print the seals as JSON lines, oldest first: keep them to verify the log later."""
     from app.usecases import audit_seals
 
-    async def work(url: str) -> list[Any]:
+    async def work(url: str) -> None:
         async with await _connect(url) as conn:
-            return await audit_seals.list_seals(conn, after)
+            async for page in audit_seals.seal_pages(conn, after):
+                for seal in page:
+                    click.echo(audit_seals.seal_json(seal).decode())
 
-    for seal in _with_database(_settings(), work, read_only=True):
-        click.echo(audit_seals.seal_json(seal).decode())
+    _with_database(_settings(), work, read_only=True)
 
 
 @audit.command("seal-key")

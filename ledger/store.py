@@ -148,11 +148,19 @@ async def conflicts_as_concurrency(stream_id: str, expected_version: int) -> Asy
         raise ConcurrencyConflict(stream_id, expected_version) from None
 
 
-async def read_stream(conn: psycopg.AsyncConnection[Any], stream_id: str) -> list[RecordedEvent]:
+async def read_stream(
+    conn: psycopg.AsyncConnection[Any],
+    stream_id: str,
+    *,
+    after: int = 0,
+    limit: int | None = None,
+) -> list[RecordedEvent]:
+    """The stream's events after version ``after``, in order; at most ``limit`` (None: all)."""
     async with conn.cursor(row_factory=class_row(_Row)) as cur:
         await cur.execute(
-            f"select {_COLUMNS} from events where stream_id = %s order by version",  # noqa: S608
-            (stream_id,),
+            f"select {_COLUMNS} from events where stream_id = %s and version > %s"  # noqa: S608
+            " order by version limit %s",
+            (stream_id, after, limit),
         )
         return [_recorded(r) for r in await cur.fetchall()]
 

@@ -396,31 +396,57 @@ async def subject(request: Request[Any, Any, Any]) -> Response[bytes]:
     return _json(found)
 
 
+SEALS_LIMIT = 100  # seals per answer unless ``limit`` says otherwise (at most 1,000)
+SEALS_BYTES = 4 << 20  # and about this much JSON at most (a seal can be 1 MB), one at least
+
+
 @get(
     "/seals",
-    responses=doc.body(list[LedgerSealed], "The seals, oldest first.") | doc.errors(400, 401),
+    responses=doc.body(
+        list[LedgerSealed],
+        "The seals, oldest first; when more follow, a `Link` header (rel=next) names the"
+        " next page.",
+    )
+    | doc.errors(400, 401),
     operation_class=doc.SEALS,
 )
 async def seals(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """The seals after sequence ``after`` (0: all), oldest first, for the auditor to keep:
-    a JSON array, or JSON lines (what ``tokenledger audit seals`` prints) when asked."""
+    """The seals after sequence ``after`` (0: from the first), oldest first, for the
+    auditor to keep: a JSON array, or JSON lines (what ``tokenledger audit seals``
+    prints) when asked. At most ``limit`` of them (and about 4 MiB); when more follow, a
+    ``Link: <...>; rel="next"`` header (RFC 8288) names the next page."""
     _whole_log(await _auditor(request))
     pairs = list(request.query_params.multi_items())
-    unknown = sorted({k for k, _ in pairs} - {"after"})
+    unknown = sorted({k for k, _ in pairs} - {"after", "limit"})
     if unknown:
         raise _bad(f"unknown parameter {unknown[0]!r}")
-    if len(pairs) > 1:
-        raise _bad("after given more than once")
-    after = _int("after", pairs[0][1] if pairs else None) or 0
+    single = dict(pairs)
+    if len(single) < len(pairs):
+        raise _bad("a parameter given more than once")
+    after = _int("after", single.get("after")) or 0
+    limit = _int("limit", single.get("limit"), lo=1, hi=audit.MAX_PAGE) or SEALS_LIMIT
     ctx: Context = request.app.state.ctx
+    items: list[bytes] = []
+    size, more = 0, False
     async with ctx.pool.connection() as conn:
-        found = await audit_seals.list_seals(conn, after)
-    items = [audit_seals.seal_json(seal) for seal in found]
+        async for page in audit_seals.seal_pages(conn, after):
+            for seal in page:
+                if len(items) == limit or size >= SEALS_BYTES:
+                    more = True
+                    break
+                items.append(audit_seals.seal_json(seal))
+                size += len(items[-1])
+                after = seal.sequence
+            if more:
+                break
+    headers = {"Cache-Control": "no-store"}
+    if more:
+        headers["Link"] = f'<{request.url.path}?after={after}&limit={limit}>; rel="next"'
     if _wants(request, "application/json", NDJSON) == NDJSON:
         body, media_type = b"".join(item + b"\n" for item in items), NDJSON
     else:
         body, media_type = b"[" + b",".join(items) + b"]", "application/json"
-    return Response(content=body, media_type=media_type, headers={"Cache-Control": "no-store"})
+    return Response(content=body, media_type=media_type, headers=headers)
 
 
 MAX_SEALS_BODY = 16 * 1024 * 1024

@@ -9,7 +9,7 @@ random one kept in the database, and the server warns that seals are not tamper-
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -190,14 +190,30 @@ async def _seal(
     return seal, last != head
 
 
-async def list_seals(conn: psycopg.AsyncConnection[Any], after: int = 0) -> list[LedgerSealed]:
-    """The seals in the log after sequence ``after``, oldest first: what auditors keep."""
+# Seals read at a time: a seal names the streams of up to 10,000 events (up to about
+# 1 MB), and a server seals every few seconds, so nothing reads them all at once.
+SEALS_PAGE = 16
+
+
+async def list_seals(
+    conn: psycopg.AsyncConnection[Any], after: int = 0, limit: int | None = None
+) -> list[LedgerSealed]:
+    """The seals after sequence ``after``, oldest first, at most ``limit`` (None: all)."""
     found = []
-    for recorded in await store.read_stream(conn, SEAL_STREAM):
+    for recorded in await store.read_stream(conn, SEAL_STREAM, after=after, limit=limit):
         assert isinstance(recorded.event, LedgerSealed)
-        if recorded.event.sequence > after:
-            found.append(recorded.event)
+        found.append(recorded.event)
     return found
+
+
+async def seal_pages(
+    conn: psycopg.AsyncConnection[Any], after: int = 0
+) -> AsyncIterator[list[LedgerSealed]]:
+    """Every seal after sequence ``after``, oldest first, :data:`SEALS_PAGE` at a time
+    (a seal's sequence is its version in the seal stream): what auditors keep."""
+    while page := await list_seals(conn, after, SEALS_PAGE):
+        yield page
+        after = page[-1].sequence
 
 
 def seal_json(seal: LedgerSealed) -> bytes:
@@ -286,34 +302,48 @@ async def _check_logged_seals(
     conn: psycopg.AsyncConnection[Any], kept: Sequence[LedgerSealed]
 ) -> list[Finding]:
     """The log still holds every kept seal, and its later seals extend their chain."""
-    findings = []
-    logged = {s.sequence: s for s in await list_seals(conn)}
-    for seal in kept:
-        found = logged.get(seal.sequence)
-        if found is None:
-            findings.append(
-                Finding("seal_missing", f"seal #{seal.sequence} is no longer in the log")
-            )
-        elif seals.seal_hash(found) != seals.seal_hash(seal):
-            findings.append(
-                Finding(
+    wrong: dict[int, Finding] = {}
+    unseen = {seal.sequence: seal for seal in kept}
+    chain = _Chain(kept[-1])
+    # The log's seals from the first kept one on, a page at a time: however many there
+    # are, only the kept ones and a page are held.
+    async for page in seal_pages(conn, after=kept[0].sequence - 1):
+        for logged in page:
+            seal = unseen.pop(logged.sequence, None)
+            if seal is not None and seals.seal_hash(logged) != seals.seal_hash(seal):
+                wrong[seal.sequence] = Finding(
                     "seal_altered", f"the log's seal #{seal.sequence} differs from the kept one"
                 )
-            )
-    expected, pinned = seals.seal_hash(kept[-1]), kept[-1].public_key
-    for sequence in sorted(s for s in logged if s > kept[-1].sequence):
-        later = logged[sequence]
-        if later.previous != expected or not seals.signature_valid(later, pinned):
-            findings.append(
+            chain.extend(logged)
+        if chain.findings:
+            break  # past the last kept seal: the rest only shows the same broken chain
+    for sequence in unseen:
+        wrong[sequence] = Finding("seal_missing", f"seal #{sequence} is no longer in the log")
+    return [wrong[seal.sequence] for seal in kept if seal.sequence in wrong] + chain.findings
+
+
+class _Chain:
+    """The log's seals after the last kept one must extend its chain, signed by its key;
+    the first that does not is named."""
+
+    def __init__(self, last: LedgerSealed) -> None:
+        self.last = last.sequence
+        self.expected, self.pinned = seals.seal_hash(last), last.public_key
+        self.findings: list[Finding] = []
+
+    def extend(self, logged: LedgerSealed) -> None:
+        if logged.sequence <= self.last or self.findings:
+            return
+        if logged.previous != self.expected or not seals.signature_valid(logged, self.pinned):
+            self.findings.append(
                 Finding(
                     "seal_chain",
-                    f"the log's seal #{sequence} does not extend the kept seals"
+                    f"the log's seal #{logged.sequence} does not extend the kept seals"
                     " (another chain, or another key)",
                 )
             )
-            break
-        expected = seals.seal_hash(later)
-    return findings
+            return
+        self.expected = seals.seal_hash(logged)
 
 
 async def _check_roots(
