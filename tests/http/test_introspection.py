@@ -236,6 +236,13 @@ async def _no_family_claim(
     return signed(http, claims)
 
 
+async def _family_not_a_string(
+    http: Http, body: dict[str, Any], clock: Clock, pool: Pool, conn: Conn
+) -> str:
+    claims = claims_of(body["access_token"])
+    return signed(http, {**claims, "family_id": [claims["family_id"]]})
+
+
 async def _not_yet_valid(
     http: Http, body: dict[str, Any], clock: Clock, pool: Pool, conn: Conn
 ) -> str:
@@ -280,6 +287,7 @@ REFUSALS: dict[str, Refusal] = {
     "another-issuer": _another_issuer,
     "family-revoked-after-issue": _revoked_after_issue,
     "no-family-claim": _no_family_claim,
+    "family-not-a-string": _family_not_a_string,
     "not-yet-valid": _not_yet_valid,
     "wrong-typ": _wrong_typ,
     "garbage": _garbage,

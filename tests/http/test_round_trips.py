@@ -33,7 +33,10 @@ async def counted(
     database_url: str, clock: Clock
 ) -> AsyncIterator[tuple[AsyncTestClient[Litestar], RoundTrips]]:
     with counting_proxy(database_url) as (url, trips):
-        settings = from_env({}, issuer=ISSUER, database_url=url, pool_min_size=1)
+        # No sealer: its own statements would count.
+        settings = from_env(
+            {"TOKENLEDGER_SEAL_INTERVAL": "0"}, issuer=ISSUER, database_url=url, pool_min_size=1
+        )
         app = create_app(settings, url, clock=clock)
         async with browser_client(app, ISSUER) as http:
             yield http, trips
