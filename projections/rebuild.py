@@ -178,19 +178,22 @@ async def _reader(
     would, on another backend, while ``conn`` writes. ``conn`` itself when no second
     session can be opened (its lock then takes the reads and the writes in turn)."""
     cur = await conn.execute("select pg_export_snapshot()")
-    snapshot = (await cur.fetchone() or ("",))[0]
+    exported = await cur.fetchone()
+    assert exported is not None
     # Every parameter ``conn`` was opened with, its password included.
     params = {o.keyword.decode(): o.val.decode() for o in conn.pgconn.info if o.val is not None}
     try:
         reader = await psycopg.AsyncConnection.connect(make_conninfo("", **params))
     except psycopg.OperationalError as exc:
         log.warning("rebuild reads on one connection", reason=str(exc).splitlines()[0][:200])
+        reader = None
+    if reader is None:
         yield conn
         return
     async with reader:
         await reader.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
         async with reader.transaction():
-            imported = sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot))
+            imported = sql.SQL("set transaction snapshot {}").format(sql.Literal(exported[0]))
             await reader.execute(imported)
             yield reader
 
