@@ -116,15 +116,27 @@ async def project_tables(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     return [t for (t,) in await cur.fetchall() if t not in GLOBAL_TABLES]
 
 
+async def _unlogged_tables(conn: psycopg.AsyncConnection[Any], schema: str) -> set[str]:
+    cur = await conn.execute(
+        "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relkind = 'r' and c.relpersistence = 'u'",
+        (schema,),
+    )
+    return {t for (t,) in await cur.fetchall()}
+
+
 async def create(conn: psycopg.AsyncConnection[Any], project: str) -> None:
     """Create ``project``'s schema: a copy of every project table of ``public`` (columns,
     defaults, constraints, indexes) with the same grants, in the caller's transaction."""
     schema = schema_of(project)
     tables = await project_tables(conn)
+    unlogged = await _unlogged_tables(conn, ROOT_SCHEMA)
     await conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
     for table in tables:
+        # LIKE copies no persistence: public's unlogged counters stay unlogged.
+        create = "create unlogged table" if table in unlogged else "create table"
         await conn.execute(
-            sql.SQL("create table {} (like {} including all)").format(
+            sql.SQL(create + " {} (like {} including all)").format(
                 sql.Identifier(schema, table), sql.Identifier(ROOT_SCHEMA, table)
             )
         )

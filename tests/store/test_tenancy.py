@@ -16,7 +16,7 @@ import pytest
 from app.usecases import projects, registration
 from app.usecases.keys import active_signing_key, list_keys
 from ledger.errors import AlreadyExists
-from migrations import migrate
+from migrations import available, migrate
 from projections import rebuild, tenancy
 from projections.read_models import CLIENTS, load
 
@@ -158,3 +158,31 @@ async def test_the_same_project_added_twice_at_once_exists_once(empty_database_u
         assert isinstance(refused[0], AlreadyExists)
         assert await tenancy.exists(a, "acme")
         await tenancy.use(a, "acme")
+
+
+COUNTERS = {"rate_limits", "login_throttle", "registration_throttle"}
+
+
+async def unlogged(conn: Conn, schema: str) -> set[str]:
+    cur = await conn.execute(
+        "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relkind = 'r' and c.relpersistence = 'u'",
+        (schema,),
+    )
+    return {t for (t,) in await cur.fetchall()}
+
+
+async def test_the_counters_are_unlogged_in_public_and_in_every_project(conn: Conn) -> None:
+    """Migration 043: counted on every token request, worthless after a crash, so no
+    WAL. A project's schema copies them unlogged; one made before 043 is moved by it."""
+    assert await unlogged(conn, "public") == COUNTERS
+    await projects.add(conn, "acme", None, NOW, META, configured="default")
+    assert await unlogged(conn, "project_acme") == COUNTERS
+    assert await tenancy.matches(conn, "acme")
+
+    for table in COUNTERS:
+        await conn.execute(f"alter table project_acme.{table} set logged")
+    (migration,) = [m for m in available() if m.name.startswith("043_")]
+    async with conn.transaction():
+        await conn.execute(migration.sql.encode())
+    assert await unlogged(conn, "project_acme") == COUNTERS
