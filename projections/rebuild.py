@@ -244,7 +244,44 @@ async def rebuild(
         )
         await conn.execute(sql.SQL("lock table {} in access exclusive mode").format(tables))
         await conn.execute(sql.SQL("truncate {}").format(tables))
-        return await replay_into(conn, live, on_progress)
+        named = [(schema, t) for project, schema in live.items() for t in _tables(project)]
+        async with _indexes_built_after(conn, named):
+            return await replay_into(conn, live, on_progress)
+
+
+@contextlib.asynccontextmanager
+async def _indexes_built_after(
+    conn: psycopg.AsyncConnection[Any], tables: list[tuple[str, str]]
+) -> AsyncIterator[None]:
+    """Drop the indexes of ``tables`` (emptied and locked in this transaction), and the
+    constraints they back, and build them again, as they were, when the block ends: one
+    sort per index instead of a random insert per row, which slows a rebuild down once
+    the indexes outgrow the database's buffers (10M events: 78k -> 147k events/s)."""
+    names = [sql.Identifier(*t).as_string(conn) for t in tables]
+    cur = await conn.execute(
+        "select format('%%I.%%I', n.nspname, i.relname), format('%%I.%%I', n.nspname,"
+        " c.relname), quote_ident(k.conname), pg_get_indexdef(i.oid),"
+        " pg_get_constraintdef(k.oid)"
+        " from pg_index x join pg_class i on i.oid = x.indexrelid"
+        " join pg_class c on c.oid = x.indrelid join pg_namespace n on n.oid = c.relnamespace"
+        " left join pg_constraint k on k.conindid = i.oid and k.conrelid = c.oid"
+        " where x.indrelid = any(%s::regclass[]) order by 1",
+        (names,),
+    )
+    indexes = await cur.fetchall()
+    for index, table, constraint, _, _ in indexes:
+        if constraint is None:
+            await conn.execute(f"drop index {index}".encode())
+        else:
+            await conn.execute(f"alter table {table} drop constraint {constraint}".encode())
+    yield
+    for _, table, constraint, index_definition, constraint_definition in indexes:
+        if constraint is None:
+            await conn.execute(index_definition.encode())
+        else:
+            await conn.execute(
+                f"alter table {table} add constraint {constraint} {constraint_definition}".encode()
+            )
 
 
 def _tables(project: str | None) -> tuple[str, ...]:
