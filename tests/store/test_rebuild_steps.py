@@ -11,34 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from bench.rebuild import ROTATED, STARTED
 from migrations import migrate
 from projections import rebuild
 
 Conn = psycopg.AsyncConnection[Any]
 FAMILIES = 6000  # four events each: more than a fetch (5,000) and a copy (20,000) hold
-
-STARTED = """
-insert into events (stream_id, version, type, data, metadata)
-select 'family:' || i, 1, 'token_family_started', jsonb_build_object(
-    'family_id', i::text, 'client_id', 'c', 'subject', 'user-' || (i %% 7),
-    'scope', 'mcp', 'resource', null, 'audience', 'https://api.example.com',
-    'code_hash', md5(i::text || 'c'), 'refresh_token_hash', md5(i::text || 'r1'),
-    'refresh_expires_at', '2030-01-01T00:00:00Z', 'access_token_jti', md5(i::text || 'j1'),
-    'access_expires_at', '2026-01-01T01:00:00Z', 'started_at', '2026-01-01T00:00:00Z'),
-    '{}'::jsonb
-from generate_series(1, %(n)s) i
-"""
-
-ROTATED = """
-insert into events (stream_id, version, type, data, metadata)
-select 'family:' || i, %(g)s, 'refresh_token_rotated', jsonb_build_object(
-    'family_id', i::text, 'generation', %(g)s, 'refresh_token_hash', md5(i::text || 'r' || %(g)s),
-    'previous_generation', %(g)s - 1, 'scope', 'mcp', 'audience', 'https://api.example.com',
-    'access_token_jti', md5(i::text || 'j' || %(g)s), 'access_expires_at', '2026-01-01T02:00:00Z',
-    'rotated_at', '2026-01-01T01:00:00Z'),
-    '{}'::jsonb
-from generate_series(1, %(n)s) i
-"""
 
 
 @pytest.fixture
