@@ -15,6 +15,7 @@ import psycopg
 from litestar import Request
 from psycopg_pool import AsyncConnectionPool
 
+from app.adapters.throttle import Leases
 from app.adapters.user_keys import PersonalKeys
 from app.http.cookies import Signer
 from app.settings import Settings
@@ -50,6 +51,8 @@ class Context:
     personal: PersonalKeys  # username lookup and the users' data keys (ledger/personal.py)
     clock: Callable[[], datetime] = utc_now
     monotonic: Callable[[], float] = time.monotonic
+    # The token rate limits' numbers this process holds (app/adapters/throttle.py).
+    rate_leases: Leases = field(default_factory=Leases)
     _keys: dict[str, KeyRing] = field(default_factory=dict)
     _settings: dict[str, tuple[Settings, float]] = field(default_factory=dict)
 

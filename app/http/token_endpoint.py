@@ -127,6 +127,7 @@ async def _send_count(
         only_if_client=(client_key, client_id)
         if if_registered and client_key and client_id
         else None,
+        leases=ctx.rate_leases,
     )
 
 

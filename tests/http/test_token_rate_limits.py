@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import psycopg
 from litestar.testing import AsyncTestClient
 
 from app.http.app import create_app
@@ -85,3 +86,51 @@ async def test_replicas_share_the_counts(
         assert (await _token(b, public_client.client_id)).status_code == 400
         assert (await _token(a, public_client.client_id)).status_code == 400
         _assert_throttled(await _token(b, public_client.client_id))
+
+
+async def test_a_large_limit_is_counted_in_batches_and_never_exceeded(
+    database_url: str, public_client: Registered, clock: Clock
+) -> None:
+    """Each replica draws numbers from the shared row in batches (limit 256: of 4), so
+    the row is written once per batch, not once per request; no more than the limit get
+    through between them, and at most a batch less per replica."""
+    limit = 256
+    settings = from_env(
+        {},
+        issuer=ISSUER,
+        database_url=database_url,
+        token_requests_per_client=limit,
+        token_requests_per_address=0,
+    )
+    one = create_app(settings, database_url, clock=clock)
+    two = create_app(settings, database_url, clock=clock)
+    key = f"token-client:{public_client.client_id}"
+    async with (
+        AsyncTestClient(app=one, base_url=ISSUER) as a,
+        AsyncTestClient(app=two, base_url=ISSUER) as b,
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn,
+    ):
+
+        async def counted() -> int:
+            cur = await conn.execute("select hits from rate_limits where key = %s", (key,))
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row[0])
+
+        assert (await _token(a, public_client.client_id)).status_code == 400
+        assert await counted() == 4
+        for _ in range(3):
+            assert (await _token(a, public_client.client_id)).status_code == 400
+        assert await counted() == 4
+        assert (await _token(b, public_client.client_id)).status_code == 400
+        assert await counted() == 8
+        admitted, refused = 5, 0
+        while refused < 8:
+            for http in (a, b):
+                response = await _token(http, public_client.client_id)
+                if response.status_code == 400:
+                    admitted += 1
+                else:
+                    _assert_throttled(response)
+                    refused += 1
+        assert limit - 2 * 3 <= admitted <= limit
