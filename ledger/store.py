@@ -105,34 +105,57 @@ def _insert_sql(count: int, returning: bool) -> bytes:
     return f"insert into events ({columns}) values {rows}{tail}".encode()  # noqa: S608
 
 
+# A statement and its parameters, to send as is or as part of a larger one.
+Statement = tuple[bytes, list[Any]]
+
+
+def one_statement(statements: Sequence[Statement]) -> Statement:
+    """Several writes as one statement: all but the last as data-modifying ``WITH``
+    queries, which PostgreSQL runs to completion whether or not anything reads them.
+    One statement is one message to send, parse and execute where several cost one each,
+    and it succeeds or fails as a whole. The writes must not touch one row twice, and
+    none sees another's rows (they share one snapshot)."""
+    *first, (last, last_params) = statements
+    if not first:
+        return last, last_params
+    ctes = b", ".join(b"w%d as (%s)" % (i, query) for i, (query, _) in enumerate(first))
+    return b"with " + ctes + b" " + last, [p for _, params in statements for p in params]
+
+
+def append_statement(
+    stream_id: str,
+    expected_version: int,
+    events: Sequence[Event],
+    metadata: dict[str, Any] | None = None,
+    *,
+    returning: bool = False,
+) -> Statement:
+    """The statement that appends ``events`` to ``stream_id`` at ``expected_version``
+    (0: new): a version clash raises ``UniqueViolation`` on
+    ``events_stream_version_key`` (:func:`conflicts_as_concurrency`)."""
+    meta = Jsonb(metadata or {})
+    params: list[Any] = []
+    for i, e in enumerate(events, start=1):
+        params += (stream_id, expected_version + i, event_type(e), e.schema_version)
+        params += (Jsonb(encode_event(e)), meta)
+    return _insert_sql(len(events), returning), params
+
+
 async def append(
     conn: psycopg.AsyncConnection[Any],
     stream_id: str,
     expected_version: int,
     events: Sequence[Event],
     metadata: dict[str, Any] | None = None,
-    *,
-    returning: bool = True,
 ) -> list[int]:
     """Append ``events`` to ``stream_id``, which must be at ``expected_version`` (0: new),
-    in one statement.
-
-    Runs in the caller's transaction; returns the new events' positions (none with
-    ``returning=False``, which lets a pipeline send it without waiting). Raises
-    :class:`ConcurrencyConflict` if the stream has moved on (in a pipeline: when it syncs,
-    see :func:`conflicts_as_concurrency`).
-    """
+    in one statement, in the caller's transaction; returns the new events' positions.
+    Raises :class:`ConcurrencyConflict` if the stream has moved on."""
     if not events:
         return []
-    meta = Jsonb(metadata or {})
-    params: list[Any] = []
-    for i, e in enumerate(events, start=1):
-        params += (stream_id, expected_version + i, event_type(e), e.schema_version)
-        params += (Jsonb(encode_event(e)), meta)
+    query, params = append_statement(stream_id, expected_version, events, metadata, returning=True)
     async with conflicts_as_concurrency(stream_id, expected_version), conn.cursor() as cur:
-        await cur.execute(_insert_sql(len(events), returning), params)
-        if not returning:
-            return []
+        await cur.execute(query, params)
         return [row[0] for row in await cur.fetchall()]
 
 

@@ -24,6 +24,7 @@ from ledger.clients import ClientState
 from ledger.events import AnyEvent, RefreshTokenRotated, TokenFamilyStarted
 from ledger.families import FamilyState
 from ledger.projects import ProjectState
+from ledger.store import Statement
 from ledger.streams import StreamKind
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -143,16 +144,37 @@ def upsert_sql(model: ReadModel[Any], schema: str | None) -> bytes:
 
 
 @functools.cache
-def _insert_side_sql(side: SideTable, schema: str | None) -> bytes:
+def _insert_side_sql(side: SideTable, schema: str | None, rows: int) -> bytes:
+    values = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(side.columns)))
     return (
-        sql.SQL("insert into {table} ({cols}) values ({vals}) on conflict do nothing")
+        sql.SQL("insert into {table} ({cols}) values {rows} on conflict do nothing")
         .format(
             table=_table(schema, side.table),
             cols=sql.SQL(", ").join(map(sql.Identifier, side.columns)),
-            vals=sql.SQL(", ").join(sql.Placeholder() * len(side.columns)),
+            rows=sql.SQL(", ").join([values] * rows),
         )
         .as_bytes(None)
     )
+
+
+def projection(stream_id: str, state: Any, events: Sequence[AnyEvent]) -> list[Statement]:
+    """The statements that write what ``events`` changed: the stream's row, now holding
+    ``state`` (its state after them), and its side tables' new rows.
+
+    Run them in the transaction that appends the events: the append's version check
+    already guarantees that no other writer holds a newer state of this stream. The
+    rows go to the tables the connection's project sees (``projections.tenancy``).
+    """
+    model = model_for(stream_id)
+    if model is None or not events:
+        return []
+    statements: list[Statement] = [(upsert_sql(model, None), list(model.row(state)))]
+    for side in SIDE_TABLES.get(model.prefix, ()):
+        rows = [r for e in events for r in side.rows(stream_id, e)]
+        if rows:
+            query = _insert_side_sql(side, None, len(rows))
+            statements.append((query, [value for row in rows for value in row]))
+    return statements
 
 
 async def project(
@@ -161,22 +183,14 @@ async def project(
     state: S | None,
     events: Sequence[AnyEvent],
 ) -> S | None:
-    """Fold ``events`` onto ``state`` (the stream's state before them) and write the row.
-
-    Call it in the transaction that appended the events: the append's version check
-    already guarantees that no other writer holds a newer state of this stream. The
-    row goes to the table the connection's project sees (``projections.tenancy``).
-    """
+    """Fold ``events`` onto ``state`` (the stream's state before them) and write what
+    they changed (``projection``) on ``conn``; the stream's new state."""
     model = model_for(stream_id)
     if model is None or not events:
         return state
     new_state = fold(model, state, events)
-    await conn.execute(upsert_sql(model, None), model.row(new_state))
-    for side in SIDE_TABLES.get(model.prefix, ()):
-        rows = [r for e in events for r in side.rows(stream_id, e)]
-        if rows:
-            async with conn.cursor() as cur:
-                await cur.executemany(_insert_side_sql(side, None), rows)
+    for query, params in projection(stream_id, new_state, events):
+        await conn.execute(query, params)
     return new_state  # type: ignore[no-any-return]
 
 

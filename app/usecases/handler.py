@@ -24,7 +24,7 @@ from ledger import store, workflows
 from ledger.events import AnyEvent
 from ledger.streams import StreamKind
 from projections import tenancy
-from projections.read_models import READ_MODELS, ReadModel, load, project
+from projections.read_models import READ_MODELS, ReadModel, load, projection
 
 C = TypeVar("C")
 S = TypeVar("S")
@@ -85,11 +85,12 @@ class Transaction:
         state = loaded if loaded is not None else await self._load(kind, key)
         decider = kind.decider
         decision = decider.decide(command, state)
+        after = decider.fold(state, decision.events)
         if decision.events:
-            await self._record(kind.id(key, self.project), state, decision.events)
+            await self._record(kind.id(key, self.project), state, after, decision.events)
             for follow in workflows.reactions(decision.events):
                 await self.handle(follow.kind, follow.key, follow.command)
-        return Handled(decider.fold(state, decision.events), decision.events, decision.error)
+        return Handled(after, decision.events, decision.error)
 
     async def _load(self, kind: StreamKind[C, S], key: str) -> S:
         model = _MODELS.get(kind.prefix)
@@ -100,26 +101,22 @@ class Transaction:
         recorded = await store.read_stream(self.conn, kind.id(key, self.project))
         return kind.decider.fold(kind.decider.initial_state, (r.event for r in recorded))
 
-    async def _record(self, stream_id: str, state: Any, events: Sequence[AnyEvent]) -> None:
-        version: int = state.version
+    async def _record(
+        self, stream_id: str, before: Any, after: Any, events: Sequence[AnyEvent]
+    ) -> None:
+        """Append ``events`` to the stream (its state ``before`` them gives the version
+        they follow) and write the read models they change (its state ``after`` them),
+        in one statement."""
+        version: int = before.version
+        append = store.append_statement(stream_id, version, events, self.metadata)
+        query, params = store.one_statement([append, *projection(stream_id, after, events)])
         if self.pipelined:
             # Queued with the COMMIT: a version clash surfaces when run() ends the block.
             self.appended.append((stream_id, version))
-            await store.append(
-                self.conn, stream_id, version, events, self.metadata, returning=False
-            )
-            await project(self.conn, stream_id, state, events)
-            self.recorded.extend(events)
-            return
-        # The append and the read-model writes go to the server in one round trip.
-        async with (
-            store.conflicts_as_concurrency(stream_id, version),
-            self.conn.pipeline(),
-        ):
-            await store.append(
-                self.conn, stream_id, version, events, self.metadata, returning=False
-            )
-            await project(self.conn, stream_id, state, events)
+            await self.conn.execute(query, params)
+        else:
+            async with store.conflicts_as_concurrency(stream_id, version):
+                await self.conn.execute(query, params)
         self.recorded.extend(events)
 
 
