@@ -122,23 +122,26 @@ def one_statement(statements: Sequence[Statement]) -> Statement:
     return b"with " + ctes + b" " + last, [p for _, params in statements for p in params]
 
 
+# Events to append to one stream: (its id, the version it is at, the events).
+Appending = tuple[str, int, Sequence[Event]]
+
+
 def append_statement(
-    stream_id: str,
-    expected_version: int,
-    events: Sequence[Event],
+    appends: Sequence[Appending],
     metadata: dict[str, Any] | None = None,
     *,
     returning: bool = False,
 ) -> Statement:
-    """The statement that appends ``events`` to ``stream_id`` at ``expected_version``
-    (0: new): a version clash raises ``UniqueViolation`` on
+    """The statement that appends each stream's events at its expected version (0: new),
+    in this order, in one insert: a version clash raises ``UniqueViolation`` on
     ``events_stream_version_key`` (:func:`conflicts_as_concurrency`)."""
     meta = Jsonb(metadata or {})
     params: list[Any] = []
-    for i, e in enumerate(events, start=1):
-        params += (stream_id, expected_version + i, event_type(e), e.schema_version)
-        params += (Jsonb(encode_event(e)), meta)
-    return _insert_sql(len(events), returning), params
+    for stream_id, expected_version, events in appends:
+        for i, e in enumerate(events, start=1):
+            params += (stream_id, expected_version + i, event_type(e), e.schema_version)
+            params += (Jsonb(encode_event(e)), meta)
+    return _insert_sql(len(params) // 6, returning), params
 
 
 async def append(
@@ -153,7 +156,8 @@ async def append(
     Raises :class:`ConcurrencyConflict` if the stream has moved on."""
     if not events:
         return []
-    query, params = append_statement(stream_id, expected_version, events, metadata, returning=True)
+    appending = [(stream_id, expected_version, events)]
+    query, params = append_statement(appending, metadata, returning=True)
     async with conflicts_as_concurrency(stream_id, expected_version), conn.cursor() as cur:
         await cur.execute(query, params)
         return [row[0] for row in await cur.fetchall()]

@@ -201,34 +201,31 @@ def _configure(settings: Settings) -> Any:
 
 @contextlib.asynccontextmanager
 async def pipelined_transaction(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
-    """One transaction on an autocommit connection, in pipeline mode: BEGIN travels with
-    the block's first statement and COMMIT with its last writes, so a transaction that
-    reads once (say a row ``for update``) and then writes costs two round trips, not
-    four (``conn.transaction()`` in pipeline mode syncs after BEGIN and before COMMIT).
+    """One transaction on an autocommit connection, in pipeline mode, with no BEGIN and
+    no COMMIT: the statements sent until the pipeline's closing Sync are one implicit
+    transaction (PostgreSQL's extended query protocol), which that Sync commits, and
+    which a failed statement rolls back whole. A transaction that reads once (say a row
+    ``for update``) and then writes costs two round trips and sends no statement but
+    its own (``conn.transaction()`` in pipeline mode adds BEGIN and COMMIT, and syncs
+    after BEGIN and before COMMIT).
 
     The block's statements are queued, not awaited: a statement's error surfaces at the
-    next fetch or when the block ends. On any error, or an exception in the block, the
-    transaction is rolled back (``conn.rollback()``, which also forgets statements
-    psycopg meant to prepare in it) and the exception propagates; nothing commits.
+    next fetch or when the block ends. On an exception in the block a ROLLBACK goes
+    before the Sync, so nothing the block sent commits (in an implicit transaction,
+    PostgreSQL answers it with a warning and rolls back); a connection that died is
+    discarded by the pool. Nothing may read a row for update in one block and write it
+    in another: each block's locks end with it.
     """
-    try:
-        async with conn.pipeline():
-            await conn.execute(b"BEGIN")
+    async with conn.pipeline():
+        try:
             yield
-            await conn.execute(b"COMMIT")
-    except BaseException:
-        # A failed statement leaves the transaction aborted (its COMMIT was skipped), an
-        # exception in the block leaves it open: either way it ends here. A failure to
-        # roll back (the connection died) must not hide why: the pool discards it.
-        if not conn.closed and conn.info.transaction_status in _OPEN:
-            try:
-                await conn.rollback()
-            except psycopg.Error as exc:
-                log.warning("rollback failed", error=type(exc).__name__)
-        raise
-
-
-_OPEN = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
+        except BaseException:
+            if not conn.closed:
+                try:
+                    await conn.execute(b"ROLLBACK")
+                except psycopg.Error as exc:
+                    log.warning("rollback failed", error=type(exc).__name__)
+            raise
 
 
 async def probe(url: str, settings: Settings) -> None:

@@ -91,7 +91,7 @@ async def authenticate(
     if found is None or not found.active:
         raise AuditorRefused("unknown or revoked auditor token")
     command = RecordQuery(method=method, path=path, query=query[:2000], now=now)
-    # Pipelined: the locked read goes with BEGIN and the writes with COMMIT, two round
+    # Pipelined: the locked read, then the write with the Sync that commits it, two round
     # trips before the query is answered (issue 8's family query budget).
     handled = await handler.run(
         conn,

@@ -67,7 +67,10 @@ class Transaction:
         self.project = tenancy.project_of(conn)
         self.pipelined = pipelined
         self.recorded: list[AnyEvent] = []  # counted by the metrics once committed
-        self.appended: list[tuple[str, int]] = []  # (stream, expected version), pipelined
+        # Pipelined, the writes wait for the end (``write``): the events to append and
+        # the read-model rows to write.
+        self.appends: list[store.Appending] = []
+        self.projected: list[store.Statement] = []
 
     async def handle(
         self,
@@ -106,18 +109,26 @@ class Transaction:
     ) -> None:
         """Append ``events`` to the stream (its state ``before`` them gives the version
         they follow) and write the read models they change (its state ``after`` them),
-        in one statement."""
-        version: int = before.version
-        append = store.append_statement(stream_id, version, events, self.metadata)
-        query, params = store.one_statement([append, *projection(stream_id, after, events)])
-        if self.pipelined:
-            # Queued with the COMMIT: a version clash surfaces when run() ends the block.
-            self.appended.append((stream_id, version))
-            await self.conn.execute(query, params)
-        else:
-            async with store.conflicts_as_concurrency(stream_id, version):
-                await self.conn.execute(query, params)
+        in one statement; pipelined, in the one statement ``write`` sends at the end."""
+        appending = (stream_id, before.version, events)
+        projected = projection(stream_id, after, events)
         self.recorded.extend(events)
+        if self.pipelined:
+            if any(a[0] == stream_id for a in self.appends):
+                # Its first decision is not written yet, so this one was made without it.
+                raise RuntimeError(f"{stream_id} decided twice in one pipelined transaction")
+            self.appends.append(appending)
+            self.projected += projected
+            return
+        append = store.append_statement([appending], self.metadata)
+        async with store.conflicts_as_concurrency(stream_id, before.version):
+            await self.conn.execute(*store.one_statement([append, *projected]))
+
+    async def write(self) -> None:
+        """Pipelined: send every decision's events and rows, in one statement."""
+        if self.appends:
+            append = store.append_statement(self.appends, self.metadata)
+            await self.conn.execute(*store.one_statement([*self.projected, append]))
 
 
 async def run(
@@ -129,9 +140,11 @@ async def run(
 ) -> T:
     """Run ``work`` in one transaction on ``conn``: it commits, or nothing does.
 
-    ``pipelined`` (the token endpoint's grants, on an autocommit connection): BEGIN goes
-    with the first read and COMMIT with the writes (``pipelined_transaction``), so a
-    rotation is two round trips; ``work`` must not open transactions of its own."""
+    ``pipelined`` (the token endpoint's grants, on an autocommit connection): the
+    decisions' writes wait for the end of ``work`` and go as one statement, with the
+    Sync that commits them (``pipelined_transaction``), so a rotation is two round
+    trips. ``work`` must not open transactions of its own, nor decide on one stream
+    twice (its second decision would not see the first)."""
     tx = Transaction(conn, metadata, pipelined=pipelined)
     if not pipelined:
         async with conn.transaction():
@@ -140,19 +153,21 @@ async def run(
         try:
             async with pipelined_transaction(conn):
                 result = await work(tx)
+                await tx.write()
         except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
-            if not tx.appended:
+            if not tx.appends:
                 raise
             # Which append clashed is not known once queued: every stream but one is
             # locked here, so it is the one this transaction created, or the first.
-            async with store.conflicts_as_concurrency(*_created_or_first(tx.appended)):
+            async with store.conflicts_as_concurrency(*_created_or_first(tx.appends)):
                 raise
     metrics.count_committed(tx.recorded)
     return result
 
 
-def _created_or_first(appended: Sequence[tuple[str, int]]) -> tuple[str, int]:
-    return next((a for a in appended if a[1] == 0), appended[0])
+def _created_or_first(appends: Sequence[store.Appending]) -> tuple[str, int]:
+    stream_id, version, _ = next((a for a in appends if a[1] == 0), appends[0])
+    return stream_id, version
 
 
 async def handle(

@@ -115,15 +115,17 @@ async def test_of_twenty_concurrent_appends_at_one_version_exactly_one_wins(pool
     assert events[1].event == sample(winners[0])
 
 
-async def test_one_statement_runs_every_write_or_none(conn: Conn) -> None:
+async def test_one_statement_appends_to_every_stream_or_none(conn: Conn) -> None:
     sid, fresh = new_stream(), new_stream()
     await append(conn, sid, 0, [sample(1)])
-    both = [append_statement(sid, 1, [sample(2)]), append_statement(fresh, 0, [sample(1)])]
-    await conn.execute(*one_statement(both))
+    await conn.execute(*append_statement([(sid, 1, [sample(2)]), (fresh, 0, [sample(1)])]))
     assert [e.version for e in await read_stream(conn, sid)] == [1, 2]
     assert [e.version for e in await read_stream(conn, fresh)] == [1]
     untouched = new_stream()
-    clashing = [append_statement(untouched, 0, [sample(1)]), append_statement(sid, 1, [sample(9)])]
+    clashing = [
+        append_statement([(untouched, 0, [sample(1)])]),
+        append_statement([(sid, 1, [sample(9)])]),
+    ]
     with pytest.raises(ConcurrencyConflict):
         async with conflicts_as_concurrency(sid, 1):
             await conn.execute(*one_statement(clashing))

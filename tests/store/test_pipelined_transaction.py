@@ -1,7 +1,8 @@
-"""The token endpoint's transactions in pipeline mode (issue 13): BEGIN with the first
-read, COMMIT with the writes. Each commits all or nothing, hands the connection back
-idle, and still turns a version clash into ConcurrencyConflict; and the rate-limit
-count that shares the client lookup's round trip counts a client only if registered."""
+"""The token endpoint's transactions in pipeline mode (issue 13): no BEGIN or COMMIT,
+one implicit transaction until the pipeline's Sync, the writes in one statement at the
+end. Each commits all or nothing, hands the connection back idle, and still turns a
+version clash into ConcurrencyConflict; and the rate-limit count that shares the client
+lookup's round trip counts a client only if registered."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 
 from app.adapters import throttle
+from app.adapters.database import pipelined_transaction
 from app.usecases import handler
 from ledger import streams
 from ledger.clients import RegisterClient
@@ -132,3 +134,63 @@ async def test_the_client_key_counts_only_for_a_registered_client(conn: Conn) ->
         ([f"token-client:{registered}", f"token-client:{ghost}", address],),
     )
     assert dict(await cur.fetchall()) == {f"token-client:{registered}": 1, address: 2}
+
+
+async def _counted(conn: Conn, key: str) -> bool:
+    cur = await conn.execute("select 1 from rate_limits where key = %s", (key,))
+    return await cur.fetchone() is not None
+
+
+async def _count(conn: Conn, key: str) -> None:
+    await conn.execute(
+        "insert into rate_limits (key, window_start, hits) values (%s, now(), 1)", (key,)
+    )
+
+
+async def test_statements_sent_before_an_exception_are_rolled_back(conn: Conn) -> None:
+    """No BEGIN: the block is PostgreSQL's implicit transaction, which the closing Sync
+    would commit; the ROLLBACK sent before it takes back what the block had sent."""
+    key = f"test-{uuid.uuid4().hex}"
+
+    async def block() -> None:
+        async with pipelined_transaction(conn):
+            await _count(conn, key)
+            raise RuntimeError("after a write was sent")
+
+    with pytest.raises(RuntimeError):
+        await block()
+    assert conn.info.transaction_status == IDLE
+    assert not await _counted(conn, key)
+
+
+async def test_a_failed_statement_takes_back_the_writes_before_it(conn: Conn) -> None:
+    key = f"test-{uuid.uuid4().hex}"
+
+    async def block() -> None:
+        async with pipelined_transaction(conn):
+            await _count(conn, key)
+            await conn.execute("select 1 / 0")
+
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        await block()
+    assert conn.info.transaction_status == IDLE
+    assert not await _counted(conn, key)
+    async with pipelined_transaction(conn):
+        await _count(conn, key)
+    assert await _counted(conn, key)
+
+
+async def test_one_stream_decided_twice_is_refused_before_anything_is_written(
+    conn: Conn,
+) -> None:
+    """Pipelined, a decision's writes wait for the end, so a second decision on the same
+    stream would be made without the first: it is a programming error."""
+    client_id = _client_id()
+
+    async def work(tx: handler.Transaction) -> None:
+        await tx.handle(streams.CLIENT, client_id, _register(client_id))
+        await tx.handle(streams.CLIENT, client_id, _register(client_id))
+
+    with pytest.raises(RuntimeError, match="decided twice"):
+        await handler.run(conn, {"actor": "test"}, work, pipelined=True)
+    assert await read_stream(conn, f"client:{client_id}") == []
