@@ -1,8 +1,9 @@
-"""The commit ceiling: the refresh rotation's database transaction, driven from Python
-with the product's pool (app.adapters.database.make_pool, the server's settings) and
-the product's use-case code (app.usecases.handler, pipelined as the token endpoint runs
-it, the family decider), no HTTP and no signing. Each of CONCURRENCY tasks rotates its own families in turn for DURATION
-seconds; prints one JSON line {"per_s", "p50_ms", "p99_ms", "rotations"}.
+"""The commit ceiling: the refresh rotation's database transaction, driven from Python with
+the product's pool (app.adapters.database.make_pool, the server's settings) and the
+product's use-case code (app.usecases.handler, pipelined as the token endpoint runs it,
+the family decider), no HTTP and no signing. Each of CONCURRENCY tasks rotates its own
+families in turn for DURATION seconds; prints one JSON line {"per_s", "p50_ms",
+"p99_ms", "rotations"}.
 
     DATABASE_URL=... python -m bench.commit_ceiling TOKENS_FILE CLIENT_ID [--duration 8]
 """
