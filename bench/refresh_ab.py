@@ -7,7 +7,8 @@ script and sign ceiling), without the other scenarios, so a change to the refres
 is measured in minutes. The product server runs alternately from ``--before`` (another
 checkout of the repository, put first on PYTHONPATH) and from this one, on the same
 database, each with fresh families, ``--rounds`` times each; the sign ceiling is
-measured at the start and at the end. Read the ratios: the machine is shared.
+measured at the start and at the end, and with ``--peer`` node-oidc-provider (the
+suite's peer) once per round after them. Read the ratios: the machine is shared.
 
 Both servers run ``tokenledger serve --workers N`` (``--workers``; default: the number
 of cores, as ``serve`` picks), and so does the sign ceiling when N is 1; with more
@@ -42,6 +43,7 @@ from bench.suite import (
     exchange_all,
     free_port,
     issue_codes,
+    peer_refresh,
     process,
     report,
     wrk,
@@ -73,7 +75,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "sign": [],
         "before": [],
         "after": [],
+        "peer": [],
     }
+    peer_dbs: list[str] = []
     try:
         async with await connect(url) as conn:
             await migrate(conn)
@@ -148,16 +152,27 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             report(f"refresh rotation, {label} #{round_}", r)
             out[label].append(r)
 
+        async def peer(round_: int) -> None:
+            peer_dbs.append(f"{dbname}_peer{round_}")
+            r = await peer_refresh(args, admin_url, server_url, peer_dbs[-1], tmp, log)
+            if isinstance(r, str):
+                raise SystemExit(f"peer: {r}")
+            report(f"peer: node-oidc-provider refresh (PG) #{round_}", r)
+            out["peer"].append(r)
+
         sign()
         for i in range(args.rounds):
             await refresh("before", Path(args.before).resolve(), i + 1)
             await refresh("after", None, i + 1)
+            if args.peer:
+                await peer(i + 1)
         sign()
     finally:
         async with await connect(admin_url) as admin:
-            await admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname))
-            )
+            for name in (dbname, *peer_dbs):
+                await admin.execute(
+                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+                )
     return out
 
 
@@ -176,6 +191,13 @@ def summary(out: dict[str, Any]) -> str:
             f" {p99:.0f} ms)"
         )
     lines.append(f"after / before: {mean(out['after']) / mean(out['before']):.2f}")
+    if out["peer"]:
+        peer = mean(out["peer"])
+        runs = [r["per_s"] for r in out["peer"]]
+        lines.append(
+            f"peer (node-oidc-provider, PG): {peer:.0f}/s (runs {runs});"
+            f" before {mean(out['before']) / peer:.2f} x, after {mean(out['after']) / peer:.2f} x"
+        )
     return "\n".join(lines)
 
 
@@ -190,6 +212,9 @@ def main() -> None:
         "--no-rate-limits",
         action="store_true",
         help="token rate limits off (0), to see what their shared counter rows cost",
+    )
+    parser.add_argument(
+        "--peer", action="store_true", help="node-oidc-provider too, once per round (its ratio)"
     )
     parser.add_argument("--profile", help="py-spy (raw) of the last 'after' run, to this file")
     parser.add_argument("--native", action="store_true", help="--profile with C frames")
