@@ -210,22 +210,27 @@ async def pipelined_transaction(conn: psycopg.AsyncConnection[Any]) -> AsyncIter
     after BEGIN and before COMMIT).
 
     The block's statements are queued, not awaited: a statement's error surfaces at the
-    next fetch or when the block ends. On an exception in the block a ROLLBACK goes
-    before the Sync, so nothing the block sent commits (in an implicit transaction,
-    PostgreSQL answers it with a warning and rolls back); a connection that died is
-    discarded by the pool. Nothing may read a row for update in one block and write it
+    next fetch or when the block ends, and the failed statement has already rolled the
+    transaction back. On any other exception in the block a ROLLBACK goes before the
+    Sync, so nothing the block sent commits (in an implicit transaction, PostgreSQL
+    answers it with a warning and rolls back); a connection that died is discarded by
+    the pool. Nothing may read a row for update in one block and write it
     in another: each block's locks end with it.
     """
     async with conn.pipeline():
         try:
             yield
         except BaseException:
-            if not conn.closed:
+            # A statement that failed has aborted the transaction already.
+            if not conn.closed and conn.pgconn.pipeline_status != _ABORTED:
                 try:
                     await conn.execute(b"ROLLBACK")
                 except psycopg.Error as exc:
                     log.warning("rollback failed", error=type(exc).__name__)
             raise
+
+
+_ABORTED = psycopg.pq.PipelineStatus.ABORTED
 
 
 async def probe(url: str, settings: Settings) -> None:

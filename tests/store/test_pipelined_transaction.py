@@ -6,6 +6,7 @@ lookup's round trip counts a client only if registered."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -194,3 +195,22 @@ async def test_one_stream_decided_twice_is_refused_before_anything_is_written(
     with pytest.raises(RuntimeError, match="decided twice"):
         await handler.run(conn, {"actor": "test"}, work, pipelined=True)
     assert await read_stream(conn, f"client:{client_id}") == []
+
+
+async def test_a_failure_read_in_the_block_needs_no_rollback_and_logs_nothing(
+    conn: Conn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The failed statement aborted the transaction: a ROLLBACK sent after it would only
+    be refused, and psycopg would log that it ignored the refusal."""
+    key = f"test-{uuid.uuid4().hex}"
+
+    async def block() -> None:
+        async with pipelined_transaction(conn):
+            await _count(conn, key)
+            await (await conn.execute("select 1 / 0")).fetchone()
+
+    with caplog.at_level(logging.WARNING), pytest.raises(psycopg.errors.DivisionByZero):
+        await block()
+    assert caplog.records == []
+    assert conn.info.transaction_status == IDLE
+    assert not await _counted(conn, key)
