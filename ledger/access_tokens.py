@@ -69,6 +69,15 @@ class AccessTokenClaims(msgspec.Struct, kw_only=True, frozen=True):
 _REQUIRED = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]
 
 
+def key_id(token: str) -> str | None:
+    """The ``kid`` a JWT's header names (unverified), or None."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return None
+    return kid if isinstance(kid, str) else None
+
+
 def verify(
     token: str, keys: Mapping[str, Mapping[str, Any]], *, issuer: str, now: datetime
 ) -> AccessTokenClaims | None:

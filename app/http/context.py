@@ -15,6 +15,7 @@ import psycopg
 from litestar import Request
 from psycopg_pool import AsyncConnectionPool
 
+from app.adapters.keys import published_jwks
 from app.adapters.throttle import Leases
 from app.adapters.user_keys import PersonalKeys
 from app.http.cookies import Signer
@@ -92,6 +93,17 @@ class Context:
         settings = with_project_settings(self.settings, state)
         self._settings[project] = (settings, now)
         return settings
+
+    async def published_keys(
+        self, conn: psycopg.AsyncConnection[Any], project: str | None
+    ) -> list[dict[str, Any]]:
+        """The public keys ``project``'s tokens verify with: from its key ring (re-read
+        when stale, as for signing) once this process holds one, else from the table."""
+        ring = self.issuance.keys if project is None else self._keys.get(project)
+        if ring is None:
+            return await published_jwks(conn, self.clock())
+        await ring.refresh_if_stale(conn, self.clock())
+        return ring.published(self.clock())
 
     async def issuance_for(
         self, conn: psycopg.AsyncConnection[Any], project: str | None

@@ -43,6 +43,7 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[bytes]:
             issuer=ctx.issuer(project),
             now=ctx.clock(),
             keys=ctx.personal,
+            published=await ctx.published_keys(conn, project),
         )
     return Response(
         content=msgspec.json.encode(answer), media_type="application/json", headers=NO_STORE

@@ -40,5 +40,6 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[bytes]:
             issuer=ctx.issuer(project),
             now=ctx.clock(),
             metadata=event_metadata(request, f"client:{client.client_id}"),
+            published=await ctx.published_keys(conn, project),
         )
     return Response(content=b"", headers=NO_STORE)

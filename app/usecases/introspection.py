@@ -8,6 +8,7 @@ refresh token is active while it is its live family's current one and not expire
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -71,9 +72,11 @@ async def introspect(
     issuer: str,
     now: datetime,
     keys: PersonalKeys,
+    published: Sequence[Mapping[str, Any]],
 ) -> Introspection:
+    """``published``: the public keys (JWKs) an access token may verify with."""
     require_resource_server(caller)
-    found = await find(conn, token, hint, issuer=issuer, now=now)
+    found = await find(conn, token, hint, issuer=issuer, now=now, published=published)
     if isinstance(found, PresentedAccessToken):
         return await _access_token(conn, found, keys)
     if isinstance(found, PresentedRefreshToken):

@@ -4,8 +4,10 @@ published until its last token expires), and the key ring each replica signs fro
 
 Replicas learn of a rotation by re-reading the schedule (a small query; private halves
 are unsealed once per key and kept): every TOKENLEDGER_KEY_REFRESH_INTERVAL seconds, on
-the next token request after that. The publish delay is much longer than the interval,
-so every replica holds the next key before any of them signs with it.
+the next token request after that. Introspection and revocation verify access tokens
+with the same schedule's public keys (``KeyRing.published``). The publish delay is much
+longer than the interval, so every replica holds the next key before any of them signs
+with it.
 """
 
 from __future__ import annotations
@@ -180,6 +182,13 @@ class KeyRing:
         async with self._lock:
             if self.stale():
                 await self.refresh(conn, now)
+
+    def published(self, now: datetime) -> list[dict[str, Any]]:
+        """The public keys published at ``now``, as ``keys.published_jwks`` reads them
+        from the table: every key of the schedule whose last token has not expired."""
+        return [
+            r.public_jwk for r in self._schedule if r.unpublish_at is None or r.unpublish_at > now
+        ]
 
     def signing_key(self, now: datetime) -> SigningKey:
         usable = [r for r in self._schedule if r.kid in self._private]

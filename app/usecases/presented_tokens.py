@@ -6,6 +6,7 @@ Shared by revocation (RFC 7009) and introspection (RFC 7662). Nothing here write
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -13,7 +14,7 @@ from typing import Any, Literal
 import psycopg
 
 from app.adapters.keys import published_jwks
-from ledger.access_tokens import AccessTokenClaims, verify
+from ledger.access_tokens import AccessTokenClaims, key_id, verify
 from ledger.families import FamilyState
 from ledger.opaque_tokens import hash_secret
 from projections.read_models import FAMILIES, family_by_refresh_token, load
@@ -46,11 +47,18 @@ def _access_first(token: str, hint: str | None) -> bool:
 
 
 async def _as_access_token(
-    conn: psycopg.AsyncConnection[Any], token: str, issuer: str, now: datetime
+    conn: psycopg.AsyncConnection[Any],
+    token: str,
+    issuer: str,
+    now: datetime,
+    published: Sequence[Mapping[str, Any]],
 ) -> PresentedAccessToken | None:
     if token.count(".") != 2:
         return None
-    keys = {jwk["kid"]: jwk for jwk in await published_jwks(conn, now)}
+    keys = {jwk["kid"]: jwk for jwk in published}
+    if key_id(token) not in keys:
+        # A key newer than the caller's view (rotated with --now), or none of ours.
+        keys = {jwk["kid"]: jwk for jwk in await published_jwks(conn, now)}
     claims = verify(token, keys, issuer=issuer, now=now)
     if claims is None:
         return None
@@ -72,11 +80,16 @@ async def find(
     *,
     issuer: str,
     now: datetime,
+    published: Sequence[Mapping[str, Any]],
 ) -> Presented | None:
     """The token as one of ours, or None for anything else (garbage, a forged or expired
-    JWT, another issuer's token, an unknown refresh token)."""
+    JWT, another issuer's token, an unknown refresh token). ``published``: the public
+    keys (JWKs) an access token may verify with, as the caller holds them; a token naming
+    another key is checked against the table's."""
     if _access_first(token, hint):
-        return await _as_access_token(conn, token, issuer, now) or await _as_refresh_token(
-            conn, token
-        )
-    return await _as_refresh_token(conn, token) or await _as_access_token(conn, token, issuer, now)
+        return await _as_access_token(
+            conn, token, issuer, now, published
+        ) or await _as_refresh_token(conn, token)
+    return await _as_refresh_token(conn, token) or await _as_access_token(
+        conn, token, issuer, now, published
+    )

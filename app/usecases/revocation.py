@@ -8,6 +8,7 @@ for its access tokens from then on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,12 +52,15 @@ async def revoke_token(
     issuer: str,
     now: datetime,
     metadata: dict[str, Any],
+    published: Sequence[Mapping[str, Any]],
 ) -> str | None:
     """RFC 7009 §2.1: the family of a refresh or access token that ``client_id`` holds,
     revoked; returns its id, or None when nothing was revoked. An unknown, invalid,
     expired or foreign token, or one of a family already revoked, changes nothing: the
     client gets the same answer either way (§2.2)."""
-    found = await presented_tokens.find(conn, token, hint, issuer=issuer, now=now)
+    found = await presented_tokens.find(
+        conn, token, hint, issuer=issuer, now=now, published=published
+    )
     if found is None or found.family is None:
         return None
     family_id = found.family.family_id

@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -21,6 +22,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from app.adapters.keys import published_jwks
 from app.adapters.user_keys import personal_keys
 from app.http.app import create_app
 from app.settings import from_env
@@ -190,6 +192,22 @@ async def test_the_next_key_is_published_before_it_signs_and_the_old_one_until_i
     assert types == ["signing_key_created", "signing_key_created", "signing_key_retiring"]
 
 
+async def test_the_key_ring_publishes_what_the_table_does(server: Server) -> None:
+    """Introspection and revocation verify with the key ring's schedule, not a query:
+    at every point of a rotation it holds the keys published_jwks reads."""
+    await tokens(server.http, server.app, server.user)
+    await server.rotate(delay=3600)
+    ring = key_cases.KeyRing(None, refresh_interval=0)
+    start = server.clock()
+    async with await psycopg.AsyncConnection.connect(server.url, autocommit=True) as conn:
+        for seconds in (0, 3599, 3601, 3600 + ACCESS_TTL - 1, 3600 + ACCESS_TTL + 1):
+            now = start + timedelta(seconds=seconds)
+            await ring.refresh(conn, now)
+            assert ring.published(now) == await published_jwks(conn, now), seconds
+    assert len(ring.published(start)) == 2
+    assert len(ring.published(start + timedelta(seconds=3600 + ACCESS_TTL + 1))) == 1
+
+
 async def test_a_second_rotation_waits_for_the_first(server: Server) -> None:
     from ledger.errors import Rejected
 
@@ -249,3 +267,35 @@ async def test_a_replica_picks_up_a_rotation_when_it_rereads_the_schedule(
         now[0] = 31.0
         await ring.refresh_if_stale(conn, server.clock())
         assert ring.signing_key(server.clock()).kid == rotation.new.kid
+
+
+async def test_a_replica_that_has_not_reread_the_schedule_still_verifies_a_new_keys_token(
+    server: Server,
+) -> None:
+    """A key rotated to sign at once (`keys rotate --now`): a replica that read the
+    schedule before it (and will not again for an hour) is sent a token the new key
+    signed; the kid it does not hold sends it to the table, and the token is active."""
+    settings = from_env(
+        {},
+        issuer=ISSUER,
+        database_url=server.url,
+        access_token_ttl=ACCESS_TTL,
+        key_refresh_interval=3600,
+        seal_interval=0,
+    )
+    replica = create_app(settings, server.url, clock=server.clock)
+    async with browser_client(replica, ISSUER) as other:
+        old = await tokens(server.http, server.app, server.user)
+        assert (await server.introspect(old["access_token"]))["active"] is True
+        rotation = await server.rotate(delay=0)
+        new = assert_tokens(await refresh(server.http, server.app, old["refresh_token"]))
+        assert kid_of(new["access_token"]) == rotation.new.kid
+        secret = server.resource_server.secret
+        assert secret is not None
+        answer = await other.post(
+            "/oauth/introspect",
+            data={"token": new["access_token"]},
+            headers=basic(server.resource_server.client_id, secret),
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["active"] is True

@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from app.http.app import create_app
 from app.settings import from_env
+from tests.conftest import Pool
 from tests.http.conftest import (
     ISSUER,
     Clock,
@@ -25,6 +26,7 @@ from tests.http.conftest import (
     exchange,
     refresh,
 )
+from tests.http.token_helpers import basic, new_client
 from tests.support.wire import RoundTrips, counting_proxy
 
 MAX_ROUND_TRIPS = 3  # 7 before issue 13 (6 before the token rate limits)
@@ -76,3 +78,30 @@ async def test_a_code_exchange_costs_at_most_three_round_trips(
     print(f"code exchange: {trips.count - before} round trips, {trips.statements - statements}")
     assert trips.count - before <= MAX_ROUND_TRIPS
     assert trips.statements - statements <= MAX_STATEMENTS
+
+
+async def test_introspecting_an_access_token_costs_three_statements(
+    counted: tuple[AsyncTestClient[Litestar], RoundTrips],
+    public_client: Registered,
+    user: str,
+    pool: Pool,
+    clock: Clock,
+) -> None:
+    """The caller's lookup, the token's family, its subject's name: the keys it verifies
+    with come from this process's key ring (re-read when stale), not from a query."""
+    http, trips = counted
+    code, verifier, _ = await authorize(http, public_client, user)
+    access_token = (await exchange(http, public_client, code, verifier)).json()["access_token"]
+    caller = await new_client(pool, clock, confidential=True)
+    assert caller.secret is not None
+    for _ in range(6):  # warm: statements prepared
+        before, statements = trips.count, trips.statements
+        answer = await http.post(
+            "/oauth/introspect",
+            data={"token": access_token},
+            headers=basic(caller.client_id, caller.secret),
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["active"] is True
+    print(f"introspection: {trips.count - before} round trips, {trips.statements - statements}")
+    assert trips.statements - statements <= 3
