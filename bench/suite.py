@@ -155,7 +155,8 @@ def wrk(
     duration: int = 0,
 ) -> dict[str, Any]:
     """One wrk run; its rate, p50/p99 (ms) and non-2xx count. Scripts that count their own
-    expected responses (once.lua) give the rate of those over the run's duration."""
+    expected responses (once.lua) give the rate of those over the time their lines took
+    (not the whole run: the lines may run out well before it ends)."""
     c, d = connections or args.connections, duration or args.duration
     if GENERATOR == "wrk":
         command = ["wrk", f"-t{min(THREADS, c)}", f"-c{c}", f"-d{d}s", "--timeout", "10s"]
