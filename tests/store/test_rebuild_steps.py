@@ -67,6 +67,26 @@ async def _expected_hashes(conn: Conn) -> str:
     return str(found[0])
 
 
+async def test_the_log_is_read_on_a_second_session_closed_with_the_rebuild(
+    big: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the rebuild's own user, with the same parameters: the second session opens (a
+    rebuild that fell back to one connection would still be right, only slower)."""
+    opened: list[Conn] = []
+    connect = psycopg.AsyncConnection.connect
+
+    async def spied(*args: Any, **kwargs: Any) -> Conn:
+        conn = await connect(*args, **kwargs)
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", spied)
+    report = await rebuild.rebuild(big)
+    assert report.events == 4 * FAMILIES
+    assert len(opened) == 1
+    assert opened[0].closed
+
+
 async def test_with_no_second_session_the_rebuild_reads_on_its_own_connection(
     big: Conn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
