@@ -122,7 +122,7 @@ class Transaction:
             return
         append = store.append_statement([appending], self.metadata)
         async with store.conflicts_as_concurrency(stream_id, before.version):
-            await self.conn.execute(*store.one_statement([append, *projected]))
+            await self.conn.execute(*store.one_statement([*projected, append]))
 
     async def write(self) -> None:
         """Pipelined: send every decision's events and rows, in one statement."""
