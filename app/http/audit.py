@@ -10,7 +10,7 @@ auditors' tools are not pages of other origins.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,26 +126,32 @@ class Scope:
 
 
 async def _scoped(request: Request[Any, Any, Any]) -> tuple[AuditorState, Scope]:
-    """The auditor, and the project the request reads: the auditor's own if they are
-    limited to one (asking for another is 403), else the ``project`` parameter's, else
-    every project (the root project's read models)."""
+    """The auditor, and the project the request reads (``scope_of``)."""
     auditor = await _auditor(request)
+    ctx: Context = request.app.state.ctx
     asked = request.query_params.getall("project", [])
+    return auditor, scope_of(auditor.project, asked, ctx.settings.project_id)
+
+
+def scope_of(limited_to: str | None, asked: Sequence[str], root_project: str) -> Scope:
+    """The project an auditor's request reads: the auditor's own if they are limited to
+    one (``limited_to``; asking for another is 403), else the ``project`` parameter's
+    (``asked``), else every project (the root project's read models). ``root_project``:
+    the root project's own id, which names it without reading every project."""
     if len(asked) > 1:
         raise _bad("project given more than once")
     chosen = asked[0] if asked else None
-    if auditor.project is not None:
-        if chosen is not None and chosen != auditor.project:
-            raise AuditError(403, "forbidden", f"this auditor reads project {auditor.project} only")
-        chosen = auditor.project
+    if limited_to is not None:
+        if chosen is not None and chosen != limited_to:
+            raise AuditError(403, "forbidden", f"this auditor reads project {limited_to} only")
+        chosen = limited_to
     if chosen is None:
-        return auditor, Scope(project=None, prefix=None)
-    ctx: Context = request.app.state.ctx
-    if chosen == ctx.settings.project_id:
-        return auditor, Scope(project=None, prefix="")
+        return Scope(project=None, prefix=None)
+    if chosen == root_project:
+        return Scope(project=None, prefix="")
     if not valid_project_id(chosen):
         raise AuditError(404, "not_found", "no such project")
-    return auditor, Scope(project=chosen, prefix=f"{chosen}/")
+    return Scope(project=chosen, prefix=f"{chosen}/")
 
 
 @asynccontextmanager
