@@ -40,12 +40,12 @@ from bench.suite import (
     HERE,
     THREADS,
     connect,
-    exchange_all,
     free_port,
-    issue_codes,
+    fresh_families,
     peer_refresh,
     process,
     report,
+    sign_ceiling,
     wrk,
 )
 from migrations import migrate
@@ -116,8 +116,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         def sign() -> None:
             command = [sys.executable, "-m", "bench.sign_server", "--port", str(port)]
             with process(command, env, f"{issuer}/readyz", log, cwd=HERE.parent):
-                body = f"grant_type=refresh_token&client_id={client_id}&refresh_token={{1}}"
-                r = wrk(issuer, "post.lua", ["/bench/sign", body, str(dummy), str(THREADS)], args)
+                r = sign_ceiling(issuer, client_id, dummy, args)
             report("sign ceiling (POST /bench/sign)", r)
             out["sign"].append(r)
 
@@ -128,11 +127,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             command = [sys.executable, "-c", "from app.cli import main; main()", "serve"]
             command += ["--port", str(port), "--workers", workers]
             with process(command, server_env, f"{issuer}/readyz", log, cwd=checkout) as server:
-                n = args.connections * 4
-                pairs = await issue_codes(url, client_id, user.user_id, n)
-                issued = await exchange_all(issuer, "/oauth/token", client_id, pairs)
                 tokens = tmp / f"refresh-{label}-{round_}"
-                tokens.write_text("".join(t["refresh_token"] + "\n" for t in issued))
+                n = args.connections * 4
+                await fresh_families(url, issuer, client_id, user.user_id, n, tokens)
                 spy = None
                 if args.profile and label == "after" and round_ == args.rounds:
                     spy_args = ["--format", "raw", "--rate", "200", "-o", args.profile]

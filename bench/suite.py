@@ -297,6 +297,26 @@ async def exchange_all(
         return list(await asyncio.gather(*(one(c, v) for c, v in pairs)))
 
 
+def sign_ceiling(
+    issuer: str, client_id: str, dummy: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """A wrk run against the sign ceiling's POST /bench/sign with a refresh request's
+    body (``dummy``: made-up refresh tokens, one a line)."""
+    body = f"grant_type=refresh_token&client_id={client_id}&refresh_token={{1}}"
+    return wrk(issuer, "post.lua", ["/bench/sign", body, str(dummy), str(THREADS)], args)
+
+
+async def fresh_families(
+    url: str, issuer: str, client_id: str, subject: str, n: int, tokens: Path
+) -> list[dict[str, Any]]:
+    """``n`` new families (codes written in SQL, exchanged over HTTP at ``issuer``);
+    their refresh tokens written to ``tokens``, one a line, for refresh.lua."""
+    pairs = await issue_codes(url, client_id, subject, n)
+    issued = await exchange_all(issuer, "/oauth/token", client_id, pairs)
+    tokens.write_text("".join(t["refresh_token"] + "\n" for t in issued))
+    return issued
+
+
 async def count_events(url: str) -> int:
     async with await connect(url) as conn:
         row = await (await conn.execute("select count(*) from events")).fetchone()
@@ -407,17 +427,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             health.write_text("/healthz\n")
             scenarios["healthz"] = wrk(issuer, "get.lua", [str(health), str(THREADS)], args)
             report(f"GET /healthz (stack + {GENERATOR} ceiling)", scenarios["healthz"])
-            sign = wrk(
-                issuer,
-                "post.lua",
-                [
-                    "/bench/sign",
-                    f"grant_type=refresh_token&client_id={client_id}&refresh_token={{1}}",
-                    str(dummy),
-                    str(THREADS),
-                ],
-                args,
-            )
+            sign = sign_ceiling(issuer, client_id, dummy, args)
             baselines["sign_ceiling"] = sign
             baselines["sign_ceiling_per_s"] = sign["per_s"]
             report("sign ceiling (POST /bench/sign)", sign)
@@ -685,14 +695,11 @@ async def refresh_signed_with(
     log = Path(args.log)
     dummy = tmp / "dummy"
     with process(sign_cmd, env, f"{issuer}/readyz", log, cwd=HERE.parent):
-        body = f"grant_type=refresh_token&client_id={client_id}&refresh_token={{1}}"
-        sign = wrk(issuer, "post.lua", ["/bench/sign", body, str(dummy), str(THREADS)], args)
+        sign = sign_ceiling(issuer, client_id, dummy, args)
     report(f"sign ceiling, {alg}", sign)
     with process(serve, env, f"{issuer}/readyz", log):
-        pairs = await issue_codes(url, client_id, subject, args.connections * 4)
-        issued = await exchange_all(issuer, "/oauth/token", client_id, pairs)
         tokens = tmp / f"refresh-{alg}"
-        tokens.write_text("".join(t["refresh_token"] + "\n" for t in issued))
+        await fresh_families(url, issuer, client_id, subject, args.connections * 4, tokens)
         refresh = wrk(issuer, "refresh.lua", [client_id, str(tokens), str(THREADS)], args)
     report(f"refresh rotation, {alg}", refresh)
     return {"refresh": refresh, "sign_ceiling": sign}
