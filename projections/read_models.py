@@ -177,23 +177,6 @@ def projection(stream_id: str, state: Any, events: Sequence[AnyEvent]) -> list[S
     return statements
 
 
-async def project(
-    conn: psycopg.AsyncConnection[Any],
-    stream_id: str,
-    state: S | None,
-    events: Sequence[AnyEvent],
-) -> S | None:
-    """Fold ``events`` onto ``state`` (the stream's state before them) and write what
-    they changed (``projection``) on ``conn``; the stream's new state."""
-    model = model_for(stream_id)
-    if model is None or not events:
-        return state
-    new_state = fold(model, state, events)
-    for query, params in projection(stream_id, new_state, events):
-        await conn.execute(query, params)
-    return new_state  # type: ignore[no-any-return]
-
-
 async def load(
     conn: psycopg.AsyncConnection[Any], model: ReadModel[S], key: str, *, lock: bool = False
 ) -> S | None:

@@ -6,15 +6,16 @@ without projecting leaves ``projections.rebuild.verify`` equal.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
 import psycopg
 
-from ledger.events import SigningKeyCreated
+from ledger.events import AnyEvent, SigningKeyCreated
 from ledger.store import Checkpoint, RecordedEvent, checkpoint_of, read_all
+from projections.read_models import fold, model_for, projection
 
 
 def new_stream() -> str:
@@ -50,3 +51,17 @@ async def is_superuser(conn: psycopg.AsyncConnection[Any]) -> bool:
     cur = await conn.execute("select rolsuper from pg_roles where rolname = current_user")
     row = await cur.fetchone()
     return bool(row and row[0])
+
+
+async def project(
+    conn: psycopg.AsyncConnection[Any], stream_id: str, state: Any, events: Sequence[AnyEvent]
+) -> Any:
+    """Fold ``events`` onto ``state`` (the stream's state before them, None for a new
+    stream) and write the read-model rows they change; the stream's new state. The
+    handler sends the same statements with the events' append, as one statement."""
+    model = model_for(stream_id)
+    assert model is not None
+    after = fold(model, state, events)
+    for query, params in projection(stream_id, after, events):
+        await conn.execute(query, params)
+    return after

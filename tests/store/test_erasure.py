@@ -29,7 +29,8 @@ from ledger.events import SessionStarted, TokenFamilyStarted, UserErased, UserRe
 from ledger.store import append, read_stream, verify_chains
 from migrations import migrate
 from projections import rebuild
-from projections.read_models import FAMILIES, SESSIONS, load, project
+from projections.read_models import FAMILIES, SESSIONS, load
+from tests.store.samples import project
 
 Conn = psycopg.AsyncConnection[Any]
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

@@ -31,8 +31,9 @@ from ledger.events import (
     UserRegistered,
 )
 from ledger.store import append, read_stream
-from projections.read_models import CLIENTS, CODES, FAMILIES, USERS, fold, load, model_for, project
+from projections.read_models import CLIENTS, CODES, FAMILIES, USERS, fold, load, model_for
 from projections.rebuild import rebuild, verify
+from tests.store.samples import project
 
 Conn = psycopg.AsyncConnection[Any]
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -40,7 +41,8 @@ AUD = "https://api.example.com/mcp"
 
 
 async def record(conn: Conn, stream_id: str, state: Any, *events: AnyEvent) -> Any:
-    """Append and project in one transaction, as the endpoints do."""
+    """Append and project in one transaction (the endpoints' handler sends both as one
+    statement)."""
     async with conn.transaction():
         await append(conn, stream_id, state.version if state is not None else 0, events)
         return await project(conn, stream_id, state, events)
