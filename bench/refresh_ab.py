@@ -1,14 +1,17 @@
-"""Refresh rotation only, before and after a change, in one run (issue 13).
+"""One token scenario, before and after a change, in one run (issue 13).
 
     .venv/bin/python -m bench.refresh_ab --before /path/to/checkout [--rounds 2]
+        [--scenario refresh|introspection|code_exchange]
 
 The suite's refresh scenario (bench/suite.py: its database, client, token sets, wrk
 script and sign ceiling), without the other scenarios, so a change to the refresh path
-is measured in minutes. The product server runs alternately from ``--before`` (another
-checkout of the repository, put first on PYTHONPATH) and from this one, on the same
-database, each with fresh families, ``--rounds`` times each; the sign ceiling is
-measured at the start and at the end, and with ``--peer`` node-oidc-provider (the
-suite's peer) once per round after them. Read the ratios: the machine is shared.
+is measured in minutes; ``--scenario`` measures introspection (a confidential client
+asking about the fresh families' access tokens) or code exchange the same way. The
+product server runs alternately from ``--before`` (another checkout of the repository,
+put first on PYTHONPATH) and from this one, on the same database, each with fresh
+families, ``--rounds`` times each; the sign ceiling is measured at the start and at the
+end, and with ``--peer`` node-oidc-provider (the suite's peer) once per round after them.
+Read the ratios: the machine is shared.
 
 Both servers run ``tokenledger serve --workers N`` (``--workers``; default: the number
 of cores, as ``serve`` picks), and so does the sign ceiling when N is 1; with more
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import secrets
@@ -29,6 +33,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -38,10 +43,12 @@ from app.usecases import registration
 from bench.suite import (
     GENERATOR,
     HERE,
+    REDIRECT_URI,
     THREADS,
     connect,
     free_port,
     fresh_families,
+    issue_codes,
     peer_refresh,
     process,
     report,
@@ -71,6 +78,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "server_workers": int(workers),
             "rate_limits": not args.no_rate_limits,
             "generator": GENERATOR,
+            "scenario": args.scenario,
         },
         "sign": [],
         "before": [],
@@ -88,6 +96,14 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 client_id=client_id,
                 redirect_uris=["http://127.0.0.1/cb"],
                 client_type="public",
+                scopes=["mcp"],
+                now=now,
+            )
+            rs = await registration.register_client(
+                conn,
+                client_id="bench-rs",
+                redirect_uris=["https://rs.example.com/cb"],
+                client_type="confidential",
                 scopes=["mcp"],
                 now=now,
             )
@@ -120,6 +136,23 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             report("sign ceiling (POST /bench/sign)", r)
             out["sign"].append(r)
 
+        basic = base64.b64encode(f"bench-rs:{quote(rs.secret, safe='')}".encode()).decode()
+
+        def load(issuer: str, tokens: Path, out: Path) -> dict[str, Any]:
+            """One wrk run of the scenario over ``tokens``."""
+            if args.scenario == "introspection":
+                form = "token={1}&token_type_hint=access_token"
+                script = ["/oauth/introspect", form, str(tokens), str(THREADS)]
+                return wrk(issuer, "post.lua", [*script, f"Authorization: Basic {basic}"], args)
+            if args.scenario == "code_exchange":
+                form = (
+                    f"grant_type=authorization_code&client_id={client_id}"
+                    f"&redirect_uri={quote(REDIRECT_URI, safe='')}&code={{1}}&code_verifier={{2}}"
+                )
+                script = ["/oauth/token", form, str(tokens), str(THREADS), "200", str(out)]
+                return wrk(issuer, "once.lua", script, args)
+            return wrk(issuer, "refresh.lua", [client_id, str(tokens), str(THREADS)], args)
+
         async def refresh(label: str, checkout: Path | None, round_: int) -> None:
             server_env = dict(env)
             if checkout is not None:
@@ -129,7 +162,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             with process(command, server_env, f"{issuer}/readyz", log, cwd=checkout) as server:
                 tokens = tmp / f"refresh-{label}-{round_}"
                 n = args.connections * 4
-                await fresh_families(url, issuer, client_id, user.user_id, n, tokens)
+                issued = await fresh_families(url, issuer, client_id, user.user_id, n, tokens)
+                if args.scenario == "introspection":
+                    tokens.write_text("".join(t["access_token"] + "\n" for t in issued))
+                elif args.scenario == "code_exchange":
+                    wanted = int(2_000 * args.duration * 1.3)
+                    codes = await issue_codes(url, client_id, user.user_id, wanted)
+                    tokens.write_text("".join(f"{c} {v}\n" for c, v in codes))
                 spy = None
                 if args.profile and label == "after" and round_ == args.rounds:
                     spy_args = ["--format", "raw", "--rate", "200", "-o", args.profile]
@@ -143,10 +182,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
-                r = wrk(issuer, "refresh.lua", [client_id, str(tokens), str(THREADS)], args)
+                r = load(issuer, tokens, tmp / f"exchanged-{label}-{round_}")
                 if spy is not None:
                     spy.wait()
-            report(f"refresh rotation, {label} #{round_}", r)
+            report(f"{args.scenario}, {label} #{round_}", r)
             out[label].append(r)
 
         async def peer(round_: int) -> None:
@@ -184,8 +223,8 @@ def summary(out: dict[str, Any]) -> str:
         p99 = max(r["p99_ms"] for r in out[label])
         runs = [r["per_s"] for r in out[label]]
         lines.append(
-            f"refresh {label}: {rate:.0f}/s = {rate / sign:.2f} x sign (runs {runs}, worst p99"
-            f" {p99:.0f} ms)"
+            f"{out['settings']['scenario']} {label}: {rate:.0f}/s = {rate / sign:.2f} x sign"
+            f" (runs {runs}, worst p99 {p99:.0f} ms)"
         )
     lines.append(f"after / before: {mean(out['after']) / mean(out['before']):.2f}")
     if out["peer"]:
@@ -202,6 +241,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--before", required=True, help="a checkout with the code before")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--scenario", choices=("refresh", "introspection", "code_exchange"), default="refresh"
+    )
     parser.add_argument("--duration", type=int, default=8, help="seconds per run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0, help="0: the number of cores")
