@@ -4,7 +4,11 @@ verification for revocation (RFC 7009) and introspection (RFC 7662)."""
 
 from __future__ import annotations
 
+import base64
+import functools
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -65,21 +69,67 @@ class AccessTokenClaims(msgspec.Struct, kw_only=True, frozen=True):
     family_id: str | None = None  # absent from tokens minted before the claim existed
 
 
-# Every claim mint() writes but the family: a token without them is not one of ours.
-_REQUIRED = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]
+class _Header(msgspec.Struct, forbid_unknown_fields=False):
+    alg: str
+    typ: str | None = None
+    kid: str | None = None
+    crit: Any = None  # RFC 7515 §4.1.11: no extension is understood here
 
 
-def key_id(token: str) -> str | None:
-    """The ``kid`` a JWT's header names (unverified), or None."""
+@dataclass(frozen=True)
+class SignedToken:
+    """A compact JWS split and decoded once (RFC 7515 §7.1), not yet verified."""
+
+    kid: str | None
+    alg: str
+    typ: str | None
+    crit: bool
+    signing_input: bytes
+    payload: bytes
+    signature: bytes
+
+
+_SEGMENT = re.compile(rb"[A-Za-z0-9_-]*")
+
+
+def _segment(part: bytes) -> bytes:
+    """One base64url segment, unpadded and canonical (RFC 7515 §2, §7.1): anything else,
+    such as padding, other alphabets or stray bits in the last character, is not ours."""
+    if not _SEGMENT.fullmatch(part) or len(part) % 4 == 1:
+        raise ValueError("not base64url")
+    decoded = base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != part:
+        raise ValueError("not canonical base64url")
+    return decoded
+
+
+def parse(token: str) -> SignedToken | None:
+    """``token`` as a compact JWS, or None when it is not one."""
     try:
-        kid = jwt.get_unverified_header(token).get("kid")
-    except (jwt.PyJWTError, ValueError, TypeError):
+        raw = token.encode("ascii")
+        header_part, payload_part, signature_part = raw.split(b".")
+        header = msgspec.json.decode(_segment(header_part), type=_Header)
+        return SignedToken(
+            kid=header.kid,
+            alg=header.alg,
+            typ=header.typ,
+            crit=header.crit is not None,
+            signing_input=raw[: len(header_part) + 1 + len(payload_part)],
+            payload=_segment(payload_part),
+            signature=_segment(signature_part),
+        )
+    except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return kid if isinstance(kid, str) else None
+
+
+@functools.lru_cache(maxsize=64)
+def _public_key(jwk: tuple[tuple[str, Any], ...], alg: str) -> jwt.PyJWK:
+    """The verifier of one published JWK, built once (a key set holds a handful)."""
+    return jwt.PyJWK(dict(jwk), algorithm=alg)
 
 
 def verify(
-    token: str, keys: Mapping[str, Mapping[str, Any]], *, issuer: str, now: datetime
+    token: SignedToken, keys: Mapping[str, Mapping[str, Any]], *, issuer: str, now: datetime
 ) -> AccessTokenClaims | None:
     """The claims of ``token`` if this server issued it and it has not expired, else None.
 
@@ -89,39 +139,25 @@ def verify(
     token "signed" with our public key as HMAC secret, and an ES256 header on an RSA
     key's kid never reach a verifier. The signature must verify, ``iss`` must be ours,
     and ``now`` must lie within [nbf, exp). Time is the caller's ``now``, not the
-    library's clock.
+    library's clock. The token was parsed once (``parse``): PyJWT's own decoding reads
+    it again per call, several times the cost of the signature check.
     """
-    try:
-        header = jwt.get_unverified_header(token)
-    except (jwt.PyJWTError, ValueError, TypeError):
-        return None
-    kid = header.get("kid")
-    if header.get("typ") != TYP or not isinstance(kid, str):
-        return None
-    jwk = keys.get(kid)
-    if jwk is None:
+    jwk = keys.get(token.kid) if token.kid is not None else None
+    if token.typ != TYP or token.crit or jwk is None:
         return None
     alg = jwk.get("alg", "RS256")  # keys published before ES256 and EdDSA were RS256
-    if alg not in ALGORITHMS or header.get("alg") != alg:
+    if alg not in ALGORITHMS or token.alg != alg:
         return None
     try:
-        payload = jwt.decode(
-            token,
-            key=jwt.PyJWK(dict(jwk), algorithm=alg).key,
-            algorithms=[alg],
-            issuer=issuer,
-            options={
-                "require": _REQUIRED,
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "verify_aud": False,  # the resource server checks that it is the audience
-            },
-        )
-        claims = msgspec.convert(payload, AccessTokenClaims)
-    except (jwt.PyJWTError, msgspec.ValidationError, ValueError, TypeError):
+        public = _public_key(tuple(sorted(jwk.items())), alg)
+        if not public.Algorithm.verify(token.signing_input, public.key, token.signature):
+            return None
+        claims = msgspec.json.decode(token.payload, type=AccessTokenClaims)
+    except (jwt.PyJWTError, msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError):
         return None
     instant = now.timestamp()
-    if claims.exp <= instant or (claims.nbf is not None and claims.nbf > instant):
+    if claims.iss != issuer or claims.exp <= instant:
+        return None
+    if claims.nbf is not None and claims.nbf > instant:
         return None
     return claims

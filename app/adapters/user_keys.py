@@ -140,7 +140,7 @@ _BY_ID = {
 }
 
 
-def _keyed(keys: PersonalKeys, row: tuple[Any, ...] | None) -> KeyedUser | None:
+def keyed(keys: PersonalKeys, row: tuple[Any, ...] | None) -> KeyedUser | None:
     if row is None:
         return None
     n = len(USERS.columns)
@@ -157,7 +157,7 @@ async def find_by_username(
     cur = await conn.execute(
         _BY_LOOKUP, (keys.lookup(normalized_username), personal.plain_field(normalized_username))
     )
-    return _keyed(keys, await cur.fetchone())
+    return keyed(keys, await cur.fetchone())
 
 
 async def find_by_id(
@@ -165,7 +165,15 @@ async def find_by_id(
 ) -> KeyedUser | None:
     """``lock`` holds the user's row until the transaction ends (for a writer)."""
     cur = await conn.execute(_BY_ID[lock], (user_id,))
-    return _keyed(keys, await cur.fetchone())
+    return keyed(keys, await cur.fetchone())
+
+
+async def send_find_by_id(
+    conn: psycopg.AsyncConnection[Any], user_id: str
+) -> psycopg.AsyncCursor[Any]:
+    """``find_by_id`` (unlocked) sent but not read: in a pipeline, pass its cursor's
+    ``fetchone`` to ``keyed`` after the pipeline ends, so it shares that round trip."""
+    return await conn.execute(_BY_ID[False], (user_id,))
 
 
 async def delete(conn: psycopg.AsyncConnection[Any], user_id: str) -> bool:

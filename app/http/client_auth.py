@@ -4,6 +4,7 @@ RFC 7662 requests."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -13,7 +14,13 @@ from litestar import Request
 
 from app.http import forms
 from app.http.token_endpoint import parse_basic, presented_header
-from ledger.clients import ClientState, authenticate, check_api_key, merge_credentials
+from ledger.clients import (
+    ClientCredentials,
+    ClientState,
+    authenticate,
+    check_api_key,
+    merge_credentials,
+)
 from ledger.errors import InvalidRequest
 from projections.read_models import CLIENTS, load
 
@@ -61,10 +68,34 @@ async def authenticate_client(
     """Exactly the token endpoint's client authentication: Basic or the body, never both
     with different identities, and the client's ``x-api-key`` rule; ``invalid_client``
     otherwise."""
-    creds = merge_credentials(
-        parse_basic(request.headers.get("authorization")), client_id, client_secret
-    )
-    api_key = presented_header(request, "x-api-key")
-    client = authenticate(await load(conn, CLIENTS, creds.client_id), creds, now)
-    check_api_key(client, api_key)
-    return client
+    presented = PresentedClient.of(request, client_id, client_secret)
+    return presented.authenticate(await load(conn, CLIENTS, presented.client_id), now)
+
+
+@dataclass(frozen=True)
+class PresentedClient:
+    """The credentials a request presents, read before the client's row is: a caller
+    that reads that row alongside others (in one pipeline) authenticates with it."""
+
+    credentials: ClientCredentials
+    api_key: str | None
+
+    @classmethod
+    def of(
+        cls, request: Request[Any, Any, Any], client_id: str | None, client_secret: str | None
+    ) -> PresentedClient:
+        basic = parse_basic(request.headers.get("authorization"))
+        return cls(
+            merge_credentials(basic, client_id, client_secret),
+            presented_header(request, "x-api-key"),
+        )
+
+    @property
+    def client_id(self) -> str:
+        return self.credentials.client_id
+
+    def authenticate(self, found: ClientState | None, now: datetime) -> ClientState:
+        """The client ``found`` under ``client_id``, if these credentials are its."""
+        client = authenticate(found, self.credentials, now)
+        check_api_key(client, self.api_key)
+        return client

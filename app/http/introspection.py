@@ -8,13 +8,12 @@ import msgspec
 import structlog
 from litestar import Request, Response, post
 
-from app.http.client_auth import TokenParameters, authenticate_client, parse_form
+from app.http.client_auth import PresentedClient, TokenParameters, parse_form
 from app.http.context import Context, project_of
 from app.http.errors import NO_STORE
 from app.http.token_endpoint import MAX_BODY
 from app.usecases.introspection import introspect as introspect_token
-from app.usecases.introspection import require_resource_server
-from ledger.errors import InvalidRequest
+from ledger.clients import ClientState
 
 
 @post("/oauth/introspect", status_code=200, request_max_body_size=MAX_BODY)
@@ -27,21 +26,23 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[bytes]:
         request.headers.get("content-type", ""), await request.body(), TokenParameters
     )
     project = project_of(request)
-    async with ctx.connection(project) as conn:
-        caller = await authenticate_client(
-            conn, request, params.client_id, params.client_secret, ctx.clock()
-        )
+    presented = PresentedClient.of(request, params.client_id, params.client_secret)
+    now = ctx.clock()
+
+    def authenticate(found: ClientState | None) -> ClientState:
+        caller = presented.authenticate(found, now)
         structlog.contextvars.bind_contextvars(client_id=caller.client_id)
-        require_resource_server(caller)
-        if params.token is None:
-            raise InvalidRequest("token is required")
+        return caller
+
+    async with ctx.connection(project) as conn:
         answer = await introspect_token(
             conn,
-            caller,
+            presented.client_id,
+            authenticate,
             params.token,
             params.token_type_hint,
             issuer=ctx.issuer(project),
-            now=ctx.clock(),
+            now=now,
             keys=ctx.personal,
             published=await ctx.published_keys(conn, project),
         )

@@ -8,7 +8,7 @@ refresh token is active while it is its live family's current one and not expire
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -17,10 +17,18 @@ import psycopg
 import structlog
 
 from app.adapters import user_keys
-from app.adapters.user_keys import PersonalKeys
-from app.usecases.presented_tokens import PresentedAccessToken, PresentedRefreshToken, find
+from app.adapters.user_keys import KeyedUser, PersonalKeys
+from app.usecases.presented_tokens import (
+    PresentedAccessToken,
+    PresentedRefreshToken,
+    find,
+    verified_access_token,
+)
+from ledger.access_tokens import AccessTokenClaims
 from ledger.clients import ClientState
-from ledger.errors import InvalidClient
+from ledger.errors import InvalidClient, InvalidRequest
+from ledger.families import FamilyState
+from projections.read_models import CLIENTS, FAMILIES, send_load
 
 log = structlog.get_logger(__name__)
 
@@ -45,11 +53,8 @@ class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
 INACTIVE = Introspection(active=False)
 
 
-async def _username(
-    conn: psycopg.AsyncConnection[Any], keys: PersonalKeys, user_id: str
-) -> str | None:
+def _username(found: KeyedUser | None) -> str | None:
     """The subject's name, when it still opens (not for an erased user)."""
-    found = await user_keys.find_by_id(conn, keys, user_id)
     return None if found is None or found.user.erased else found.username
 
 
@@ -65,8 +70,9 @@ def require_resource_server(caller: ClientState) -> None:
 
 async def introspect(
     conn: psycopg.AsyncConnection[Any],
-    caller: ClientState,
-    token: str,
+    client_id: str,
+    authenticate: Callable[[ClientState | None], ClientState],
+    token: str | None,
     hint: str | None,
     *,
     issuer: str,
@@ -74,20 +80,44 @@ async def introspect(
     keys: PersonalKeys,
     published: Sequence[Mapping[str, Any]],
 ) -> Introspection:
-    """``published``: the public keys (JWKs) an access token may verify with."""
-    require_resource_server(caller)
-    found = await find(conn, token, hint, issuer=issuer, now=now, published=published)
-    if isinstance(found, PresentedAccessToken):
-        return await _access_token(conn, found, keys)
-    if isinstance(found, PresentedRefreshToken):
-        return await _refresh_token(conn, found, issuer, now, keys)
+    """The answer for the caller ``authenticate`` accepts with the client row of
+    ``client_id``. ``published``: the public keys (JWKs) an access token may verify with.
+
+    An access token that verifies with them, the common question, costs one round trip:
+    the caller's client row, the token's family and its subject are read together, and
+    nothing is answered before the caller is authenticated. Any other token is looked up
+    by ``find`` once the caller is."""
+    claims = None
+    if token is not None:
+        claims = verified_access_token(token, hint, issuer=issuer, now=now, published=published)
+    family_id = None if claims is None else claims.family_id
+    async with conn.pipeline():
+        client = await send_load(conn, CLIENTS, client_id)
+        if claims is not None and family_id is not None:
+            family = await send_load(conn, FAMILIES, family_id)
+            subject = await user_keys.send_find_by_id(conn, claims.sub)
+    require_resource_server(authenticate(await client.fetchone()))
+    if token is None:
+        raise InvalidRequest("token is required")
+    if claims is not None:
+        if family_id is None:
+            return _access_token(claims, None, None)
+        found = user_keys.keyed(keys, await subject.fetchone())
+        return _access_token(claims, await family.fetchone(), _username(found))
+    presented = await find(conn, token, hint, issuer=issuer, now=now, published=published)
+    if isinstance(presented, PresentedAccessToken):
+        username = None
+        if presented.family is not None:
+            username = _username(await user_keys.find_by_id(conn, keys, presented.claims.sub))
+        return _access_token(presented.claims, presented.family, username)
+    if isinstance(presented, PresentedRefreshToken):
+        return await _refresh_token(conn, presented, issuer, now, keys)
     return INACTIVE
 
 
-async def _access_token(
-    conn: psycopg.AsyncConnection[Any], found: PresentedAccessToken, keys: PersonalKeys
+def _access_token(
+    claims: AccessTokenClaims, family: FamilyState | None, username: str | None
 ) -> Introspection:
-    claims, family = found.claims, found.family
     # No family claim (minted before it existed), or a family not ours: nothing proves
     # that its grant was not revoked, so it is not vouched for.
     if family is None or family.status != "active" or family.client_id != claims.client_id:
@@ -97,7 +127,7 @@ async def _access_token(
         active=True,
         scope=claims.scope,
         client_id=claims.client_id,
-        username=await _username(conn, keys, claims.sub),
+        username=username,
         token_type="Bearer",
         exp=claims.exp,
         iat=claims.iat,
@@ -128,7 +158,7 @@ async def _refresh_token(
         active=True,
         scope=family.scope,
         client_id=family.client_id,
-        username=await _username(conn, keys, family.subject),
+        username=_username(await user_keys.find_by_id(conn, keys, family.subject)),
         token_type="refresh_token",
         exp=int(family.refresh_expires_at.timestamp()),
         iat=int((issued_at or family.started_at).timestamp()),

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import psycopg
 
 from app.adapters.keys import published_jwks
-from ledger.access_tokens import AccessTokenClaims, key_id, verify
+from ledger.access_tokens import AccessTokenClaims, parse, verify
 from ledger.families import FamilyState
 from ledger.opaque_tokens import hash_secret
 from projections.read_models import FAMILIES, family_by_refresh_token, load
@@ -46,6 +46,25 @@ def _access_first(token: str, hint: str | None) -> bool:
     return token.count(".") == 2
 
 
+def verified_access_token(
+    token: str,
+    hint: str | None,
+    *,
+    issuer: str,
+    now: datetime,
+    published: Sequence[Mapping[str, Any]],
+) -> AccessTokenClaims | None:
+    """The claims of ``token`` when ``find`` would try it as an access token first and it
+    verifies with the keys the caller holds (no query): then a caller can read its
+    family alongside its other reads. None: ``find`` decides, a query at a time."""
+    if not _access_first(token, hint):
+        return None
+    signed = parse(token)
+    if signed is None:
+        return None
+    return verify(signed, {jwk["kid"]: jwk for jwk in published}, issuer=issuer, now=now)
+
+
 async def _as_access_token(
     conn: psycopg.AsyncConnection[Any],
     token: str,
@@ -53,13 +72,14 @@ async def _as_access_token(
     now: datetime,
     published: Sequence[Mapping[str, Any]],
 ) -> PresentedAccessToken | None:
-    if token.count(".") != 2:
+    signed = parse(token)
+    if signed is None:
         return None
     keys = {jwk["kid"]: jwk for jwk in published}
-    if key_id(token) not in keys:
+    if signed.kid not in keys:
         # A key newer than the caller's view (rotated with --now), or none of ours.
         keys = {jwk["kid"]: jwk for jwk in await published_jwks(conn, now)}
-    claims = verify(token, keys, issuer=issuer, now=now)
+    claims = verify(signed, keys, issuer=issuer, now=now)
     if claims is None:
         return None
     family = await load(conn, FAMILIES, claims.family_id) if claims.family_id else None

@@ -3,13 +3,15 @@ and the access token verifier's refusal of any algorithm but its key's own."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
 
-from ledger.access_tokens import mint, verify
+from ledger.access_tokens import AccessTokenClaims, mint, parse, verify
 from ledger.errors import AlreadyExists, Rejected
 from ledger.events import SigningKeyCreated, SigningKeyRetiring
 from ledger.keys import (
@@ -87,11 +89,26 @@ def _published() -> dict[str, dict[str, Any]]:
     return {k.kid: k.public_jwk for k in KEYS.values()}
 
 
+def _verify(
+    token: str, keys: dict[str, dict[str, Any]], *, now: datetime = T0
+) -> AccessTokenClaims | None:
+    signed = parse(token)
+    return None if signed is None else verify(signed, keys, issuer=ISSUER, now=now)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _resigned(header: dict[str, Any], claims: dict[str, Any], k: SigningKey) -> str:
+    return jwt.encode(claims, k.private_key, algorithm=k.alg, headers=header)
+
+
 @pytest.mark.parametrize("alg", ["RS256", "ES256", "EdDSA"])
 def test_each_algorithm_signs_tokens_that_verify_under_their_kid(alg: str) -> None:
     token = _token(KEYS[alg])
     assert jwt.get_unverified_header(token)["alg"] == alg
-    claims = verify(token, _published(), issuer=ISSUER, now=T0)
+    claims = _verify(token, _published())
     assert claims is not None
     assert claims.sub == "user"
 
@@ -110,14 +127,72 @@ def test_a_token_whose_alg_is_not_its_kids_is_refused(signer: str, named: str) -
         algorithm=signer,
         headers={"kid": KEYS[named].kid, "typ": "at+jwt"},
     )
-    assert verify(forged, _published(), issuer=ISSUER, now=T0) is None
+    assert _verify(forged, _published()) is None
 
 
 def test_an_es256_key_published_as_rs256_is_not_trusted() -> None:
     """A JWK whose alg is not one we sign with is not a key to verify with."""
     k = KEYS["ES256"]
     odd = {k.kid: k.public_jwk | {"alg": "HS256"}}
-    assert verify(_token(k), odd, issuer=ISSUER, now=T0) is None
+    assert _verify(_token(k), odd) is None
+
+
+def test_a_token_verifies_within_its_lifetime_only() -> None:
+    token = _token(KEYS["RS256"])
+    assert _verify(token, _published(), now=T0 + timedelta(minutes=59)) is not None
+    assert _verify(token, _published(), now=T0 + timedelta(hours=1)) is None
+
+
+def test_a_token_of_another_issuer_is_refused() -> None:
+    signed = parse(_token(KEYS["RS256"]))
+    assert signed is not None
+    assert verify(signed, _published(), issuer="https://other.example", now=T0) is None
+
+
+def _mangled() -> dict[str, str]:
+    """Given our own token, when a part of it is altered: each of these."""
+    k = KEYS["RS256"]
+    token = _token(k)
+    header, payload, signature = token.split(".")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    typ = {"kid": k.kid, "typ": "at+jwt"}
+    return {
+        "payload changed": ".".join(
+            [header, _b64(json.dumps(claims | {"sub": "admin"}).encode()), signature]
+        ),
+        "signature dropped": f"{header}.{payload}.",
+        "alg none": ".".join([_b64(json.dumps(typ | {"alg": "none"}).encode()), payload, ""]),
+        "padding added": f"{header}.{payload}.{signature}==",
+        "standard base64 alphabet": f"{header}.{payload}.{signature.replace('-', '+')}x",
+        "stray bits in the last character": f"{header}.{payload}.{signature[:-1]}"
+        + ("B" if signature[-1] == "A" else "A"),
+        "four segments": f"{token}.{signature}",
+        "two segments": f"{header}.{payload}",
+        "header not JSON": f"{_b64(b'{kid')}.{payload}.{signature}",
+        "header a list": f"{_b64(b'[1]')}.{payload}.{signature}",
+        "kid not a string": ".".join(
+            [
+                _b64(json.dumps({"alg": "RS256", "kid": 7, "typ": "at+jwt"}).encode()),
+                payload,
+                signature,
+            ]
+        ),
+        "typ not at+jwt": _resigned({"kid": k.kid, "typ": "JWT"}, claims, k),
+        "crit header": _resigned(typ | {"crit": ["exp"]}, claims, k),
+        "unknown kid": _resigned({"kid": "nope", "typ": "at+jwt"}, claims, k),
+        "a required claim missing": _resigned(
+            typ, {c: v for c, v in claims.items() if c != "jti"}, k
+        ),
+        "exp a string": _resigned(typ, claims | {"exp": str(claims["exp"])}, k),
+        "nbf in the future": _resigned(typ, claims | {"nbf": claims["exp"]}, k),
+        "NUL and non-ASCII": f"{header}.{payload}.{signature}\x00é",
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_mangled()))
+def test_an_altered_or_foreign_token_is_refused(case: str) -> None:
+    """Then it does not verify: the verifier answers None and raises nothing."""
+    assert _verify(_mangled()[case], _published()) is None
 
 
 @pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
