@@ -9,6 +9,7 @@ import re
 import uuid
 
 import pytest
+from structlog.testing import capture_logs
 
 from app.usecases import api_keys, registration
 from tests.conftest import Pool
@@ -67,25 +68,26 @@ async def test_dressipi_oob_exchange_and_refresh_with_x_api_key(
     client_id, key, _ = await oob_client(pool, clock)
     code, verifier = await oob_code(client, client_id, user)
     caplog.set_level(logging.DEBUG)  # every record the two requests log, through the root
-    tokens = assert_tokens(
-        await client.post(
-            TOKEN, data=code_body(client_id, code, verifier), headers={"x-api-key": key}
+    with capture_logs() as events:  # and every structlog event
+        tokens = assert_tokens(
+            await client.post(
+                TOKEN, data=code_body(client_id, code, verifier), headers={"x-api-key": key}
+            )
         )
-    )
-    refreshed = assert_tokens(
-        await client.post(
-            TOKEN,
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": tokens["refresh_token"],
-                "redirect_uri": OOB,  # the seed sends it on refresh too
-                "client_id": client_id,
-            },
-            headers={"x-api-key": key},
+        refreshed = assert_tokens(
+            await client.post(
+                TOKEN,
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": tokens["refresh_token"],
+                    "redirect_uri": OOB,  # the seed sends it on refresh too
+                    "client_id": client_id,
+                },
+                headers={"x-api-key": key},
+            )
         )
-    )
     assert refreshed["refresh_token"] != tokens["refresh_token"]
-    logs = caplog.text + repr([r.__dict__ for r in caplog.records])
+    logs = caplog.text + repr([r.__dict__ for r in caplog.records]) + repr(events)
     assert "/oauth/token" in logs, "the request summary lines were not captured"
     assert key not in logs
     async with pool.connection() as conn:
