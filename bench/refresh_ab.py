@@ -38,8 +38,6 @@ from urllib.parse import quote
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from app.adapters.user_keys import personal_keys
-from app.usecases import registration
 from bench.suite import (
     GENERATOR,
     HERE,
@@ -51,6 +49,7 @@ from bench.suite import (
     issue_codes,
     peer_refresh,
     process,
+    register_parties,
     report,
     sign_ceiling,
     wrk,
@@ -91,29 +90,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             await migrate(conn)
             client_id = "bench-public"
             now = datetime.now(UTC)
-            await registration.register_client(
-                conn,
-                client_id=client_id,
-                redirect_uris=["http://127.0.0.1/cb"],
-                client_type="public",
-                scopes=["mcp"],
-                now=now,
-            )
-            rs = await registration.register_client(
-                conn,
-                client_id="bench-rs",
-                redirect_uris=["https://rs.example.com/cb"],
-                client_type="confidential",
-                scopes=["mcp"],
-                now=now,
-            )
-            user = await registration.register_user(
-                conn,
-                keys=await personal_keys(conn, None),
-                username="bench-user",
-                password="bench password",
-                now=now,
-            )
+            rs, user = await register_parties(conn, client_id, now)
         port = free_port()
         issuer = f"http://127.0.0.1:{port}"
         env = {

@@ -59,6 +59,7 @@ from app.usecases import audit, handler, registration
 from ledger import store, streams
 from ledger.codes import IssueCode
 from ledger.opaque_tokens import CODE_PREFIX, hash_secret, new_secret
+from ledger.users import UserState
 from migrations import migrate
 
 HERE = Path(__file__).parent
@@ -317,6 +318,37 @@ async def fresh_families(
     return issued
 
 
+async def register_parties(
+    conn: psycopg.AsyncConnection[Any], client_id: str, now: datetime
+) -> tuple[registration.RegisteredClient, UserState]:
+    """The public client ``client_id``, the resource server bench-rs (confidential: it
+    introspects) and the user every family belongs to."""
+    await registration.register_client(
+        conn,
+        client_id=client_id,
+        redirect_uris=["http://127.0.0.1/cb"],
+        client_type="public",
+        scopes=["mcp"],
+        now=now,
+    )
+    rs = await registration.register_client(
+        conn,
+        client_id="bench-rs",
+        redirect_uris=["https://rs.example.com/cb"],
+        client_type="confidential",
+        scopes=["mcp"],
+        now=now,
+    )
+    user = await registration.register_user(
+        conn,
+        keys=await personal_keys(conn, None),
+        username="bench-user",
+        password="bench password",
+        now=now,
+    )
+    return rs, user
+
+
 async def count_events(url: str) -> int:
     async with await connect(url) as conn:
         row = await (await conn.execute("select count(*) from events")).fetchone()
@@ -378,29 +410,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             await migrate(conn)
             now = datetime.now(UTC)
             client_id = "bench-public"
-            await registration.register_client(
-                conn,
-                client_id=client_id,
-                redirect_uris=["http://127.0.0.1/cb"],
-                client_type="public",
-                scopes=["mcp"],
-                now=now,
-            )
-            rs = await registration.register_client(
-                conn,
-                client_id="bench-rs",
-                redirect_uris=["https://rs.example.com/cb"],
-                client_type="confidential",
-                scopes=["mcp"],
-                now=now,
-            )
-            user = await registration.register_user(
-                conn,
-                keys=await personal_keys(conn, None),
-                username="bench-user",
-                password="bench password",
-                now=now,
-            )
+            rs, user = await register_parties(conn, client_id, now)
             auditor = await audit.add_auditor(
                 conn, "bench", now, {"actor": "operator", "user_agent": "bench"}
             )

@@ -1,19 +1,20 @@
-"""What the endpoints beside /oauth/token share with it: client authentication
-(RFC 6749 §2.3, the token endpoint's own functions) and the form body of RFC 7009 and
-RFC 7662 requests."""
+"""Client authentication (RFC 6749 §2.3) as the token endpoint, revocation and
+introspection all do it, and the form body of RFC 7009 and RFC 7662 requests."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import unquote_plus
 
 import msgspec
 import psycopg
 from litestar import Request
 
 from app.http import forms
-from app.http.token_endpoint import parse_basic, presented_header
 from ledger.clients import (
     ClientCredentials,
     ClientState,
@@ -21,7 +22,7 @@ from ledger.clients import (
     check_api_key,
     merge_credentials,
 )
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidClient, InvalidRequest
 from projections.read_models import CLIENTS, load
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -56,6 +57,36 @@ def parse_form(content_type: str, body: bytes, type_: type[S]) -> S:
         return msgspec.convert({k: v for k, v in pairs if v != ""}, type_)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"malformed parameter: {exc}") from None
+
+
+def parse_basic(header: str | None) -> tuple[str, str] | None:
+    """RFC 6749 §2.3.1: Basic with the form-urlencoded client id and secret."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClient("malformed Basic credentials") from None
+    client_id, sep, secret = decoded.partition(":")
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    if not sep or not client_id or "\x00" in client_id + secret:
+        raise InvalidClient("malformed Basic credentials")
+    return client_id, secret
+
+
+def presented_header(request: Request[Any, Any, Any], name: str) -> str | None:
+    """A credential header's value, or None when absent. Sent twice, or holding a NUL, it
+    is refused rather than one copy picked: a credential is never half-read."""
+    values = request.headers.getall(name, [])
+    if not values:
+        return None
+    if len(values) > 1 or "\x00" in values[0]:
+        raise InvalidClient("client authentication failed", debug=f"malformed {name} header")
+    value: str = values[0]
+    return value
 
 
 async def authenticate_client(

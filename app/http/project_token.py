@@ -13,16 +13,9 @@ import psycopg
 import structlog
 from litestar import Request, Response, post
 
+from app.http.client_auth import parse_basic, presented_header
 from app.http.context import Context
-from app.http.token_endpoint import (
-    MAX_BODY,
-    grant_for,
-    issue,
-    note_grant,
-    parse_basic,
-    parse_body,
-    presented_header,
-)
+from app.http.token_endpoint import MAX_BODY, grant_for, issue, note_grant, parse_body
 from app.usecases import projects, publishable_keys
 from ledger.clients import ClientState, authenticate, check_api_key, merge_credentials
 from ledger.errors import InvalidClient

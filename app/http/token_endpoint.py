@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import unquote_plus
 
 import msgspec
 import psycopg
@@ -18,12 +15,13 @@ from litestar import Request, Response, post
 from app import metrics
 from app.adapters import throttle
 from app.http import forms
+from app.http.client_auth import PresentedClient
 from app.http.context import Context, project_of
 from app.http.errors import NO_STORE
 from app.http.event_metadata import event_metadata
 from app.usecases.grants import GRANTS
 from app.usecases.grants.base import Grant, TokenRequest
-from ledger.clients import ClientState, authenticate, check_api_key, merge_credentials
+from ledger.clients import ClientState
 from ledger.errors import InvalidClient, InvalidRequest, TooManyRequests, UnsupportedGrantType
 from ledger.metadata_documents import DocumentRefused
 from projections.read_models import CLIENTS, send_load
@@ -68,24 +66,6 @@ def parse_body(content_type: str, body: bytes) -> TokenRequest:
     if any("\x00" in (getattr(req, f) or "") for f in TokenRequest.__struct_fields__):
         raise InvalidRequest("a parameter contains a NUL character")
     return req
-
-
-def parse_basic(header: str | None) -> tuple[str, str] | None:
-    """RFC 6749 §2.3.1: Basic with the form-urlencoded client id and secret."""
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise InvalidClient("malformed Basic credentials") from None
-    client_id, sep, secret = decoded.partition(":")
-    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
-    if not sep or not client_id or "\x00" in client_id + secret:
-        raise InvalidClient("malformed Basic credentials")
-    return client_id, secret
 
 
 async def _count_request(
@@ -160,18 +140,6 @@ async def _registered_client_counted(
     return found
 
 
-def presented_header(request: Request[Any, Any, Any], name: str) -> str | None:
-    """A credential header's value, or None when absent. Sent twice, or holding a NUL, it
-    is refused rather than one copy picked: a credential is never half-read."""
-    values = request.headers.getall(name, [])
-    if not values:
-        return None
-    if len(values) > 1 or "\x00" in values[0]:
-        raise InvalidClient("client authentication failed", debug=f"malformed {name} header")
-    value: str = values[0]
-    return value
-
-
 def note_grant(request: Request[Any, Any, Any], req: TokenRequest) -> None:
     """The request's grant type, for the metrics: a known one, "other" or "none"."""
     known = req.grant_type if req.grant_type in GRANTS else "other"
@@ -223,24 +191,22 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = parse_body(request.headers.get("content-type", ""), await request.body())
     note_grant(request, req)
     grant = grant_for(req)
-    creds = merge_credentials(
-        parse_basic(request.headers.get("authorization")), req.client_id, req.client_secret
-    )
-    api_key = presented_header(request, "x-api-key")
-    structlog.contextvars.bind_contextvars(client_id=creds.client_id, grant_type=req.grant_type)
+    presented = PresentedClient.of(request, req.client_id, req.client_secret)
+    client_id = presented.client_id
+    structlog.contextvars.bind_contextvars(client_id=client_id, grant_type=req.grant_type)
     ctx: Context = request.app.state.ctx
     # A metadata document is fetched before a connection is taken, not while holding one.
     project = project_of(request)
-    prefetched = await ctx.documents.prefetch(creds.client_id, project)
+    prefetched = await ctx.documents.prefetch(client_id, project)
 
     async def resolve(conn: psycopg.AsyncConnection[Any]) -> ClientState:
-        if not ctx.documents.names_document(creds.client_id):
-            found = await _registered_client_counted(request, ctx, conn, creds.client_id)
+        if not ctx.documents.names_document(client_id):
+            found = await _registered_client_counted(request, ctx, conn, client_id)
         else:
             try:
                 found = await ctx.documents.client(
                     conn,
-                    creds.client_id,
+                    client_id,
                     event_metadata(request, "metadata_document"),
                     prefetched,
                     scopes=(await ctx.settings_for(conn, project)).scopes_supported,
@@ -248,8 +214,6 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
             except DocumentRefused as exc:
                 raise InvalidClient(exc.description, debug="metadata document refused") from None
             await _count_request(request, ctx, conn, found.client_id if found else None)
-        client = authenticate(found, creds, ctx.clock())
-        check_api_key(client, api_key)
-        return client
+        return presented.authenticate(found, ctx.clock())
 
     return await issue(request, req, grant, resolve, project)
