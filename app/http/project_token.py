@@ -17,7 +17,8 @@ from app.http.client_auth import parse_basic, presented_header
 from app.http.context import Context
 from app.http.token_endpoint import MAX_BODY, grant_for, issue, note_grant, parse_body
 from app.usecases import projects, publishable_keys
-from ledger.clients import ClientState, authenticate, check_api_key, merge_credentials
+from app.usecases.grants.base import Caller
+from ledger.clients import authenticate, check_api_key, merge_credentials
 from ledger.errors import InvalidClient
 from ledger.projects import valid_project_id
 from projections import tenancy
@@ -47,7 +48,7 @@ async def project_token(request: Request[Any, Any, Any]) -> Response[bytes]:
     project = None if project_id == ctx.settings.project_id else project_id
     unknown = InvalidClient("client authentication failed", debug="unknown or disabled project")
 
-    async def resolve(conn: psycopg.AsyncConnection[Any]) -> ClientState:
+    async def resolve(conn: psycopg.AsyncConnection[Any]) -> Caller:
         if project is None and not await projects.servable(
             conn, project_id, ctx.settings.project_id
         ):
@@ -67,7 +68,7 @@ async def project_token(request: Request[Any, Any, Any]) -> Response[bytes]:
             )
         authenticate(client, creds, ctx.clock())
         check_api_key(client, api_key)
-        return client
+        return Caller.found(client)
 
     if project is not None and not valid_project_id(project):
         raise unknown

@@ -20,11 +20,9 @@ from app.http.context import Context, project_of
 from app.http.errors import NO_STORE
 from app.http.event_metadata import event_metadata
 from app.usecases.grants import GRANTS
-from app.usecases.grants.base import Grant, TokenRequest
-from ledger.clients import ClientState
+from app.usecases.grants.base import Caller, Grant, TokenRequest
 from ledger.errors import InvalidClient, InvalidRequest, TooManyRequests, UnsupportedGrantType
 from ledger.metadata_documents import DocumentRefused
-from projections.read_models import CLIENTS, send_load
 
 MAX_BODY = 64 * 1024
 log = structlog.get_logger(__name__)
@@ -73,11 +71,15 @@ async def _count_request(
     ctx: Context,
     conn: psycopg.AsyncConnection[Any],
     client_id: str | None,
+    *,
+    if_registered: bool = False,
 ) -> None:
     """Token requests per client (a registered one: made-up ids add no rows) and per
     address, counted in PostgreSQL so that every replica shares them; before the client
-    is authenticated, so that guessing a secret counts too."""
-    await _refuse_if_throttled(request, await _send_count(request, ctx, conn, client_id))
+    is authenticated, so that guessing a secret counts too. A statement only when this
+    process holds no numbers for the request's keys (``throttle.Leases``)."""
+    counting = await _send_count(request, ctx, conn, client_id, if_registered=if_registered)
+    await _refuse_if_throttled(request, counting)
 
 
 async def _send_count(
@@ -124,22 +126,6 @@ async def _refuse_if_throttled(
         )
 
 
-async def _registered_client_counted(
-    request: Request[Any, Any, Any],
-    ctx: Context,
-    conn: psycopg.AsyncConnection[Any],
-    client_id: str,
-) -> ClientState | None:
-    """The registered client ``client_id`` (or None), with the request counted: the
-    lookup and the count share one round trip (a pipeline read after its sync)."""
-    async with conn.pipeline():
-        lookup = await send_load(conn, CLIENTS, client_id)
-        counting = await _send_count(request, ctx, conn, client_id, if_registered=True)
-    found = await lookup.fetchone()
-    await _refuse_if_throttled(request, counting)
-    return found
-
-
 def note_grant(request: Request[Any, Any, Any], req: TokenRequest) -> None:
     """The request's grant type, for the metrics: a known one, "other" or "none"."""
     known = req.grant_type if req.grant_type in GRANTS else "other"
@@ -155,7 +141,7 @@ def grant_for(req: TokenRequest) -> Grant:
     return grant
 
 
-ClientResolver = Callable[[psycopg.AsyncConnection[Any]], Awaitable[ClientState]]
+ClientResolver = Callable[[psycopg.AsyncConnection[Any]], Awaitable[Caller]]
 
 
 async def issue(
@@ -165,9 +151,9 @@ async def issue(
     resolve: ClientResolver,
     project: str | None,
 ) -> Response[bytes]:
-    """The token endpoint once the request is parsed: find and authenticate the client
-    (``resolve``, which differs per route) in ``project``, run the grant, answer
-    without caching.
+    """The token endpoint once the request is parsed: the caller (``resolve``, which
+    differs per route: found and authenticated, or to be read and authenticated in the
+    grant's transaction) in ``project``, the grant, the answer, not to be cached.
 
     Every route that issues tokens comes through here, so the grants and the response
     are the same whichever way the client identified itself.
@@ -175,10 +161,10 @@ async def issue(
     ctx: Context = request.app.state.ctx
     # One connection for the request: the client lookup and the grant's transaction.
     async with ctx.connection(project) as conn:
-        client = await resolve(conn)
-        metadata = event_metadata(request, f"client:{client.client_id}")
+        caller = await resolve(conn)
+        metadata = event_metadata(request, f"client:{caller.client_id}")
         issuance = await ctx.issuance_for(conn, project)
-        response = await grant(issuance, conn, req, client, metadata)
+        response = await grant(issuance, conn, req, caller, metadata)
     return Response(
         content=msgspec.json.encode(response),
         media_type="application/json",
@@ -199,21 +185,24 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     project = project_of(request)
     prefetched = await ctx.documents.prefetch(client_id, project)
 
-    async def resolve(conn: psycopg.AsyncConnection[Any]) -> ClientState:
+    async def resolve(conn: psycopg.AsyncConnection[Any]) -> Caller:
         if not ctx.documents.names_document(client_id):
-            found = await _registered_client_counted(request, ctx, conn, client_id)
-        else:
-            try:
-                found = await ctx.documents.client(
-                    conn,
-                    client_id,
-                    event_metadata(request, "metadata_document"),
-                    prefetched,
-                    scopes=(await ctx.settings_for(conn, project)).scopes_supported,
-                )
-            except DocumentRefused as exc:
-                raise InvalidClient(exc.description, debug="metadata document refused") from None
-            await _count_request(request, ctx, conn, found.client_id if found else None)
-        return presented.authenticate(found, ctx.clock())
+            # Counted first; the client's row is read by the grant, beside its own first
+            # read, and authenticated before anything is decided.
+            await _count_request(request, ctx, conn, client_id, if_registered=True)
+            now = ctx.clock()
+            return Caller(client_id, authenticate=lambda found: presented.authenticate(found, now))
+        try:
+            found = await ctx.documents.client(
+                conn,
+                client_id,
+                event_metadata(request, "metadata_document"),
+                prefetched,
+                scopes=(await ctx.settings_for(conn, project)).scopes_supported,
+            )
+        except DocumentRefused as exc:
+            raise InvalidClient(exc.description, debug="metadata document refused") from None
+        await _count_request(request, ctx, conn, found.client_id if found else None)
+        return Caller.found(presented.authenticate(found, ctx.clock()))
 
     return await issue(request, req, grant, resolve, project)

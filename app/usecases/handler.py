@@ -85,7 +85,7 @@ class Transaction:
         ``loaded``: the stream's state, already read with its row locked in this
         transaction (a lookup by another key that found the stream).
         """
-        state = loaded if loaded is not None else await self._load(kind, key)
+        state = loaded if loaded is not None else await self.load(kind, key)
         decider = kind.decider
         decision = decider.decide(command, state)
         after = decider.fold(state, decision.events)
@@ -95,7 +95,9 @@ class Transaction:
                 await self.handle(follow.kind, follow.key, follow.command)
         return Handled(after, decision.events, decision.error)
 
-    async def _load(self, kind: StreamKind[C, S], key: str) -> S:
+    async def load(self, kind: StreamKind[C, S], key: str) -> S:
+        """The stream's state, its row locked until the transaction ends (``handle``'s
+        ``loaded``, for a caller that reads it beside another lookup)."""
         model = _MODELS.get(kind.prefix)
         if model is not None:
             found: S | None = await load(self.conn, model, key, lock=True)

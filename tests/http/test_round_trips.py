@@ -1,9 +1,9 @@
 """The token endpoint's cost in database round trips and statements, counted on the
-wire, so that it cannot creep back (issue 13). A rotation is three round trips: the
-client lookup (pipelined with the rate-limit count when this process holds no number
-of the window: issue 12); the locked family lookup; the write, with the Sync that
-commits it. And three statements: those two lookups and one write (events and read
-models); no BEGIN, no COMMIT. A code exchange is the same (the code is the locked
+wire, so that it cannot creep back (issue 13). A rotation is two round trips: the
+client lookup beside the locked family lookup; the write, with the Sync that commits
+it (the rate-limit count adds one only when this process holds no number of the
+window: issue 12). And three statements: those two lookups and one write (events and
+read models); no BEGIN, no COMMIT. A code exchange is the same (the code is the locked
 lookup, and the one write ends the code and starts the family)."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.http.conftest import (
 from tests.http.token_helpers import basic, new_client
 from tests.support.wire import RoundTrips, counting_proxy
 
-MAX_ROUND_TRIPS = 3  # 7 before issue 13 (6 before the token rate limits)
+MAX_ROUND_TRIPS = 2  # 7 before issue 13 (6 before the token rate limits)
 MAX_STATEMENTS = 3  # 8 before the batched counts, the one-statement write and no BEGIN
 
 
@@ -47,7 +47,7 @@ async def counted(
             yield http, trips
 
 
-async def test_a_rotation_costs_at_most_three_round_trips(
+async def test_a_rotation_costs_at_most_two_round_trips(
     counted: tuple[AsyncTestClient[Litestar], RoundTrips], public_client: Registered, user: str
 ) -> None:
     http, trips = counted
@@ -65,7 +65,7 @@ async def test_a_rotation_costs_at_most_three_round_trips(
     assert trips.statements - statements <= MAX_STATEMENTS
 
 
-async def test_a_code_exchange_costs_at_most_three_round_trips(
+async def test_a_code_exchange_costs_at_most_two_round_trips(
     counted: tuple[AsyncTestClient[Litestar], RoundTrips], public_client: Registered, user: str
 ) -> None:
     http, trips = counted

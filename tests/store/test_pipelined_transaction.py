@@ -96,7 +96,7 @@ async def test_a_version_clash_is_a_concurrency_conflict_and_commits_nothing(
     client_id = _client_id()
 
     async def work(tx: handler.Transaction) -> None:
-        state = await tx._load(streams.CLIENT, client_id)
+        state = await tx.load(streams.CLIENT, client_id)
         await handler.handle(conn2, streams.CLIENT, client_id, _register(client_id), {})
         (await tx.handle(streams.CLIENT, client_id, _register(client_id), loaded=state)).or_raise()
 

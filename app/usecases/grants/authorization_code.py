@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 
 from app.usecases import handler
 from app.usecases.grants.base import (
+    Caller,
     Issuance,
     TokenRequest,
     TokenResponse,
@@ -18,8 +19,7 @@ from app.usecases.grants.base import (
     token_response,
 )
 from ledger import families, streams
-from ledger.clients import ClientState
-from ledger.codes import RedeemCode
+from ledger.codes import CodeState, RedeemCode
 from ledger.errors import InvalidRequest
 from ledger.events import TokenFamilyStarted
 from ledger.families import StartFamily
@@ -34,19 +34,27 @@ async def grant(
     issuance: Issuance,
     conn: AsyncConnection[Any],
     req: TokenRequest,
-    client: ClientState,
+    caller: Caller,
     metadata: dict[str, Any],
 ) -> TokenResponse:
-    if not req.code:
-        raise InvalidRequest("code is required")
-    target = await requested_target(issuance, conn, req, client)
-    code_hash = hash_secret(req.code)
-    structlog.contextvars.bind_contextvars(code=short(code_hash))
+    code_hash = hash_secret(req.code) if req.code else ""
+    if req.code:
+        structlog.contextvars.bind_contextvars(code=short(code_hash))
     refresh_token = new_secret(REFRESH_PREFIX)
     now = issuance.clock()
     family_id = str(uuid.uuid4())
 
     async def redeem(tx: handler.Transaction) -> handler.Handled[Any]:
+        # The caller's row and the code, locked, in one round trip; nothing is told
+        # before the caller is authenticated.
+        await caller.send(tx.conn)
+        loaded: CodeState | None = None
+        if req.code:
+            loaded = await tx.load(streams.CODE, code_hash)
+        client = await caller.client()
+        if loaded is None:
+            raise InvalidRequest("code is required")
+        target = await requested_target(issuance, tx.conn, req, client)
         code = await tx.handle(
             streams.CODE,
             code_hash,
@@ -58,6 +66,7 @@ async def grant(
                 new_family_id=family_id,
                 resource=target,
             ),
+            loaded=loaded,
         )
         if code.error is not None:
             return code

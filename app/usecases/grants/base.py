@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 
 from app.usecases.keys import KeyRing
 from app.usecases.resources import targets
@@ -19,6 +19,7 @@ from ledger.errors import InvalidTarget
 from ledger.families import Policy
 from ledger.keys import SigningKey
 from ledger.resources import check_target
+from projections.read_models import CLIENTS, send_load
 
 Clock = Callable[[], datetime]
 
@@ -76,9 +77,47 @@ class TokenResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     scope: str
 
 
-# A grant runs on the connection the token endpoint authenticated the client on.
+class Caller:
+    """The client making a token request, as the grant's transaction learns it: either
+    already found and authenticated, or read in that transaction's first round trip
+    beside the grant's own first read (its code or family) and authenticated before
+    anything is decided or answered, so that a rotation is two round trips."""
+
+    def __init__(
+        self,
+        client_id: str,
+        *,
+        known: ClientState | None = None,
+        authenticate: Callable[[ClientState | None], ClientState] | None = None,
+    ) -> None:
+        if (known is None) == (authenticate is None):
+            raise ValueError("a caller is known or authenticated from its row, not both")
+        self.client_id = client_id
+        self._known = known
+        self._authenticate = authenticate
+        self._lookup: AsyncCursor[ClientState] | None = None
+
+    @classmethod
+    def found(cls, client: ClientState) -> Caller:
+        return cls(client.client_id, known=client)
+
+    async def send(self, conn: AsyncConnection[Any]) -> None:
+        """Queue the client's lookup (in a pipeline: read by ``client``)."""
+        if self._known is None and self._lookup is None:
+            self._lookup = await send_load(conn, CLIENTS, self.client_id)
+
+    async def client(self) -> ClientState:
+        """The client, authenticated: ``invalid_client`` (raised) otherwise."""
+        if self._known is None:
+            if self._lookup is None or self._authenticate is None:
+                raise RuntimeError("the caller's lookup was not sent")
+            self._known = self._authenticate(await self._lookup.fetchone())
+        return self._known
+
+
+# A grant runs on the connection the token endpoint took for the request.
 Grant = Callable[
-    [Issuance, AsyncConnection[Any], TokenRequest, ClientState, dict[str, Any]],
+    [Issuance, AsyncConnection[Any], TokenRequest, Caller, dict[str, Any]],
     Awaitable[TokenResponse],
 ]
 

@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 
 from app.usecases import handler
 from app.usecases.grants.base import (
+    Caller,
     Issuance,
     TokenRequest,
     TokenResponse,
@@ -18,7 +19,6 @@ from app.usecases.grants.base import (
     token_response,
 )
 from ledger import streams
-from ledger.clients import ClientState
 from ledger.errors import InvalidGrant, InvalidRequest
 from ledger.events import AccessTokenRefreshed, RefreshTokenRetried, RefreshTokenRotated
 from ledger.families import FamilyState, Refresh
@@ -32,27 +32,31 @@ async def grant(
     issuance: Issuance,
     conn: AsyncConnection[Any],
     req: TokenRequest,
-    client: ClientState,
+    caller: Caller,
     metadata: dict[str, Any],
 ) -> TokenResponse:
-    if not req.refresh_token:
-        raise InvalidRequest("refresh_token is required")
-    target = await requested_target(issuance, conn, req, client)
-    presented_hash = hash_secret(req.refresh_token)
-    policy = policy_for(issuance, client)
-    new_refresh = (
-        successor_refresh_token(issuance.refresh_token_key, req.refresh_token)
-        if policy.rotate
-        else None
-    )
+    presented = req.refresh_token
+    presented_hash = hash_secret(presented) if presented else ""
     now = issuance.clock()
+    new_refresh: str | None = None
 
     async def rotate(tx: handler.Transaction) -> handler.Handled[FamilyState] | None:
-        # The token's family, locked: parallel refreshes of one family take turns.
-        found = await family_by_refresh_token(tx.conn, presented_hash)
+        nonlocal new_refresh
+        # The caller's row and the token's family, locked (parallel refreshes of one
+        # family take turns), in one round trip; nothing is told before the caller is
+        # authenticated.
+        await caller.send(tx.conn)
+        found = await family_by_refresh_token(tx.conn, presented_hash) if presented else None
+        client = await caller.client()
+        if not presented:
+            raise InvalidRequest("refresh_token is required")
+        target = await requested_target(issuance, tx.conn, req, client)
         if found is None:
             return None
         structlog.contextvars.bind_contextvars(family_id=found.family.family_id)
+        policy = policy_for(issuance, client)
+        if policy.rotate:
+            new_refresh = successor_refresh_token(issuance.refresh_token_key, presented)
         command = Refresh(
             presented_generation=found.generation,
             client_id=client.client_id,
