@@ -30,6 +30,35 @@ async def test_t1_missing_grant_type_is_invalid_request(
     assert_error(response, 400, "invalid_request")
 
 
+@pytest.mark.parametrize(
+    ("grant_type", "field"),
+    [("authorization_code", "code"), ("refresh_token", "refresh_token")],
+)
+async def test_t1_a_grant_without_its_code_or_token_is_invalid_request(
+    client: Http, confidential_client: Registered, grant_type: str, field: str
+) -> None:
+    assert confidential_client.secret is not None
+    response = await client.post(
+        TOKEN,
+        data={"grant_type": grant_type},
+        headers=basic(confidential_client.client_id, confidential_client.secret),
+    )
+    assert_error(response, 400, "invalid_request")
+    assert field in response.json()["error_description"]
+
+
+@pytest.mark.parametrize("grant_type", ["authorization_code", "refresh_token"])
+async def test_t1_a_wrong_secret_is_told_before_a_missing_code_or_token(
+    client: Http, confidential_client: Registered, grant_type: str
+) -> None:
+    response = await client.post(
+        TOKEN,
+        data={"grant_type": grant_type},
+        headers=basic(confidential_client.client_id, "wrong-secret"),
+    )
+    assert_error(response, 401, "invalid_client")
+
+
 @pytest.mark.parametrize("grant_type", ["password", "client_credentials", "implicit", "AUTHCODE"])
 async def test_t1_unknown_grant_type_is_unsupported(
     client: Http, public_client: Registered, grant_type: str
