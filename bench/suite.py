@@ -574,6 +574,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                         "200",
                         "-o",
                         str(profile),
+                        # The server's workers are its child processes.
+                        "--subprocesses",
                         "--pid",
                         str(server.pid),
                         "--duration",
