@@ -11,7 +11,9 @@ product server runs alternately from ``--before`` (another checkout of the repos
 put first on PYTHONPATH) and from this one, on the same database, each with fresh
 families, ``--rounds`` times each; the sign ceiling is measured at the start and at the
 end, and with ``--peer`` node-oidc-provider (the suite's peer) once per round after them.
-Read the ratios: the machine is shared.
+Read the ratios: the machine is shared. Each run also reports the CPU time per request
+of the server (all its processes) and of PostgreSQL when it runs on this machine, from
+/proc: work per request, which another tenant's load changes far less than the rate.
 
 Both servers run ``tokenledger serve --workers N`` (``--workers``; default: the number
 of cores, as ``serve`` picks), and so does the sign ceiling when N is 1; with more
@@ -27,9 +29,11 @@ import base64
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +59,59 @@ from bench.suite import (
     wrk,
 )
 from migrations import migrate
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the live processes ``pids`` have used (Linux /proc)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants: the server and its workers."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            pids += _process_tree(int(child))
+    return pids
+
+
+def _postgres_processes() -> list[int]:
+    """This machine's PostgreSQL processes (none when the database is elsewhere)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def with_cpu(server_pid: int, duration: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run``'s wrk result, with the CPU time the server (all its processes) and this
+    machine's PostgreSQL spent per request meanwhile, in microseconds: steadier than
+    the rate on a shared machine, where another tenant's load takes cores away but not
+    work per request."""
+    server, database = _process_tree(server_pid), _postgres_processes()
+    server_before, database_before = _cpu_seconds(server), _cpu_seconds(database)
+    r = run()
+    requests = r.get("counted") or r["per_s"] * duration
+    if requests:
+        r["server_cpu_us"] = round((_cpu_seconds(server) - server_before) / requests * 1e6)
+        if database:
+            r["db_cpu_us"] = round((_cpu_seconds(database) - database_before) / requests * 1e6)
+    return r
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -108,8 +165,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
         def sign() -> None:
             command = [sys.executable, "-m", "bench.sign_server", "--port", str(port)]
-            with process(command, env, f"{issuer}/readyz", log, cwd=HERE.parent):
-                r = sign_ceiling(issuer, client_id, dummy, args)
+            with process(command, env, f"{issuer}/readyz", log, cwd=HERE.parent) as server:
+                r = with_cpu(
+                    server.pid,
+                    args.duration,
+                    lambda: sign_ceiling(issuer, client_id, dummy, args),
+                )
             report("sign ceiling (POST /bench/sign)", r)
             out["sign"].append(r)
 
@@ -159,7 +220,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
-                r = load(issuer, tokens, tmp / f"exchanged-{label}-{round_}")
+                exchanged = tmp / f"exchanged-{label}-{round_}"
+                r = with_cpu(server.pid, args.duration, lambda: load(issuer, tokens, exchanged))
                 if spy is not None:
                     spy.wait()
             report(f"{args.scenario}, {label} #{round_}", r)
@@ -204,6 +266,23 @@ def summary(out: dict[str, Any]) -> str:
             f" (runs {runs}, worst p99 {p99:.0f} ms)"
         )
     lines.append(f"after / before: {mean(out['after']) / mean(out['before']):.2f}")
+    # CPU per request (with_cpu): the server's, and the database's when it is local.
+    parts = {"server_cpu_us": "server", "db_cpu_us": "database"}
+    cpu = {
+        label: {
+            name: statistics.median(r[key] for r in out[label])
+            for key, name in parts.items()
+            if out[label] and all(key in r for r in out[label])
+        }
+        for label in ("sign", "before", "after")
+    }
+    for label, medians in cpu.items():
+        if medians:
+            each = ", ".join(f"{name} {us:.0f} us" for name, us in medians.items())
+            lines.append(f"CPU per request, {label} (medians): {each}")
+    for name, us in cpu["after"].items():
+        if name in cpu["before"]:
+            lines.append(f"{name} CPU per request, after / before: {us / cpu['before'][name]:.2f}")
     if out["peer"]:
         peer = mean(out["peer"])
         runs = [r["per_s"] for r in out["peer"]]
