@@ -28,6 +28,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
+from app.adapters.database import BatchingConnection
 from migrations import migrate
 
 Pool = AsyncConnectionPool[psycopg.AsyncConnection[Any]]
@@ -144,7 +145,12 @@ async def empty_database_url(postgres_server_url: str) -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[Pool]:
     pool: Pool = AsyncConnectionPool(
-        database_url, min_size=2, max_size=30, open=False, kwargs={"autocommit": True}
+        database_url,
+        min_size=2,
+        max_size=30,
+        open=False,
+        kwargs={"autocommit": True},
+        connection_class=BatchingConnection,  # the server's, whose pipelines batch sends
     )
     await pool.open(wait=True)
     try:
