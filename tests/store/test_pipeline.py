@@ -18,7 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.adapters.database import BatchingConnection, pipelined_transaction
+from app.adapters.database import BatchingConnection, make_pool, pipelined_transaction
+from app.settings import from_env
 from tests.support.wire import counting_proxy
 
 Conn = psycopg.AsyncConnection[Any]
@@ -27,14 +28,17 @@ _DATA_SEGS_OUT = 156  # struct tcp_info's tcpi_data_segs_out (Linux 4.6)
 
 @pytest.fixture
 async def proxied(database_url: str) -> AsyncIterator[Conn]:
-    """A server connection over TCP whatever the database's own socket: through the
-    counting proxy, so that its socket's counters count what libpq sends."""
+    """A connection from the server's own pool (``make_pool``), over TCP whatever the
+    database's own socket: through the counting proxy, so that its socket's counters
+    count what libpq sends."""
     with counting_proxy(database_url) as (url, _):
-        conn = await BatchingConnection.connect(url, autocommit=True)
+        pool = make_pool(url, from_env({}, database_url=url, pool_min_size=1))
+        await pool.open(wait=True)
         try:
-            yield conn
+            async with pool.connection() as conn:
+                yield conn
         finally:
-            await conn.close()
+            await pool.close()
 
 
 def _sends(conn: Conn) -> int:
@@ -47,8 +51,8 @@ def _sends(conn: Conn) -> int:
     return int(struct.unpack_from("I", info, _DATA_SEGS_OUT)[0])
 
 
-async def test_the_pool_hands_out_batching_connections(conn: Conn) -> None:
-    assert isinstance(conn, BatchingConnection)
+async def test_the_servers_pool_hands_out_batching_connections(proxied: Conn) -> None:
+    assert isinstance(proxied, BatchingConnection)
 
 
 async def test_a_lookup_round_trip_and_a_write_round_trip_are_two_sends(proxied: Conn) -> None:
@@ -70,33 +74,31 @@ async def test_a_lookup_round_trip_and_a_write_round_trip_are_two_sends(proxied:
     assert row == (8,)
 
 
-async def test_an_error_surfaces_at_the_read_and_nothing_commits(conn: Conn) -> None:
+@pytest.mark.parametrize(
+    ("failing", "read", "error"),
+    [
+        # Raised at the read of the failing statement's result.
+        ("select 1 / 0", True, psycopg.errors.DivisionByZero),
+        # Never read: raised when the pipeline ends.
+        ("insert into {table} values ('a')", False, psycopg.errors.UniqueViolation),
+    ],
+)
+async def test_an_error_surfaces_and_nothing_commits(
+    conn: Conn, failing: str, read: bool, error: type[psycopg.Error]
+) -> None:
     table = f"pipe_{uuid.uuid4().hex[:8]}"
     await conn.execute(f"create table {table} (k text primary key)")
 
-    async def insert_then_read_a_failure() -> None:
+    async def insert_then_fail() -> None:
         async with pipelined_transaction(conn):
             await conn.execute(f"insert into {table} values ('a')")
-            broken = await conn.execute("select 1 / 0")
-            await broken.fetchone()
+            cur = await conn.execute(failing.format(table=table))
+            if read:
+                await cur.fetchone()
 
-    with pytest.raises(psycopg.errors.DivisionByZero):
-        await insert_then_read_a_failure()
+    with pytest.raises(error):
+        await insert_then_fail()
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    assert await (await conn.execute(f"select count(*) from {table}")).fetchone() == (0,)
-
-
-async def test_an_error_in_a_write_never_read_surfaces_at_the_end(conn: Conn) -> None:
-    table = f"pipe_{uuid.uuid4().hex[:8]}"
-    await conn.execute(f"create table {table} (k text primary key)")
-
-    async def insert_twice() -> None:
-        async with pipelined_transaction(conn):
-            await conn.execute(f"insert into {table} values ('a')")
-            await conn.execute(f"insert into {table} values ('a')")
-
-    with pytest.raises(psycopg.errors.UniqueViolation):
-        await insert_twice()
     assert await (await conn.execute(f"select count(*) from {table}")).fetchone() == (0,)
 
 
