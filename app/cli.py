@@ -168,9 +168,12 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _serve_workers(settings: Settings, url: str, count: int) -> None:
+def _serve_workers(
+    settings: Settings, url: str, count: int, factory: str = "app.server:worker_app"
+) -> None:
     """uvicorn's supervisor: one socket, ``count`` worker processes, each with its own
-    pool; on SIGTERM or SIGINT each worker drains, then the supervisor returns."""
+    pool, running the app ``factory`` makes; on SIGTERM or SIGINT each worker drains,
+    then the supervisor returns."""
     from uvicorn.supervisors import Multiprocess
 
     from app.server import WorkerConfig
@@ -190,7 +193,7 @@ def _serve_workers(settings: Settings, url: str, count: int) -> None:
         metrics_dir = tempfile.TemporaryDirectory(prefix="tokenledger-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
     config = WorkerConfig(
-        "app.server:worker_app",
+        factory,
         factory=True,
         workers=count,
         host=settings.host,

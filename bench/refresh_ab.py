@@ -16,9 +16,7 @@ of the server (all its processes) and of PostgreSQL when it runs on this machine
 /proc: work per request, which another tenant's load changes far less than the rate.
 
 Both servers run ``tokenledger serve --workers N`` (``--workers``; default: the number
-of cores, as ``serve`` picks), and so does the sign ceiling when N is 1; with more
-workers the sign ceiling is still one process (bench/sign_server.py), so compare the
-refresh ratios of the two checkouts, not a ratio against a differently sized server.
+of cores, as ``serve`` picks), and the sign ceiling (bench/sign_server.py) runs as many.
 """
 
 from __future__ import annotations
@@ -165,6 +163,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
         def sign() -> None:
             command = [sys.executable, "-m", "bench.sign_server", "--port", str(port)]
+            command += ["--workers", workers]
             with process(command, env, f"{issuer}/readyz", log, cwd=HERE.parent) as server:
                 r = with_cpu(
                     server.pid,

@@ -3,14 +3,14 @@
     .venv/bin/python -m bench.suite [--duration 8] [--connections 64] [--log-events 1000000]
 
 Makes a fresh database on BENCH_DATABASE_URL's (or DATABASE_URL's) PostgreSQL server
-(default: the local 127.0.0.1:5432), runs the real server (`tokenledger serve`, one
-process) on a free loopback port and loads it with wrk (`apt-get install wrk`) in its own
+(default: the local 127.0.0.1:5432), runs the real server (`tokenledger serve`, a
+worker per core) on a free loopback port and loads it with wrk (`apt-get install wrk`) in its own
 process. One server runs at a time, so each measurement has the machine to itself.
 
 Baselines, taken in the same run, so that results read as ratios on a noisy machine:
 - generator ceiling: GET /healthz (the stack answering nothing; wrk is far above it);
-- sign ceiling: the same factory, settings and uvicorn config plus a bench-only
-  POST /bench/sign that mints the same token response without the database
+- sign ceiling: the same factory, settings, uvicorn config and worker count plus a
+  bench-only POST /bench/sign that mints the same token response without the database
   (bench/sign_server.py);
 - commit ceiling: the rotation's transaction from Python with the product's pool and
   use-case code, no HTTP, no signing (bench/commit_ceiling.py);
@@ -432,6 +432,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         dummy = tmp / "dummy"
         dummy.write_text("".join(f"tlr_{secrets.token_urlsafe(32)}\n" for _ in range(256)))
         sign_cmd = [sys.executable, "-m", "bench.sign_server", "--port", str(port)]
+        sign_cmd += ["--workers", str(os.cpu_count() or 1)]
         with process(sign_cmd, env, f"{issuer}/readyz", log, cwd=HERE.parent):
             health = tmp / "health"
             health.write_text("/healthz\n")
@@ -673,10 +674,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "duration_s": args.duration,
             "connections": args.connections,
             "threads": THREADS,
-            # serve's default, a worker per core; the sign ceiling's server is one
-            # process (bench/sign_server.py).
+            # serve's default, a worker per core, for the sign ceiling's server too.
             "server_workers": os.cpu_count(),
-            "sign_ceiling_workers": 1,
+            "sign_ceiling_workers": os.cpu_count(),
             "generator": GENERATOR,
         },
         "baselines": baselines,
