@@ -127,15 +127,18 @@ def _user_sql(where: sql.SQL) -> sql.Composed:
     ).format(cols=cols, where=where)
 
 
+# Composed once, here: psycopg would compose a ``sql.Composed`` again on every execute.
 _BY_LOOKUP = (
     sql.SQL("(")
     + _user_sql(sql.SQL("k.lookup = %s"))
     + sql.SQL(") union all (")
     + _user_sql(sql.SQL("u.username = %s"))  # registered before encryption: 'plain:<name>'
     + sql.SQL(") limit 1")
-)
+).as_bytes(None)
 _BY_ID = {
-    lock: _user_sql(sql.SQL("u.user_id = %s")) + sql.SQL(" for update of u" if lock else "")
+    lock: (
+        _user_sql(sql.SQL("u.user_id = %s")) + sql.SQL(" for update of u" if lock else "")
+    ).as_bytes(None)
     for lock in (True, False)
 }
 
