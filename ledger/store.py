@@ -486,9 +486,22 @@ async def read_logged(
     ``after``. Resuming after the last one's cursor never skips nor repeats an event."""
     sparse = await is_sparse(conn, where)
     query, params = _below_horizon(_LOGGED_COLUMNS, after, where, limit, sparse=sparse)
-    async with conn.cursor() as cur:
-        await cur.execute(query, params)
+    async with conn.transaction():
+        if not sparse:
+            await _walk_in_order(conn)
+        cur = await conn.execute(query, params)
         return [_logged(r) for r in await cur.fetchall()]
+
+
+async def _walk_in_order(conn: psycopg.AsyncConnection[Any]) -> None:
+    """For the rest of the transaction, read a filter that selects many streams as the
+    probes mean to (_CLIENT_PROBE): walking the log's (tx, position) index, each row
+    probed, until a page is full. The planner cannot estimate how many rows the probes
+    keep; on a log of thousands to a few hundred thousand events (or one not analysed
+    since a burst of writes) it read every row and sorted them instead: a page of a
+    client owning nearly every stream took 48 ms at 10,000 events and 807 ms at 100,000,
+    against 1 and 78 ms walking the index."""
+    await conn.execute("set local enable_sort = off")
 
 
 async def _long_read(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -529,6 +542,8 @@ async def _pages(
     before: call it in a REPEATABLE READ transaction, so that every page reads the same
     snapshot, and so the same horizon."""
     sparse = await is_sparse(conn, where)
+    if not sparse:
+        await _walk_in_order(conn)
     limit = batch
     while True:
         page, params = _below_horizon(columns, after, where, limit, sparse=sparse)
