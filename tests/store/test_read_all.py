@@ -182,6 +182,56 @@ async def test_an_export_reads_large_rows_a_few_at_a_time(
     assert [e.version for e in logged] == list(range(1, 31))
 
 
+class PageSpy:
+    """A connection that notes, for each page the database builds, how many rows it was
+    asked for (the statements go to the real connection)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+        self.asked: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def execute(self, query: Any, params: Any = None) -> Any:
+        if isinstance(query, bytes) and b" as before, " in query:  # store._PAGE
+            self.asked.append(params[-2])  # its limit, before PAGE_BYTES
+        return await self._conn.execute(query, params)
+
+
+async def test_a_page_of_large_rows_builds_only_the_rows_it_keeps(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are counted against PAGE_BYTES by their stored size before the page is
+    built: a page of 2,000 seals (~800 KB each) of a 10M-event backlog took 6-8 s to
+    build as lines, only for 5 to be kept, and the reply deadline cut the export."""
+    monkeypatch.setattr(store, "PAGE_BYTES", 1 << 20)
+    stream = new_stream()
+    events: list[Any] = [sample(n) for n in range(5)]
+    events += [
+        SigningKeyCreated(
+            kid=f"big-{n}",
+            alg="RS256",
+            public_jwk={"n": random.randbytes(150_000).hex()},  # 300 KB, incompressible
+            created_at=e.created_at,
+        )
+        for n, e in enumerate(events)
+    ] * 2
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await append(conn, stream, 0, events, {})
+        spy = PageSpy(conn)
+        where = EventFilter(stream=stream)
+        chunks = [c async for c in stream_ndjson(spy, Checkpoint(), where)]  # type: ignore[arg-type]
+    kept = [c.count(b"\n") for c in chunks]
+    assert sum(kept) == 15
+    assert len(spy.asked) == len(kept)
+    assert all(asked - k <= 1 for asked, k in zip(spy.asked, kept, strict=True)), (
+        spy.asked,
+        kept,
+    )
+    assert max(kept[1:]) <= 4  # 1 MB of 300 KB rows, and the row past it
+
+
 @pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/St_Johns"])
 @pytest.mark.parametrize("at", ["2026-12-02 06:40:00+00", "2026-12-02 06:40:00.000120+00"])
 async def test_the_database_writes_each_line_as_msgspec_would(
