@@ -6,7 +6,7 @@ without projecting leaves ``projections.rebuild.verify`` equal.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -65,3 +65,23 @@ async def project(
     for query, params in projection(stream_id, after, events):
         await conn.execute(query, params)
     return after
+
+
+class ExecuteSpy:
+    """A real connection whose ``execute`` first awaits ``before(conn, query, params)``:
+    a test notes what a read sends, and in which session state, changing nothing."""
+
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        before: Callable[[psycopg.AsyncConnection[Any], Any, Any], Awaitable[None]],
+    ) -> None:
+        self._conn = conn
+        self._before = before
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def execute(self, query: Any, params: Any = None) -> Any:
+        await self._before(self._conn, query, params)
+        return await self._conn.execute(query, params)

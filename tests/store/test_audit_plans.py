@@ -15,7 +15,7 @@ import pytest
 from ledger import store
 from ledger.store import Checkpoint, EventFilter
 from migrations import migrate
-from tests.store.samples import sample
+from tests.store.samples import ExecuteSpy, sample
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -26,15 +26,20 @@ FAMILIES = 5000
 async def conn(empty_database_url: str) -> AsyncIterator[Conn]:
     async with await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True) as c:
         await migrate(c)
-        for version in range(1, 5):
-            await c.execute(
-                "insert into events (stream_id, version, type, data)"
-                " select 'family:f-' || i, %s, 'refresh_token_rotated', '{}'::jsonb"
-                " from generate_series(1, %s) i",
-                (version, FAMILIES),
-            )
+        await family_events(c, "f-", FAMILIES)
         await c.execute("analyze")
         yield c
+
+
+async def family_events(conn: Conn, prefix: str, families: int) -> None:
+    """Four events in each of the streams ``family:<prefix>1`` to ``<prefix><families>``."""
+    for version in range(1, 5):
+        await conn.execute(
+            "insert into events (stream_id, version, type, data)"
+            " select 'family:' || %s || i, %s, 'refresh_token_rotated', '{}'::jsonb"
+            " from generate_series(1, %s) i",
+            (prefix, version, families),
+        )
 
 
 async def plan(conn: Conn, where: EventFilter, *, sparse: bool | None = None) -> str:
@@ -113,32 +118,20 @@ async def dense(empty_database_url: str) -> AsyncIterator[Conn]:
             " from generate_series(1, %s) i",
             (DENSE_FAMILIES,),
         )
-        for version in range(1, 5):
-            await c.execute(
-                "insert into events (stream_id, version, type, data)"
-                " select 'family:d-' || i, %s, 'refresh_token_rotated', '{}'::jsonb"
-                " from generate_series(1, %s) i",
-                (version, DENSE_FAMILIES),
-            )
+        await family_events(c, "d-", DENSE_FAMILIES)
         yield c
 
 
-class Recording:
-    """A connection that notes, for each read of the log's rows, whether sorting was
-    allowed when it ran (the statements themselves go to the real connection)."""
+def recording_sorts(conn: Conn) -> tuple[ExecuteSpy, list[str]]:
+    """``conn``, noting for each read of the log's rows whether sorting was allowed."""
+    sorts: list[str] = []
 
-    def __init__(self, conn: Conn) -> None:
-        self._conn = conn
-        self.sorts: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-    async def execute(self, query: Any, params: Any = None) -> Any:
+    async def note(real: Conn, query: Any, params: Any) -> None:
         if isinstance(query, bytes) and b"order by events.tx, events.position" in query:
-            cur = await self._conn.execute("show enable_sort")
-            self.sorts.append(str((await cur.fetchone() or ("?",))[0]))
-        return await self._conn.execute(query, params)
+            cur = await real.execute("show enable_sort")
+            sorts.append(str((await cur.fetchone() or ("?",))[0]))
+
+    return ExecuteSpy(conn, note), sorts
 
 
 async def test_a_client_owning_most_of_a_small_log_walks_it_in_index_order(dense: Conn) -> None:
@@ -160,15 +153,15 @@ async def test_the_reads_of_many_streams_walk_in_order_and_of_few_do_not(dense: 
         (EventFilter(client_id="dense-client"), "off"),
         (EventFilter(family_id="d-1"), "on"),  # by the stream index, then sorted
     ):
-        page = Recording(dense)
+        page, page_sorts = recording_sorts(dense)
         events = await store.read_logged(page, Checkpoint(), where, 100)  # type: ignore[arg-type]
         assert events, where
-        exported = Recording(dense)
+        exported, export_sorts = recording_sorts(dense)
         async for _ in store.stream_ndjson(exported, Checkpoint(), where):  # type: ignore[arg-type]
             pass
-        assert page.sorts == [expected], where
-        assert exported.sorts, where
-        assert set(exported.sorts) == {expected}, where
+        assert page_sorts == [expected], where
+        assert export_sorts, where
+        assert set(export_sorts) == {expected}, where
     # Only for the transaction: the connection sorts again afterwards.
     cur = await dense.execute("show enable_sort")
     assert await cur.fetchone() == ("on",)

@@ -22,7 +22,7 @@ from ledger.store import (
     stream_ndjson,
 )
 from tests.conftest import Pool
-from tests.store.samples import drain, new_stream, of, sample
+from tests.store.samples import ExecuteSpy, drain, new_stream, of, sample
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -182,23 +182,6 @@ async def test_an_export_reads_large_rows_a_few_at_a_time(
     assert [e.version for e in logged] == list(range(1, 31))
 
 
-class PageSpy:
-    """A connection that notes, for each page the database builds, how many rows it was
-    asked for (the statements go to the real connection)."""
-
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        self._conn = conn
-        self.asked: list[int] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-    async def execute(self, query: Any, params: Any = None) -> Any:
-        if isinstance(query, bytes) and b" as before, " in query:  # store._PAGE
-            self.asked.append(params[-2])  # its limit, before PAGE_BYTES
-        return await self._conn.execute(query, params)
-
-
 async def test_a_page_of_large_rows_builds_only_the_rows_it_keeps(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -219,14 +202,20 @@ async def test_a_page_of_large_rows_builds_only_the_rows_it_keeps(
     ] * 2
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await append(conn, stream, 0, events, {})
-        spy = PageSpy(conn)
+        asked: list[int] = []  # the rows each page the database builds is asked for
+
+        async def note(real: Any, query: Any, params: Any) -> None:
+            if isinstance(query, bytes) and b" as before, " in query:  # store._PAGE
+                asked.append(params[-2])  # its limit, before PAGE_BYTES
+
+        spy = ExecuteSpy(conn, note)
         where = EventFilter(stream=stream)
         chunks = [c async for c in stream_ndjson(spy, Checkpoint(), where)]  # type: ignore[arg-type]
     kept = [c.count(b"\n") for c in chunks]
     assert sum(kept) == 15
-    assert len(spy.asked) == len(kept)
-    assert all(asked - k <= 1 for asked, k in zip(spy.asked, kept, strict=True)), (
-        spy.asked,
+    assert len(asked) == len(kept)
+    assert all(n - k <= 1 for n, k in zip(asked, kept, strict=True)), (
+        asked,
         kept,
     )
     assert max(kept[1:]) <= 4  # 1 MB of 300 KB rows, and the row past it
