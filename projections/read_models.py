@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import RowMaker
 
 from ledger import streams
 from ledger.clients import ClientState
@@ -59,6 +59,17 @@ class ReadModel(Generic[S]):
 
     def row(self, state: S) -> tuple[Any, ...]:
         return msgspec.structs.astuple(state)
+
+    def states(self, cursor: Any) -> RowMaker[S]:
+        """A row factory for a select of :attr:`columns`, in their order: each row as the
+        state. ``class_row`` does the same, but first decodes every column's name from
+        each result: 46 names an introspection, a tenth of psycopg's work on it."""
+        cls, names = self.state_type, self.columns
+
+        def make(values: Sequence[Any]) -> S:
+            return cls(**dict(zip(names, values, strict=True)))
+
+        return make
 
 
 def _refresh_token_rows(stream_id: str, event: AnyEvent) -> Iterator[tuple[Any, ...]]:
@@ -182,7 +193,7 @@ async def load(
 ) -> S | None:
     """The stream's current state; ``lock`` holds its row until the transaction ends, so
     concurrent deciders on one stream take turns instead of clashing at append."""
-    async with conn.cursor(row_factory=class_row(model.state_type)) as cur:
+    async with conn.cursor(row_factory=model.states) as cur:
         await cur.execute(_select_sql(model, lock), (key,))
         return await cur.fetchone()
 
@@ -192,7 +203,7 @@ async def send_load(
 ) -> psycopg.AsyncCursor[S]:
     """``load`` (unlocked) sent but not read: in a pipeline, read its cursor's
     ``fetchone`` after the pipeline ends, so the lookup shares that round trip."""
-    cur = conn.cursor(row_factory=class_row(model.state_type))
+    cur = conn.cursor(row_factory=model.states)
     await cur.execute(_select_sql(model, False), (key,))
     return cur
 
@@ -224,7 +235,7 @@ async def client_by_publishable_key(
     conn: psycopg.AsyncConnection[Any], key_hash: str
 ) -> ClientState | None:
     """The client whose publishable key has this hash (a unique index), or None."""
-    async with conn.cursor(row_factory=class_row(ClientState)) as cur:
+    async with conn.cursor(row_factory=CLIENTS.states) as cur:
         await cur.execute(_client_by_publishable_key_sql(), (key_hash,))
         return await cur.fetchone()
 
@@ -271,7 +282,7 @@ async def family_by_refresh_token(
 
 async def all_projects(conn: psycopg.AsyncConnection[Any]) -> list[ProjectState]:
     """Every recorded project, by id."""
-    async with conn.cursor(row_factory=class_row(PROJECTS.state_type)) as cur:
+    async with conn.cursor(row_factory=PROJECTS.states) as cur:
         await cur.execute(
             sql.SQL("select {cols} from projects order by project_id").format(
                 cols=sql.SQL(", ").join(map(sql.Identifier, PROJECTS.columns))
@@ -310,7 +321,7 @@ async def registered_resources(conn: psycopg.AsyncConnection[Any]) -> dict[str, 
 
 async def all_clients(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
     """Every client's state, by id (``tokenledger clients list``)."""
-    async with conn.cursor(row_factory=class_row(CLIENTS.state_type)) as cur:
+    async with conn.cursor(row_factory=CLIENTS.states) as cur:
         await cur.execute(
             sql.SQL("select {cols} from clients order by client_id").format(
                 cols=sql.SQL(", ").join(map(sql.Identifier, CLIENTS.columns))
