@@ -20,7 +20,8 @@ Baselines, taken in the same run, so that results read as ratios on a noisy mach
 Scenarios: refresh rotation (many families, never a reuse), code exchange,
 introspection, JWKS, reuse (a stale token: the family is revoked), audit queries by
 family and by client, NDJSON export, `tokenledger projections rebuild` of the whole log,
-and refresh once the log holds --log-events more events (written in bulk with SQL).
+and refresh once the log holds --log-events more events (written in bulk with SQL),
+twice, against the small log's refresh twice (the second on a fresh database).
 
 Prints a table, writes bench/results.json and appends a dated table to bench/RESULTS.md.
 """
@@ -38,6 +39,7 @@ import re
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -406,6 +408,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     admin_url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": "postgres"})
     dbname = f"tokenledger_bench_{secrets.token_hex(4)}"
     peer_db = f"{dbname}_peer"
+    small_db = f"{dbname}_small"
     async with await connect(admin_url) as admin:
         await admin.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
     url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": dbname})
@@ -643,7 +646,6 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             with process(serve, env, f"{issuer}/readyz", log) as server:
                 big = wrk(issuer, "refresh.lua", [client_id, str(files[1]), str(THREADS)], args)
                 big["events_at_start"] = total
-                big["ratio_to_small_log"] = round(big["per_s"] / refresh["per_s"], 3)
                 scenarios["refresh_at_10m_events"] = big
                 report(f"refresh rotation ({total} events)", big)
                 scenarios["audit_query"] = audit_queries(
@@ -660,6 +662,20 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 )
                 baselines["export_ceiling"] = await export_ceiling(url)
                 report("export ceiling (COPY of the same lines)", baselines["export_ceiling"])
+            # One run each scattered 0.80-1.15x between suite runs: the ratio is of two
+            # runs each, the small log's second on a fresh database of its size, then
+            # the large log's second.
+            small = await refresh_on_small_log(admin_url, small_db, env, serve, tmp, args)
+            report("refresh rotation (small log, again)", small)
+            with process(serve, env, f"{issuer}/readyz", log):
+                again = wrk(issuer, "refresh.lua", [client_id, str(files[4]), str(THREADS)], args)
+            report(f"refresh rotation ({total} events, again)", again)
+            big["runs_per_s"] = [big["per_s"], again["per_s"]]
+            big["small_log_runs_per_s"] = [refresh["per_s"], small["per_s"]]
+            big["ratio_to_small_log"] = round(
+                statistics.mean(big["runs_per_s"]) / statistics.mean(big["small_log_runs_per_s"]),
+                3,
+            )
 
         # 4. The peer.
         peer = await peer_refresh(args, admin_url, server_url, peer_db, tmp, log)
@@ -672,7 +688,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             report("peer: node-oidc-provider refresh (PG)", peer)
     finally:
         async with await connect(admin_url) as admin:
-            for name in (dbname, peer_db):
+            for name in (dbname, peer_db, small_db):
                 await admin.execute(
                     sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
                 )
@@ -725,6 +741,30 @@ async def refresh_signed_with(
         refresh = wrk(issuer, "refresh.lua", [client_id, str(tokens), str(THREADS)], args)
     report(f"refresh rotation, {alg}", refresh)
     return {"refresh": refresh, "sign_ceiling": sign}
+
+
+async def refresh_on_small_log(
+    admin_url: str,
+    name: str,
+    env: dict[str, str],
+    serve: list[str],
+    tmp: Path,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The refresh scenario on a fresh database ``name`` holding only its own families:
+    the small log's second run, beside the large log's."""
+    async with await connect(admin_url) as admin:
+        await admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = make_conninfo(**{**conninfo_to_dict(admin_url), "dbname": name})
+    client_id = "bench-public"
+    async with await connect(url) as conn:
+        await migrate(conn)
+        _, user = await register_parties(conn, client_id, datetime.now(UTC))
+    issuer = env["TOKENLEDGER_ISSUER"]
+    with process(serve, {**env, "DATABASE_URL": url}, f"{issuer}/readyz", Path(args.log)):
+        tokens = tmp / "refresh-small-again"
+        await fresh_families(url, issuer, client_id, user.user_id, args.connections * 4, tokens)
+        return wrk(issuer, "refresh.lua", [client_id, str(tokens), str(THREADS)], args)
 
 
 def audit_queries(
@@ -1013,7 +1053,6 @@ def ratios(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
         rows.append(("commit ceiling (no HTTP)", b["commit_ceiling"], ""))
     if "peer_refresh" in b:
         rows.append(("peer refresh (node-oidc-provider, PG)", b["peer_refresh"], ""))
-    ref = s.get("refresh", {}).get("per_s")
     for key, label in [
         ("refresh", "refresh rotation"),
         ("refresh_at_10m_events", "refresh rotation, large log"),
@@ -1031,7 +1070,9 @@ def ratios(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
                 r(x, sign, "sign"),
                 r(x, commit, "commit") if key.startswith("refresh") else "",
                 r(x, peer, "peer") if key.startswith("refresh") else "",
-                r(x, ref, "refresh@small") if key == "refresh_at_10m_events" else "",
+                f"{s[key]['ratio_to_small_log']:.2f} x refresh@small (2 runs each)"
+                if key == "refresh_at_10m_events"
+                else "",
             ]
             if t
         )

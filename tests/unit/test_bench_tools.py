@@ -61,9 +61,22 @@ def test_the_table_reads_each_rate_against_its_baselines() -> None:
             "commit_ceiling_per_s": 2000.0,
             "peer_refresh_per_s": 250.0,
         },
-        "scenarios": {"refresh": {"per_s": 500.0, "p50_ms": 10.0, "p99_ms": 40.0}},
+        "scenarios": {
+            "refresh": {"per_s": 500.0, "p50_ms": 10.0, "p99_ms": 40.0},
+            # Two runs each: the ratio is of their means, not of the first runs' rates.
+            "refresh_at_10m_events": {
+                "per_s": 400.0,
+                "p50_ms": 12.0,
+                "p99_ms": 50.0,
+                "ratio_to_small_log": 0.95,
+            },
+        },
     }
     text = suite.table(results)
     assert (
         "| refresh rotation | 500 | 10.0 | 40.0 | 0.50 x sign, 0.25 x commit, 2.00 x peer |" in text
     )
+    assert (
+        "| refresh rotation, large log | 400 | 12.0 | 50.0 | 0.40 x sign, 0.20 x commit,"
+        " 1.60 x peer, 0.95 x refresh@small (2 runs each) |"
+    ) in text
