@@ -486,9 +486,11 @@ async def read_logged(
     ``after``. Resuming after the last one's cursor never skips nor repeats an event."""
     sparse = await is_sparse(conn, where)
     query, params = _below_horizon(_LOGGED_COLUMNS, after, where, limit, sparse=sparse)
+    if sparse:  # one statement: no transaction to set anything in
+        cur = await conn.execute(query, params)
+        return [_logged(r) for r in await cur.fetchall()]
     async with conn.transaction():
-        if not sparse:
-            await _walk_in_order(conn)
+        await _walk_in_order(conn)
         cur = await conn.execute(query, params)
         return [_logged(r) for r in await cur.fetchall()]
 

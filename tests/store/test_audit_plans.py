@@ -122,16 +122,19 @@ async def dense(empty_database_url: str) -> AsyncIterator[Conn]:
         yield c
 
 
-def recording_sorts(conn: Conn) -> tuple[ExecuteSpy, list[str]]:
-    """``conn``, noting for each read of the log's rows whether sorting was allowed."""
+def recording_sorts(conn: Conn) -> tuple[ExecuteSpy, list[str], list[bool]]:
+    """``conn``, noting for each read of the log's rows whether sorting was allowed, and
+    whether it ran in a transaction (``conn`` is in autocommit)."""
     sorts: list[str] = []
+    opened: list[bool] = []
 
     async def note(real: Conn, query: Any, params: Any) -> None:
         if isinstance(query, bytes) and b"order by events.tx, events.position" in query:
             cur = await real.execute("show enable_sort")
             sorts.append(str((await cur.fetchone() or ("?",))[0]))
+            opened.append(real.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
 
-    return ExecuteSpy(conn, note), sorts
+    return ExecuteSpy(conn, note), sorts, opened
 
 
 async def test_a_client_owning_most_of_a_small_log_walks_it_in_index_order(dense: Conn) -> None:
@@ -153,13 +156,15 @@ async def test_the_reads_of_many_streams_walk_in_order_and_of_few_do_not(dense: 
         (EventFilter(client_id="dense-client"), "off"),
         (EventFilter(family_id="d-1"), "on"),  # by the stream index, then sorted
     ):
-        page, page_sorts = recording_sorts(dense)
+        page, page_sorts, page_opened = recording_sorts(dense)
         events = await store.read_logged(page, Checkpoint(), where, 100)  # type: ignore[arg-type]
         assert events, where
-        exported, export_sorts = recording_sorts(dense)
+        exported, export_sorts, _ = recording_sorts(dense)
         async for _ in store.stream_ndjson(exported, Checkpoint(), where):  # type: ignore[arg-type]
             pass
         assert page_sorts == [expected], where
+        # A page with nothing to set is one statement, not BEGIN, it and COMMIT.
+        assert page_opened == [expected == "off"], where
         assert export_sorts, where
         assert set(export_sorts) == {expected}, where
     # Only for the transaction: the connection sorts again afterwards.
