@@ -207,8 +207,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     codes = await issue_codes(url, client_id, user.user_id, wanted)
                     tokens.write_text("".join(f"{c} {v}\n" for c, v in codes))
                 spy = None
-                if args.profile and label == "after" and round_ == args.rounds:
-                    spy_args = ["--format", "raw", "--rate", "200", "-o", args.profile]
+                if args.profile and round_ == args.rounds:
+                    profile = f"{args.profile}-{label}.txt"
+                    spy_args = ["--format", "raw", "--rate", "200", "-o", profile]
                     # --native (C frames: syscalls, libpq, OpenSSL) pauses the server to
                     # sample it, so that run's rate is not comparable.
                     mode = "--native" if args.native else "--nonblocking"
@@ -310,7 +311,11 @@ def main() -> None:
     parser.add_argument(
         "--peer", action="store_true", help="node-oidc-provider too, once per round (its ratio)"
     )
-    parser.add_argument("--profile", help="py-spy (raw) of the last 'after' run, to this file")
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="py-spy (raw) of each side's last run, to PREFIX-before.txt and PREFIX-after.txt",
+    )
     parser.add_argument("--native", action="store_true", help="--profile with C frames")
     parser.add_argument("--log", default=os.devnull, help="servers' output")
     args = parser.parse_args()
