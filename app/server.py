@@ -59,6 +59,12 @@ class ReadTimeoutProtocol(HttpToolsProtocol):
             # Raised inside feed_data: uvicorn answers 400 and closes the connection.
             raise httptools.HttpParserError("request head too large")
 
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:  # a new request's cycle
+            cycle.transport = OneSendPerStep(self.transport, self.loop)  # type: ignore[assignment]
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._disarm()
@@ -81,6 +87,41 @@ class ReadTimeoutProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             log.info("request read timed out", timeout=self.read_timeout)
             self.transport.close()
+
+
+class OneSendPerStep:
+    """A response's transport that sends what it is given in one step of the event loop
+    together, at the end of that step.
+
+    uvicorn writes a response's head as soon as the app sends ``http.response.start``, and
+    its body at ``http.response.body``, which Litestar sends right after: two send()
+    calls to the socket, and two segments for the client to take in, per response. Under
+    refresh load the head's send alone was a fifth of the server's samples (py-spy). A
+    response still streaming (an export, a live tail) has each later chunk sent at the
+    end of the step it was written in, as before, only later in that step.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._send)
+        self._pending.append(data)
+
+    def _send(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._send()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
 
 def read_timeout_protocol(seconds: float, max_head_bytes: int) -> type[ReadTimeoutProtocol]:
