@@ -273,11 +273,9 @@ async def family_by_refresh_token(
     async with conn.cursor() as cur:
         await cur.execute(_FAMILY_BY_REFRESH_TOKEN[lock], (token_hash,))
         row = await cur.fetchone()
-    if row is None:
-        return None
-    return PresentedRefreshToken(
-        generation=row[0], family=FamilyState(**dict(zip(FAMILIES.columns, row[1:], strict=True)))
-    )
+        if row is None:
+            return None
+        return PresentedRefreshToken(generation=row[0], family=FAMILIES.states(cur)(row[1:]))
 
 
 async def all_projects(conn: psycopg.AsyncConnection[Any]) -> list[ProjectState]:
