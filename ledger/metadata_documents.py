@@ -45,7 +45,13 @@ def validate_document_url(url: str, *, allow_http: bool = False) -> None:
     a query (which the draft discourages) so one document has one name."""
     if len(url) > MAX_CLIENT_ID or not url.isprintable() or " " in url:
         raise DocumentRefused(f"a client_id URL is at most {MAX_CLIENT_ID} printable characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # refuses a malformed bracketed (IPv6) host
+        _ = parts.port
+        # A name DNS cannot carry: an empty label (a..b, .a.com) or one over 63 octets.
+        _ = (parts.hostname or "").encode("idna")
+    except ValueError:  # UnicodeError included
+        raise DocumentRefused("a client_id URL has a malformed host or port") from None
     http_ok = allow_http and parts.scheme == "http" and parts.hostname == "127.0.0.1"
     if parts.scheme != "https" and not http_ok:
         raise DocumentRefused("a client_id URL must use https")
@@ -56,10 +62,6 @@ def validate_document_url(url: str, *, allow_http: bool = False) -> None:
     segments = parts.path.split("/")
     if not parts.path.strip("/") or any(s in (".", "..") for s in segments):
         raise DocumentRefused("a client_id URL needs a path without dot segments")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise DocumentRefused("a client_id URL has a malformed port") from None
 
 
 def address_allowed(address: str, *, allow_private: bool = False) -> bool:

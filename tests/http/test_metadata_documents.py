@@ -192,6 +192,25 @@ async def test_refused_documents_at_the_token_endpoint_are_invalid_client(
     assert_error(answer, 401, "invalid_client")
 
 
+MALFORMED_HOSTS = ["https://a..b/x", "https://[zz]/x", "https://[::1/x", "https://.a.com/x"]
+
+
+@pytest.mark.parametrize("url", MALFORMED_HOSTS)
+async def test_a_client_id_url_with_a_malformed_host_is_refused_not_a_500(
+    client: Http, url: str
+) -> None:
+    _, challenge = pkce_pair()
+    params = authorize_params(Registered(url, LOOPBACK_REDIRECT), challenge)
+    page = await client.get("/oauth/authorize", params=params)
+    assert page.status_code == 400, page.text
+    assert "malformed host" in page.text
+    answer = await client.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": "tlr_x", "client_id": url},
+    )
+    assert_error(answer, 401, "invalid_client")
+
+
 async def test_a_redirect_uri_outside_the_document_is_refused(
     http: Http, docs: DocumentServer
 ) -> None:

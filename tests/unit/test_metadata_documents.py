@@ -77,6 +77,13 @@ def test_the_test_setting_allows_private_but_not_multicast() -> None:
         "https://app.example.com:99999/client.json",
         "https://app.example.com/" + "a" * 300,
         "https://app.example.com/client json",
+        # hosts Python's URL or IDNA code cannot take (a 500 before they were refused)
+        "https://a..b/client.json",  # an empty label
+        "https://.example.com/client.json",
+        "https://" + "a" * 64 + ".example.com/client.json",  # a label over 63 octets
+        "https://\u2603..com/client.json",
+        "https://[zz]/client.json",  # not an address in brackets
+        "https://[::1/client.json",  # unclosed bracket
     ],
 )
 def test_refused_client_id_urls(url: str) -> None:
