@@ -246,6 +246,8 @@ async def _read_form(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
         return _as_lists(await request.form())
     except ClientException as exc:  # malformed multipart, or past the app's part limit
         raise forms.BadBody(str(exc.detail).lower()) from None
+    except (UnicodeDecodeError, LookupError):  # a part not in its charset, or no such charset
+        raise forms.BadBody("a field is not text in a known character set") from None
 
 
 def _single(form: Mapping[str, Sequence[str]], name: str) -> str | None:

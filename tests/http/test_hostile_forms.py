@@ -127,13 +127,24 @@ def multipart(fields: list[tuple[str, str]], boundary: str = "b0undary") -> byte
         pytest.param(multipart([("a", "")] * 2000), id="two-thousand-parts"),
         pytest.param(b"--b0undary\r\nContent-Disposition: form-data", id="truncated"),
         pytest.param(b"not multipart at all", id="garbage"),
+        pytest.param(
+            b'--b0undary\r\nContent-Disposition: form-data; name="a"\r\n\r\n\xff\r\n'
+            b"--b0undary--\r\n",
+            id="not-utf-8",
+        ),
+        pytest.param(
+            b'--b0undary\r\nContent-Disposition: form-data; name="a"\r\n'
+            b"Content-Type: text/plain; charset=utf-99\r\n\r\nx\r\n--b0undary--\r\n",
+            id="unknown-charset",
+        ),
     ],
 )
-async def test_bad_multipart_authorize_form_shows_the_error_page(
-    client: Http, content: bytes
+@pytest.mark.parametrize("path", [AUTHORIZE, "/oauth/logout"])
+async def test_bad_multipart_form_shows_the_error_page(
+    client: Http, content: bytes, path: str
 ) -> None:
     response = await client.post(
-        AUTHORIZE,
+        path,
         content=content,
         headers={"Content-Type": "multipart/form-data; boundary=b0undary"},
     )
