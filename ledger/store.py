@@ -457,7 +457,8 @@ def format_cursor(checkpoint: Checkpoint) -> str:
 def parse_cursor(value: str) -> Checkpoint:
     """The inverse of :func:`format_cursor`; ValueError for anything else."""
     tx, sep, position = value.partition("-")
-    if not sep or not tx.isdigit() or not position.isdigit() or len(value) > 41:
+    # isascii: str.isdigit also takes digits int() refuses (superscripts) or reads (٣)
+    if len(value) > 41 or not value.isascii() or not (sep and tx.isdigit() and position.isdigit()):
         raise ValueError("malformed cursor")
     return Checkpoint(tx=int(tx), position=int(position))
 

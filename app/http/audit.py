@@ -67,6 +67,8 @@ def _bearer(request: Request[Any, Any, Any]) -> str | None:
 
 async def _auditor(request: Request[Any, Any, Any]) -> AuditorState:
     """The auditor making this request, after the request is recorded; 401 otherwise."""
+    if "\x00" in request.url.path:  # a path the record of the request could not hold
+        raise _bad("the path contains a NUL character")
     token = _bearer(request)
     if token is None:
         raise AuditError(
@@ -205,7 +207,8 @@ def _time(name: str, value: str | None) -> datetime | None:
 def _int(name: str, value: str | None, *, lo: int = 0, hi: int = 2**63 - 1) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or not lo <= int(value) <= hi:
+    # isascii: str.isdigit also takes digits int() refuses (superscripts) or reads (٣)
+    if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
         raise _bad(f"{name} must be an integer from {lo} to {hi}")
     return int(value)
 

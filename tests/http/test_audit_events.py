@@ -193,7 +193,11 @@ async def test_time_and_position_ranges(
         ("after=-1", "integer"),
         ("limit=0", "integer"),
         ("limit=1001", "integer"),
+        ("limit=%C2%B2", "integer"),  # a superscript two: a digit to isdigit, not to int()
+        ("after=%D9%A3", "integer"),  # an Arabic-Indic three
+        ("until_position=%C2%B9", "integer"),
         ("cursor=abc", "malformed cursor"),
+        ("cursor=%D9%A3-1", "malformed cursor"),
         ("stream=a&stream=b", "more than once"),
         ("stream=a%00b", "NUL"),
     ],

@@ -132,6 +132,19 @@ async def test_an_unknown_family_is_a_json_404(client: Http, auditor: dict[str, 
         }
 
 
+@pytest.mark.parametrize(
+    "path", ["/audit/families/%00", "/audit/clients/a%00b", "/audit/subjects/%00"]
+)
+async def test_a_nul_in_the_path_is_a_json_400(
+    client: Http, auditor: dict[str, Any], path: str
+) -> None:
+    """The request could not be recorded (a NUL is no text to PostgreSQL): refused first."""
+    response = await client.get(path, headers=auditor)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert "NUL" in response.json()["error_description"]
+
+
 async def test_a_clients_and_a_subjects_families(
     client: Http,
     auditor: dict[str, Any],
