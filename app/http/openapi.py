@@ -251,7 +251,38 @@ DOCUMENT: dict[str, Any] = {
                     "400": {"description": "an error page", "content": _HTML},
                     "503": {"description": "the database is unavailable", "content": _HTML},
                 },
-            }
+            },
+            "post": {
+                "summary": "The sign-in and consent forms, as the pages post them",
+                "description": "Same-origin only, with the page's CSRF token; not an API.",
+                "requestBody": _form({}),
+                "responses": {
+                    "200": {
+                        "description": "the consent page, or the sign-in page again",
+                        "content": _HTML,
+                    },
+                    "302": {"description": "the code, or an error, sent to the redirect URI"},
+                    "400": {"description": "an error page", "content": _HTML},
+                    "403": {"description": "a form not from this server's page", "content": _HTML},
+                    "413": _error("the body is too large"),
+                    "429": {"description": "too many failed sign-ins", "content": _HTML},
+                    "503": {"description": "the database is unavailable", "content": _HTML},
+                },
+            },
+        },
+        "/oauth/logout": {
+            "post": {
+                "summary": "Sign out: the session ends server-side",
+                "description": "Same-origin only, with the page's CSRF token; not an API.",
+                "requestBody": _form({}),
+                "responses": {
+                    "200": {"description": "the signed-out page", "content": _HTML},
+                    "400": {"description": "an error page", "content": _HTML},
+                    "403": {"description": "a form not from this server's page", "content": _HTML},
+                    "413": _error("the body is too large"),
+                    "503": {"description": "the database is unavailable", "content": _HTML},
+                },
+            },
         },
         "/healthz": {
             "get": {"responses": {"200": {"description": "the process is alive"}}},
