@@ -98,21 +98,29 @@ class OneSendPerStep:
     calls to the socket, and two segments for the client to take in, per response. Under
     refresh load the head's send alone was a fifth of the server's samples (py-spy). A
     response still streaming (an export, a live tail) has each later chunk sent at the
-    end of the step it was written in, as before, only later in that step.
+    end of the step it was written in, as before, only later in that step; past
+    ``HOLD_BYTES`` held, at once, so that a stream written without a pause is not
+    gathered whole and the transport's flow control still sees it.
     """
+
+    HOLD_BYTES = 64 * 1024
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._held = 0
 
     def write(self, data: bytes) -> None:
         if not self._pending:
             self._loop.call_soon(self._send)
         self._pending.append(data)
+        self._held += len(data)
+        if self._held >= self.HOLD_BYTES:
+            self._send()
 
     def _send(self) -> None:
-        pending, self._pending = self._pending, []
+        pending, self._pending, self._held = self._pending, [], 0
         if pending and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 

@@ -126,3 +126,14 @@ async def test_given_a_closed_connection_then_nothing_is_written() -> None:
     await asyncio.sleep(0)
     assert transport.writes == []
     assert sender.is_closing()
+
+
+async def test_given_a_stream_written_without_a_pause_then_it_is_not_gathered_whole() -> None:
+    transport = RecordingTransport()
+    sender = OneSendPerStep(transport, asyncio.get_running_loop())
+    chunk = b"x" * (OneSendPerStep.HOLD_BYTES // 4)
+    for _ in range(10):
+        sender.write(chunk)
+    assert [len(w) for w in transport.writes] == [OneSendPerStep.HOLD_BYTES] * 2
+    await asyncio.sleep(0)
+    assert b"".join(transport.writes) == chunk * 10
