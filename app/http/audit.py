@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -281,8 +281,13 @@ async def _ndjson(
 ) -> AsyncIterator[bytes]:
     """One event per line, sent a fetch of the cursor (2,000 events) at a time, the
     lines made by the database; memory stays flat however many."""
-    async with _connection(ctx, scope) as conn:
-        async for chunk in audit.stream_ndjson(conn, where, after):
+    # aclosing: a client that goes away closes this generator at its yield; the inner
+    # one, holding a transaction on conn, must end before conn goes back to the pool.
+    async with (
+        _connection(ctx, scope) as conn,
+        aclosing(audit.stream_ndjson(conn, where, after)) as chunks,
+    ):
+        async for chunk in chunks:
             yield chunk
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -178,10 +179,13 @@ async def _seal(
     tree = state.tree()
     written: dict[str, tuple[int, str]] = {}
     last = after
-    async for leaf in store.leaves(tx.conn, after, head, limit=limit):
-        tree.append(leaf.digest)
-        written[leaf.stream_id] = (leaf.version, leaf.digest.hex())
-        last = store.Checkpoint(tx=leaf.tx, position=leaf.position)
+    # aclosing: leaves holds a transaction open on tx.conn until it is closed; left
+    # suspended by an exception here, it would end only when collected.
+    async with aclosing(store.leaves(tx.conn, after, head, limit=limit)) as found:
+        async for leaf in found:
+            tree.append(leaf.digest)
+            written[leaf.stream_id] = (leaf.version, leaf.digest.hex())
+            last = store.Checkpoint(tx=leaf.tx, position=leaf.position)
     seal = seals.new_seal(
         state, tree, tx=last.tx, position=last.position, streams=written, key=key.private, now=now
     )
@@ -371,23 +375,26 @@ async def _check_roots(
 
     last = _cursor(kept[-1])
     upto = store.Checkpoint(tx=last[0], position=last[1])
-    async for leaf in store.leaves(conn, store.Checkpoint(), upto):
-        while target is not None and (leaf.tx, leaf.position) > _cursor(target):
-            settle(target)
-            target = next(targets, None)
-            if target is not None:
-                heads.update({sid: int(v[0]) for sid, v in target.streams.items()})
-        if target is None:  # pragma: no cover - upto bounds the leaves
-            break
-        if complete and leaf.version > heads.get(leaf.stream_id, 0):
-            findings.append(
-                Finding(
-                    "inserted",
-                    f"{leaf.stream_id} version {leaf.version} (position {leaf.position}) was"
-                    f" inserted into the range seal #{target.sequence} covered",
+    # aclosing: the loop breaks (or raises) while leaves holds a transaction and a
+    # named cursor open on conn; unclosed, the pooled connection goes back mid-transaction.
+    async with aclosing(store.leaves(conn, store.Checkpoint(), upto)) as found:
+        async for leaf in found:
+            while target is not None and (leaf.tx, leaf.position) > _cursor(target):
+                settle(target)
+                target = next(targets, None)
+                if target is not None:
+                    heads.update({sid: int(v[0]) for sid, v in target.streams.items()})
+            if target is None:  # pragma: no cover - upto bounds the leaves
+                break
+            if complete and leaf.version > heads.get(leaf.stream_id, 0):
+                findings.append(
+                    Finding(
+                        "inserted",
+                        f"{leaf.stream_id} version {leaf.version} (position {leaf.position}) was"
+                        f" inserted into the range seal #{target.sequence} covered",
+                    )
                 )
-            )
-        tree.append(leaf.digest)
+            tree.append(leaf.digest)
     while target is not None:
         settle(target)
         target = next(targets, None)
