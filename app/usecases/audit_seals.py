@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import psycopg
@@ -225,9 +225,56 @@ def seal_json(seal: LedgerSealed) -> bytes:
     return msgspec.json.encode(seal)
 
 
-def parse_seals(lines: Sequence[bytes | str]) -> list[LedgerSealed]:
-    """Seals from JSON lines (blank lines skipped); raises ``msgspec.ValidationError``."""
-    return [msgspec.json.decode(line, type=LedgerSealed) for line in lines if line.strip()]
+class NotSeals(ValueError):
+    """What an auditor handed back is not seals; the message says where and why."""
+
+
+class TooManyStreams(NotSeals):
+    """The kept seals name more streams than one verification takes."""
+
+
+# Kept seals come from outside: their numbers go into queries as PostgreSQL int and
+# bigint, and their streams into a text[] (no NUL), so anything else is refused here,
+# where they are read, not wherever it would break.
+_Int64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Version = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+_StreamId = Annotated[str, msgspec.Meta(min_length=1, pattern="^[^\\x00]*$")]
+
+
+class _KeptShape(msgspec.Struct):
+    """The fields of a kept seal that the verification hands to the database or
+    unpacks, as strictly as the log makes them; the rest is :class:`LedgerSealed`'s."""
+
+    sequence: _Version  # the seal's version in its stream
+    tx: _Int64
+    position: _Int64
+    count: _Int64
+    streams: dict[_StreamId, tuple[_Version, str]]
+
+
+def parse_seals(lines: Sequence[bytes | str], max_streams: int | None = None) -> list[LedgerSealed]:
+    """Seals from JSON lines (blank lines skipped), at most ``max_streams`` stream
+    entries in all (None: no cap); raises :class:`NotSeals` (:class:`TooManyStreams`)."""
+    found: list[LedgerSealed] = []
+    streams = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        number = len(found) + 1
+        try:
+            shape = msgspec.json.decode(line, type=_KeptShape)
+            if max_streams is not None and streams + len(shape.streams) > max_streams:
+                raise TooManyStreams(
+                    f"the seals name more than {max_streams} streams in all;"
+                    " verify them a few seals at a time"
+                )
+            streams += len(shape.streams)
+            found.append(msgspec.json.decode(line, type=LedgerSealed))
+        except msgspec.DecodeError as exc:  # ValidationError included
+            raise NotSeals(f"seal {number}: {exc}") from None
+        except RecursionError:
+            raise NotSeals(f"seal {number}: nested too deeply") from None
+    return found
 
 
 async def sealer(
