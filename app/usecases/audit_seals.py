@@ -325,10 +325,30 @@ def _cursor(seal: LedgerSealed) -> tuple[int, int]:
     return (seal.tx, seal.position)
 
 
-def _check_kept(kept: Sequence[LedgerSealed]) -> list[Finding]:
+@dataclass(frozen=True)
+class _Kept:
+    """The kept seals, oldest first, with what the checks need of them worked out once:
+    each seal's hash and the (stream, version) digests they recorded. A seal names up to
+    10,000 streams and its hash encodes them all, so this is made off the event loop."""
+
+    seals: Sequence[LedgerSealed]
+    hashes: list[str]  # each seal's seals.seal_hash
+    sealed: dict[tuple[str, int], tuple[str, int]]  # (stream, version) -> (digest, seal)
+
+    @classmethod
+    def of(cls, kept: Sequence[LedgerSealed]) -> _Kept:
+        sealed: dict[tuple[str, int], tuple[str, int]] = {}
+        for seal in kept:
+            for sid, (version, digest) in seal.streams.items():
+                sealed[(sid, int(version))] = (str(digest), seal.sequence)
+        hashes = [seals.seal_hash(seal) for seal in kept]
+        return cls(seals=kept, hashes=hashes, sealed=sealed)
+
+
+def _check_kept(kept: _Kept) -> list[Finding]:
     findings = []
-    pinned = kept[0].public_key
-    for i, seal in enumerate(kept):
+    pinned = kept.seals[0].public_key
+    for i, seal in enumerate(kept.seals):
         if not seals.signature_valid(seal):
             findings.append(
                 Finding("signature", f"seal #{seal.sequence}: its signature does not verify")
@@ -337,49 +357,48 @@ def _check_kept(kept: Sequence[LedgerSealed]) -> list[Finding]:
             findings.append(
                 Finding("key_changed", f"seal #{seal.sequence} is signed by another key")
             )
-        prior = kept[i - 1] if i else None
-        if (
-            prior
-            and seal.sequence == prior.sequence + 1
-            and seal.previous != seals.seal_hash(prior)
-        ):
+        prior = kept.seals[i - 1] if i else None
+        if prior and seal.sequence == prior.sequence + 1 and seal.previous != kept.hashes[i - 1]:
             findings.append(
                 Finding("seal_chain", f"seal #{seal.sequence} does not follow #{prior.sequence}")
             )
     return findings
 
 
-async def _check_logged_seals(
-    conn: psycopg.AsyncConnection[Any], kept: Sequence[LedgerSealed]
-) -> list[Finding]:
+async def _check_logged_seals(conn: psycopg.AsyncConnection[Any], kept: _Kept) -> list[Finding]:
     """The log still holds every kept seal, and its later seals extend their chain."""
     wrong: dict[int, Finding] = {}
-    unseen = {seal.sequence: seal for seal in kept}
-    chain = _Chain(kept[-1])
-    # The log's seals from the first kept one on, a page at a time: however many there
-    # are, only the kept ones and a page are held.
-    async for page in seal_pages(conn, after=kept[0].sequence - 1):
+    unseen = {seal.sequence: hash_ for seal, hash_ in zip(kept.seals, kept.hashes, strict=True)}
+    chain = _Chain(kept.seals[-1], kept.hashes[-1])
+
+    def check(page: list[LedgerSealed]) -> None:
         for logged in page:
-            seal = unseen.pop(logged.sequence, None)
-            if seal is not None and seals.seal_hash(logged) != seals.seal_hash(seal):
-                wrong[seal.sequence] = Finding(
-                    "seal_altered", f"the log's seal #{seal.sequence} differs from the kept one"
+            kept_hash = unseen.pop(logged.sequence, None)
+            if kept_hash is not None and seals.seal_hash(logged) != kept_hash:
+                wrong[logged.sequence] = Finding(
+                    "seal_altered", f"the log's seal #{logged.sequence} differs from the kept one"
                 )
             chain.extend(logged)
+
+    # The log's seals from the first kept one on, a page at a time: however many there
+    # are, only the kept ones and a page are held. Hashing a page of seals is CPU work
+    # (each names up to 10,000 streams): off the event loop.
+    async for page in seal_pages(conn, after=kept.seals[0].sequence - 1):
+        await asyncio.to_thread(check, page)
         if chain.findings:
             break  # past the last kept seal: the rest only shows the same broken chain
     for sequence in unseen:
         wrong[sequence] = Finding("seal_missing", f"seal #{sequence} is no longer in the log")
-    return [wrong[seal.sequence] for seal in kept if seal.sequence in wrong] + chain.findings
+    return [wrong[seal.sequence] for seal in kept.seals if seal.sequence in wrong] + chain.findings
 
 
 class _Chain:
     """The log's seals after the last kept one must extend its chain, signed by its key;
     the first that does not is named."""
 
-    def __init__(self, last: LedgerSealed) -> None:
+    def __init__(self, last: LedgerSealed, last_hash: str) -> None:
         self.last = last.sequence
-        self.expected, self.pinned = seals.seal_hash(last), last.public_key
+        self.expected, self.pinned = last_hash, last.public_key
         self.findings: list[Finding] = []
 
     def extend(self, logged: LedgerSealed) -> None:
@@ -451,17 +470,28 @@ async def _check_roots(
     return findings
 
 
-async def _name_stream_changes(
-    conn: psycopg.AsyncConnection[Any], kept: Sequence[LedgerSealed]
-) -> list[Finding]:
+_ROWS_AT_ONCE = SEAL_MAX_EVENTS
+
+
+async def _name_stream_changes(conn: psycopg.AsyncConnection[Any], kept: _Kept) -> list[Finding]:
     """Compare what the seals recorded of each stream with what the log holds now."""
-    sealed: dict[tuple[str, int], tuple[str, int]] = {}  # (stream, version) -> (digest, seal)
-    for seal in kept:
-        for sid, (version, digest) in seal.streams.items():
-            sealed[(sid, int(version))] = (str(digest), seal.sequence)
+    wanted = list(kept.sealed)
+    rows: list[store.StreamRow] = []
+    # A seal's worth of rows at a time: reading 200,000 in one answer held the event
+    # loop for a third of a second.
+    for start in range(0, len(wanted), _ROWS_AT_ONCE):
+        rows += await store.rows_at(conn, wanted[start : start + _ROWS_AT_ONCE])
+    return await asyncio.to_thread(_stream_changes, kept.sealed, rows)
+
+
+def _stream_changes(
+    sealed: dict[tuple[str, int], tuple[str, int]], found: list[store.StreamRow]
+) -> list[Finding]:
+    """:func:`_name_stream_changes`'s CPU work: a finding for each stream whose sealed
+    events the log (``found``) no longer holds as they were."""
     findings: list[Finding] = []
     named: set[str] = set()
-    rows = sorted(await store.rows_at(conn, list(sealed)), key=lambda r: (r.stream_id, r.version))
+    rows = sorted(found, key=lambda r: (r.stream_id, r.version))
     newest = {r.stream_id: r for r in rows}  # each stream's highest sealed version
     for sid, row in newest.items():
         digest, by = sealed[(sid, row.version)]
@@ -514,10 +544,13 @@ async def verify_against(
     if not kept:
         return findings
     kept = sorted(kept, key=lambda s: s.sequence)
-    findings += _check_kept(kept)
-    findings += await _check_logged_seals(conn, kept)
+    # Hashing and signature checks over seals of up to 10,000 streams each are CPU work:
+    # off the event loop, so a large verification does not stall the server.
+    worked = await asyncio.to_thread(_Kept.of, kept)
+    findings += await asyncio.to_thread(_check_kept, worked)
+    findings += await _check_logged_seals(conn, worked)
     findings += await _check_roots(conn, kept)
-    findings += await _name_stream_changes(conn, kept)
+    findings += await _name_stream_changes(conn, worked)
     end = await store.log_end(conn)
     last = kept[-1]
     if end is None or (end.tx, end.position) < _cursor(last):
