@@ -464,7 +464,8 @@ MAX_SEALS_BODY = 16 * 1024 * 1024
 """Kept seals list each stream written in their range: years of them fit in 16 MiB."""
 MAX_SEALED_STREAMS = 200_000
 """And at most this many stream entries in all (a seal names up to 10,000): each is a
-row to look up, and 16 MiB of short ones took a verification 20 s of CPU."""
+row to look up, and 16 MiB of short ones took a verification 20 s of CPU. The README,
+docs/security.md (U12) and the OpenAPI document (audit_openapi.VERIFY) name it."""
 
 
 class Verdict(msgspec.Struct, kw_only=True):
