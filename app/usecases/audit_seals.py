@@ -237,7 +237,7 @@ class TooManyStreams(NotSeals):
 # bigint, and their streams into a text[] (no NUL), so anything else is refused here,
 # where they are read, not wherever it would break.
 _Int64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-_Version = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+_Version = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]  # events.version: integer > 0
 _StreamId = Annotated[str, msgspec.Meta(min_length=1, pattern="^[^\\x00]*$")]
 
 

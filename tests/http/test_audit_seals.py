@@ -250,7 +250,7 @@ def _seal_with(fields: str) -> bytes:
         (_seal_with('"tx":1,"streams":{"s":["","x"]}'), "Expected `int`"),
         (_seal_with('"tx":1,"streams":{"s":[1e30,"x"]}'), "Expected `int`"),
         (_seal_with('"tx":1,"streams":{"s":[2147483648,"x"]}'), "<= 2147483647"),
-        (_seal_with('"tx":1,"streams":{"s":[-1,"x"]}'), ">= 0"),
+        (_seal_with('"tx":1,"streams":{"s":[0,"x"]}'), ">= 1"),
         (_seal_with('"tx":1,"streams":{"s\\u0000":[1,"x"]}'), "`key` in `$.streams`"),
         (_seal_with('"tx":1,"streams":{"":[1,"x"]}'), "`key` in `$.streams`"),
         (_seal_with('"tx":-1,"streams":{}'), "`$.tx`"),
