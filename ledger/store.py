@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -591,14 +591,16 @@ async def stream_logged(
     """Every event after ``after`` that ``where`` selects, in :func:`read_all`'s order, a
     page at a time (at most ``batch`` rows and about :data:`PAGE_BYTES`), however long the
     log. Opens (and ends) a transaction on ``conn``, which must not be in one."""
-    async for events in stream_logged_batches(conn, after, where, batch):
-        for event in events:
-            yield event
+    # aclosing: closing this generator early must end the batches' transaction too.
+    async with contextlib.aclosing(stream_logged_batches(conn, after, where, batch)) as batches:
+        async for events in batches:
+            for event in events:
+                yield event
 
 
 async def stream_logged_batches(
     conn: psycopg.AsyncConnection[Any], after: Checkpoint, where: EventFilter, batch: int = 2000
-) -> AsyncIterator[list[LoggedEvent]]:
+) -> AsyncGenerator[list[LoggedEvent], None]:
     """:func:`stream_logged` a page at a time: an export encodes a whole page in one call
     instead of awaiting each row."""
     async with conn.transaction():
@@ -611,7 +613,7 @@ async def stream_logged_batches(
 
 async def stream_ndjson(
     conn: psycopg.AsyncConnection[Any], after: Checkpoint, where: EventFilter, batch: int = 2000
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """:func:`stream_logged`'s events as NDJSON, a page of whole lines at a time; each
     line is the JSON of the event's :class:`LoggedEvent`."""
     async with conn.transaction():
@@ -741,7 +743,7 @@ async def leaves(
     upto: Checkpoint | None = None,
     *,
     limit: int | None = None,
-) -> AsyncIterator[Leaf]:
+) -> AsyncGenerator[Leaf, None]:
     """Every event in ``(after, upto]`` (no ``upto``: to the end) in ``(tx, position)``
     order, the first ``limit`` of them if given, with its digest recomputed from its
     content, streamed through a server-side cursor at constant memory. Opens a

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -284,8 +284,13 @@ async def _ndjson(
 ) -> AsyncIterator[bytes]:
     """One event per line, sent a fetch of the cursor (2,000 events) at a time, the
     lines made by the database; memory stays flat however many."""
-    async with _connection(ctx, scope) as conn:
-        async for chunk in audit.stream_ndjson(conn, where, after):
+    # aclosing: a client that goes away closes this generator at its yield; the inner
+    # one, holding a transaction on conn, must end before conn goes back to the pool.
+    async with (
+        _connection(ctx, scope) as conn,
+        aclosing(audit.stream_ndjson(conn, where, after)) as chunks,
+    ):
+        async for chunk in chunks:
             yield chunk
 
 
@@ -460,6 +465,10 @@ async def seals(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 MAX_SEALS_BODY = 16 * 1024 * 1024
 """Kept seals list each stream written in their range: years of them fit in 16 MiB."""
+MAX_SEALED_STREAMS = 200_000
+"""And at most this many stream entries in all (a seal names up to 10,000): each is a
+row to look up, and 16 MiB of short ones took a verification 20 s of CPU. The README,
+docs/security.md (U12) and the OpenAPI document (audit_openapi.VERIFY) name it."""
 
 
 class Verdict(msgspec.Struct, kw_only=True):
@@ -467,16 +476,28 @@ class Verdict(msgspec.Struct, kw_only=True):
     findings: list[audit_seals.Finding]
 
 
-def _kept_seals(body: bytes, content_type: str) -> list[Any]:
-    """Seals from a JSON array (or one JSON seal), or from JSON lines (``audit seals``)."""
+def _kept_seals(body: bytes, content_type: str) -> list[LedgerSealed]:
+    """Seals from a JSON array (or one JSON seal), or from JSON lines (``audit seals``).
+    Pure CPU work: run it off the event loop."""
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        try:
+            is_array = body.lstrip().startswith(b"[")
+            lines = (
+                [bytes(raw) for raw in msgspec.json.decode(body, type=list[msgspec.Raw])]
+                if is_array
+                else [body]
+            )
+        except msgspec.DecodeError as exc:  # ValidationError included
+            raise _bad(f"not seals: {exc}") from None
+        except RecursionError:
+            raise _bad("not seals: nested too deeply") from None
+    else:
+        lines = body.splitlines()
     try:
-        if content_type.split(";")[0].strip().lower() == "application/json":
-            decoded = msgspec.json.decode(body, type=list[msgspec.Raw] | dict[str, Any])
-            lines = [bytes(raw) for raw in decoded] if isinstance(decoded, list) else [body]
-        else:
-            lines = body.splitlines()
-        return audit_seals.parse_seals(lines)
-    except msgspec.DecodeError as exc:  # ValidationError included
+        return audit_seals.parse_seals(lines, max_streams=MAX_SEALED_STREAMS)
+    except audit_seals.TooManyStreams as exc:
+        raise AuditError(413, "invalid_request", str(exc)) from None
+    except audit_seals.NotSeals as exc:
         raise _bad(f"not seals: {exc}") from None
 
 
@@ -492,7 +513,9 @@ async def verify(request: Request[Any, Any, Any]) -> Response[bytes]:
     """``tokenledger audit verify --seal`` over HTTP: the body is the kept seals, the
     answer every finding (``ok`` when there is none). Triggers are checked too."""
     _whole_log(await _auditor(request))
-    kept = _kept_seals(await request.body(), request.headers.get("content-type", NDJSON))
+    body = await request.body()
+    content_type = request.headers.get("content-type", NDJSON)
+    kept = await asyncio.to_thread(_kept_seals, body, content_type)
     if not kept:
         raise _bad("the body holds no seal")
     ctx: Context = request.app.state.ctx

@@ -152,7 +152,8 @@ VERIFY = operation(
     request_body=RequestBody(
         required=True,
         description="The kept seals: JSON lines (as `GET /audit/seals` with"
-        " Accept: application/x-ndjson hands them out), a JSON array, or one seal.",
+        " Accept: application/x-ndjson hands them out), a JSON array, or one seal; at most"
+        " 16 MiB and 200,000 stream entries in all (413 past either).",
         content={
             "application/x-ndjson": _text("One seal a line."),
             "application/json": OpenAPIMediaType(schema=_SEAL_ARRAY),

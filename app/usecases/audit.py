@@ -9,7 +9,7 @@ read model, and every query is appended to the auditor's stream before it is ans
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -126,7 +126,7 @@ def stream_events(
 
 def stream_ndjson(
     conn: psycopg.AsyncConnection[Any], where: EventFilter, after: Checkpoint
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The events as NDJSON (each line an event's JSON), in chunks of whole lines."""
     return store.stream_ndjson(conn, after, where)
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import psycopg
@@ -178,10 +179,13 @@ async def _seal(
     tree = state.tree()
     written: dict[str, tuple[int, str]] = {}
     last = after
-    async for leaf in store.leaves(tx.conn, after, head, limit=limit):
-        tree.append(leaf.digest)
-        written[leaf.stream_id] = (leaf.version, leaf.digest.hex())
-        last = store.Checkpoint(tx=leaf.tx, position=leaf.position)
+    # aclosing: leaves holds a transaction open on tx.conn until it is closed; left
+    # suspended by an exception here, it would end only when collected.
+    async with aclosing(store.leaves(tx.conn, after, head, limit=limit)) as found:
+        async for leaf in found:
+            tree.append(leaf.digest)
+            written[leaf.stream_id] = (leaf.version, leaf.digest.hex())
+            last = store.Checkpoint(tx=leaf.tx, position=leaf.position)
     seal = seals.new_seal(
         state, tree, tx=last.tx, position=last.position, streams=written, key=key.private, now=now
     )
@@ -221,9 +225,56 @@ def seal_json(seal: LedgerSealed) -> bytes:
     return msgspec.json.encode(seal)
 
 
-def parse_seals(lines: Sequence[bytes | str]) -> list[LedgerSealed]:
-    """Seals from JSON lines (blank lines skipped); raises ``msgspec.ValidationError``."""
-    return [msgspec.json.decode(line, type=LedgerSealed) for line in lines if line.strip()]
+class NotSeals(ValueError):
+    """What an auditor handed back is not seals; the message says where and why."""
+
+
+class TooManyStreams(NotSeals):
+    """The kept seals name more streams than one verification takes."""
+
+
+# Kept seals come from outside: their numbers go into queries as PostgreSQL int and
+# bigint, and their streams into a text[] (no NUL), so anything else is refused here,
+# where they are read, not wherever it would break.
+_Int64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Version = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]  # events.version: integer > 0
+_StreamId = Annotated[str, msgspec.Meta(min_length=1, pattern="^[^\\x00]*$")]
+
+
+class _KeptShape(msgspec.Struct):
+    """The fields of a kept seal that the verification hands to the database or
+    unpacks, as strictly as the log makes them; the rest is :class:`LedgerSealed`'s."""
+
+    sequence: _Version  # the seal's version in its stream
+    tx: _Int64
+    position: _Int64
+    count: _Int64
+    streams: dict[_StreamId, tuple[_Version, str]]
+
+
+def parse_seals(lines: Sequence[bytes | str], max_streams: int | None = None) -> list[LedgerSealed]:
+    """Seals from JSON lines (blank lines skipped), at most ``max_streams`` stream
+    entries in all (None: no cap); raises :class:`NotSeals` (:class:`TooManyStreams`)."""
+    found: list[LedgerSealed] = []
+    streams = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        number = len(found) + 1
+        try:
+            shape = msgspec.json.decode(line, type=_KeptShape)
+            if max_streams is not None and streams + len(shape.streams) > max_streams:
+                raise TooManyStreams(
+                    f"the seals name more than {max_streams} streams in all;"
+                    " verify them a few seals at a time"
+                )
+            streams += len(shape.streams)
+            found.append(msgspec.json.decode(line, type=LedgerSealed))
+        except msgspec.DecodeError as exc:  # ValidationError included
+            raise NotSeals(f"seal {number}: {exc}") from None
+        except RecursionError:
+            raise NotSeals(f"seal {number}: nested too deeply") from None
+    return found
 
 
 async def sealer(
@@ -274,10 +325,30 @@ def _cursor(seal: LedgerSealed) -> tuple[int, int]:
     return (seal.tx, seal.position)
 
 
-def _check_kept(kept: Sequence[LedgerSealed]) -> list[Finding]:
+@dataclass(frozen=True)
+class _Kept:
+    """The kept seals, oldest first, with what the checks need of them worked out once:
+    each seal's hash and the (stream, version) digests they recorded. A seal names up to
+    10,000 streams and its hash encodes them all, so this is made off the event loop."""
+
+    seals: Sequence[LedgerSealed]
+    hashes: list[str]  # each seal's seals.seal_hash
+    sealed: dict[tuple[str, int], tuple[str, int]]  # (stream, version) -> (digest, seal)
+
+    @classmethod
+    def of(cls, kept: Sequence[LedgerSealed]) -> _Kept:
+        sealed: dict[tuple[str, int], tuple[str, int]] = {}
+        for seal in kept:
+            for sid, (version, digest) in seal.streams.items():
+                sealed[(sid, int(version))] = (str(digest), seal.sequence)
+        hashes = [seals.seal_hash(seal) for seal in kept]
+        return cls(seals=kept, hashes=hashes, sealed=sealed)
+
+
+def _check_kept(kept: _Kept) -> list[Finding]:
     findings = []
-    pinned = kept[0].public_key
-    for i, seal in enumerate(kept):
+    pinned = kept.seals[0].public_key
+    for i, seal in enumerate(kept.seals):
         if not seals.signature_valid(seal):
             findings.append(
                 Finding("signature", f"seal #{seal.sequence}: its signature does not verify")
@@ -286,49 +357,48 @@ def _check_kept(kept: Sequence[LedgerSealed]) -> list[Finding]:
             findings.append(
                 Finding("key_changed", f"seal #{seal.sequence} is signed by another key")
             )
-        prior = kept[i - 1] if i else None
-        if (
-            prior
-            and seal.sequence == prior.sequence + 1
-            and seal.previous != seals.seal_hash(prior)
-        ):
+        prior = kept.seals[i - 1] if i else None
+        if prior and seal.sequence == prior.sequence + 1 and seal.previous != kept.hashes[i - 1]:
             findings.append(
                 Finding("seal_chain", f"seal #{seal.sequence} does not follow #{prior.sequence}")
             )
     return findings
 
 
-async def _check_logged_seals(
-    conn: psycopg.AsyncConnection[Any], kept: Sequence[LedgerSealed]
-) -> list[Finding]:
+async def _check_logged_seals(conn: psycopg.AsyncConnection[Any], kept: _Kept) -> list[Finding]:
     """The log still holds every kept seal, and its later seals extend their chain."""
     wrong: dict[int, Finding] = {}
-    unseen = {seal.sequence: seal for seal in kept}
-    chain = _Chain(kept[-1])
-    # The log's seals from the first kept one on, a page at a time: however many there
-    # are, only the kept ones and a page are held.
-    async for page in seal_pages(conn, after=kept[0].sequence - 1):
+    unseen = {seal.sequence: hash_ for seal, hash_ in zip(kept.seals, kept.hashes, strict=True)}
+    chain = _Chain(kept.seals[-1], kept.hashes[-1])
+
+    def check(page: list[LedgerSealed]) -> None:
         for logged in page:
-            seal = unseen.pop(logged.sequence, None)
-            if seal is not None and seals.seal_hash(logged) != seals.seal_hash(seal):
-                wrong[seal.sequence] = Finding(
-                    "seal_altered", f"the log's seal #{seal.sequence} differs from the kept one"
+            kept_hash = unseen.pop(logged.sequence, None)
+            if kept_hash is not None and seals.seal_hash(logged) != kept_hash:
+                wrong[logged.sequence] = Finding(
+                    "seal_altered", f"the log's seal #{logged.sequence} differs from the kept one"
                 )
             chain.extend(logged)
+
+    # The log's seals from the first kept one on, a page at a time: however many there
+    # are, only the kept ones and a page are held. Hashing a page of seals is CPU work
+    # (each names up to 10,000 streams): off the event loop.
+    async for page in seal_pages(conn, after=kept.seals[0].sequence - 1):
+        await asyncio.to_thread(check, page)
         if chain.findings:
             break  # past the last kept seal: the rest only shows the same broken chain
     for sequence in unseen:
         wrong[sequence] = Finding("seal_missing", f"seal #{sequence} is no longer in the log")
-    return [wrong[seal.sequence] for seal in kept if seal.sequence in wrong] + chain.findings
+    return [wrong[seal.sequence] for seal in kept.seals if seal.sequence in wrong] + chain.findings
 
 
 class _Chain:
     """The log's seals after the last kept one must extend its chain, signed by its key;
     the first that does not is named."""
 
-    def __init__(self, last: LedgerSealed) -> None:
+    def __init__(self, last: LedgerSealed, last_hash: str) -> None:
         self.last = last.sequence
-        self.expected, self.pinned = seals.seal_hash(last), last.public_key
+        self.expected, self.pinned = last_hash, last.public_key
         self.findings: list[Finding] = []
 
     def extend(self, logged: LedgerSealed) -> None:
@@ -371,23 +441,26 @@ async def _check_roots(
 
     last = _cursor(kept[-1])
     upto = store.Checkpoint(tx=last[0], position=last[1])
-    async for leaf in store.leaves(conn, store.Checkpoint(), upto):
-        while target is not None and (leaf.tx, leaf.position) > _cursor(target):
-            settle(target)
-            target = next(targets, None)
-            if target is not None:
-                heads.update({sid: int(v[0]) for sid, v in target.streams.items()})
-        if target is None:  # pragma: no cover - upto bounds the leaves
-            break
-        if complete and leaf.version > heads.get(leaf.stream_id, 0):
-            findings.append(
-                Finding(
-                    "inserted",
-                    f"{leaf.stream_id} version {leaf.version} (position {leaf.position}) was"
-                    f" inserted into the range seal #{target.sequence} covered",
+    # aclosing: the loop breaks (or raises) while leaves holds a transaction and a
+    # named cursor open on conn; unclosed, the pooled connection goes back mid-transaction.
+    async with aclosing(store.leaves(conn, store.Checkpoint(), upto)) as found:
+        async for leaf in found:
+            while target is not None and (leaf.tx, leaf.position) > _cursor(target):
+                settle(target)
+                target = next(targets, None)
+                if target is not None:
+                    heads.update({sid: int(v[0]) for sid, v in target.streams.items()})
+            if target is None:  # pragma: no cover - upto bounds the leaves
+                break
+            if complete and leaf.version > heads.get(leaf.stream_id, 0):
+                findings.append(
+                    Finding(
+                        "inserted",
+                        f"{leaf.stream_id} version {leaf.version} (position {leaf.position}) was"
+                        f" inserted into the range seal #{target.sequence} covered",
+                    )
                 )
-            )
-        tree.append(leaf.digest)
+            tree.append(leaf.digest)
     while target is not None:
         settle(target)
         target = next(targets, None)
@@ -397,17 +470,28 @@ async def _check_roots(
     return findings
 
 
-async def _name_stream_changes(
-    conn: psycopg.AsyncConnection[Any], kept: Sequence[LedgerSealed]
-) -> list[Finding]:
+_ROWS_AT_ONCE = SEAL_MAX_EVENTS
+
+
+async def _name_stream_changes(conn: psycopg.AsyncConnection[Any], kept: _Kept) -> list[Finding]:
     """Compare what the seals recorded of each stream with what the log holds now."""
-    sealed: dict[tuple[str, int], tuple[str, int]] = {}  # (stream, version) -> (digest, seal)
-    for seal in kept:
-        for sid, (version, digest) in seal.streams.items():
-            sealed[(sid, int(version))] = (str(digest), seal.sequence)
+    wanted = list(kept.sealed)
+    rows: list[store.StreamRow] = []
+    # A seal's worth of rows at a time: reading 200,000 in one answer held the event
+    # loop for a third of a second.
+    for start in range(0, len(wanted), _ROWS_AT_ONCE):
+        rows += await store.rows_at(conn, wanted[start : start + _ROWS_AT_ONCE])
+    return await asyncio.to_thread(_stream_changes, kept.sealed, rows)
+
+
+def _stream_changes(
+    sealed: dict[tuple[str, int], tuple[str, int]], found: list[store.StreamRow]
+) -> list[Finding]:
+    """:func:`_name_stream_changes`'s CPU work: a finding for each stream whose sealed
+    events the log (``found``) no longer holds as they were."""
     findings: list[Finding] = []
     named: set[str] = set()
-    rows = sorted(await store.rows_at(conn, list(sealed)), key=lambda r: (r.stream_id, r.version))
+    rows = sorted(found, key=lambda r: (r.stream_id, r.version))
     newest = {r.stream_id: r for r in rows}  # each stream's highest sealed version
     for sid, row in newest.items():
         digest, by = sealed[(sid, row.version)]
@@ -460,10 +544,13 @@ async def verify_against(
     if not kept:
         return findings
     kept = sorted(kept, key=lambda s: s.sequence)
-    findings += _check_kept(kept)
-    findings += await _check_logged_seals(conn, kept)
+    # Hashing and signature checks over seals of up to 10,000 streams each are CPU work:
+    # off the event loop, so a large verification does not stall the server.
+    worked = await asyncio.to_thread(_Kept.of, kept)
+    findings += await asyncio.to_thread(_check_kept, worked)
+    findings += await _check_logged_seals(conn, worked)
     findings += await _check_roots(conn, kept)
-    findings += await _name_stream_changes(conn, kept)
+    findings += await _name_stream_changes(conn, worked)
     end = await store.log_end(conn)
     last = kept[-1]
     if end is None or (end.tx, end.position) < _cursor(last):

@@ -78,3 +78,21 @@ async def test_seal_without_a_protected_key_warns(empty_database_url: str) -> No
     status, _, err = await run_cli(["audit", "seal"], empty_database_url)
     assert status == 0, err
     assert "seals are not tamper-proof" in err
+
+
+async def test_a_malformed_seal_file_is_refused_by_name(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text(
+        '{"type":"ledger_sealed","sequence":1,"tx":-1,"position":1,"count":1,"root":"00",'
+        '"previous":"00","frontier":[],"streams":{},"public_key":"AA",'
+        '"sealed_at":"2026-01-01T00:00:00Z","signature":"AA"}\n'
+    )
+    status, _, err = await run_cli(["migrate"], empty_database_url)
+    assert status == 0, err
+    status, _, err = await run_cli(["audit", "verify", "--seal", str(kept)], empty_database_url)
+    assert status == 1
+    assert "not seals: seal 1" in err
+    assert "`$.tx`" in err
+    assert "Traceback" not in err

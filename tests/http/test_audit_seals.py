@@ -214,6 +214,7 @@ async def test_a_deleted_stream_is_named(own: Own) -> None:
         (b"{not json", "application/json", "not seals"),
         (b'{"type": "ledger_sealed"}\n', NDJSON, "not seals"),
         (b"[1, 2]", "application/json", "not seals"),
+        (b"[" * 100_000, "application/json", "nested too deeply"),
     ],
 )
 async def test_what_is_not_seals_is_a_json_error(
@@ -225,6 +226,78 @@ async def test_what_is_not_seals_is_a_json_error(
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "invalid_request"
     assert words in response.json()["error_description"]
+
+
+# A seal's fields but the ones under test (its signature does not matter: these are
+# refused before anything is checked).
+_SEAL = (
+    '"type":"ledger_sealed","sequence":1,"position":1,"count":1,"root":"00","previous":"00",'
+    '"frontier":[],"public_key":"AA","sealed_at":"2026-01-01T00:00:00Z","signature":"AA"'
+)
+
+
+def _seal_with(fields: str) -> bytes:
+    return ("{" + _SEAL + "," + fields + "}").encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (_seal_with('"tx":1,"streams":{"s":[]}'), "`array` of length 2"),
+        (_seal_with('"tx":1,"streams":{"s":[1]}'), "`array` of length 2"),
+        (_seal_with('"tx":1,"streams":{"s":[1,"x",3]}'), "`array` of length 2"),
+        (_seal_with('"tx":1,"streams":{"s":[{},"x"]}'), "Expected `int`"),
+        (_seal_with('"tx":1,"streams":{"s":["","x"]}'), "Expected `int`"),
+        (_seal_with('"tx":1,"streams":{"s":[1e30,"x"]}'), "Expected `int`"),
+        (_seal_with('"tx":1,"streams":{"s":[2147483648,"x"]}'), "<= 2147483647"),
+        (_seal_with('"tx":1,"streams":{"s":[0,"x"]}'), ">= 1"),
+        (_seal_with('"tx":1,"streams":{"s\\u0000":[1,"x"]}'), "`key` in `$.streams`"),
+        (_seal_with('"tx":1,"streams":{"":[1,"x"]}'), "`key` in `$.streams`"),
+        (_seal_with('"tx":-1,"streams":{}'), "`$.tx`"),
+        (_seal_with('"tx":9223372036854775808,"streams":{}'), "`$.tx`"),
+        (_seal_with('"tx":1,"streams":{},"zz":' + "[" * 100_000), "nested too deeply"),
+    ],
+)
+async def test_malformed_seals_are_refused_when_read(own: Own, body: bytes, words: str) -> None:
+    """Kept seals come from outside: a wrong shape is a 400 that names it, not a 500
+    from wherever it would break (the database, or the verification's unpacking)."""
+    for content_type in ("application/json", NDJSON):
+        response = await own.http.post(
+            "/audit/verify", content=body, headers=own.headers(**{"Content-Type": content_type})
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_request"
+        assert "not seals" in response.json()["error_description"]
+        assert words in response.json()["error_description"]
+
+
+async def test_a_refused_verification_leaves_the_next_one_working(own: Own) -> None:
+    kept = await _two_seals(own)
+    for _ in range(3):  # more than the pool would discard quietly
+        bad = await own.http.post(
+            "/audit/verify",
+            content=_seal_with('"tx":-1,"streams":{}'),
+            headers=own.headers(**{"Content-Type": "application/json"}),
+        )
+        assert bad.status_code == 400, bad.text
+    response = await own.http.post("/audit/verify", json=kept, headers=own.headers())
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ok": True, "findings": []}
+
+
+async def test_the_streams_the_seals_name_are_capped(
+    own: Own, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = await _two_seals(own)
+    named = sum(len(seal["streams"]) for seal in kept)
+    monkeypatch.setattr("app.http.audit.MAX_SEALED_STREAMS", named)
+    response = await own.http.post("/audit/verify", json=kept, headers=own.headers())
+    assert response.json() == {"ok": True, "findings": []}
+    monkeypatch.setattr("app.http.audit.MAX_SEALED_STREAMS", named - 1)
+    response = await own.http.post("/audit/verify", json=kept, headers=own.headers())
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert f"more than {named - 1} streams" in response.json()["error_description"]
 
 
 async def test_the_body_is_capped(own: Own) -> None:

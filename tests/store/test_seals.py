@@ -25,6 +25,7 @@ from app.usecases.audit_seals import (
     verify_against,
 )
 from ledger.events import LedgerSealed
+from ledger.seals import MerkleTree
 from ledger.store import append
 from migrations import migrate
 from tests.store.samples import is_superuser, sample
@@ -205,3 +206,22 @@ async def test_a_forged_kept_seal_is_named(db: Conn, key: SealKey) -> None:
     forged = [msgspec.structs.replace(kept[0], count=kept[0].count - 1), kept[1]]
     found = kinds(await verify_against(db, forged))
     assert {"signature", "seal_altered", "root"} <= found
+
+
+async def test_a_verification_that_fails_midway_leaves_no_transaction_open(
+    db: Conn, key: SealKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a sealed log, and a verification that fails while it reads the log's events
+    kept = await sealed_log(db, key)
+
+    def broken(self: MerkleTree, digest: bytes) -> None:
+        raise RuntimeError("failed midway")
+
+    monkeypatch.setattr(MerkleTree, "append", broken)
+    with pytest.raises(RuntimeError, match="midway"):
+        await verify_against(db, kept)
+    # Then the reader's transaction ended with it: a pool would otherwise get the
+    # connection back mid-transaction, and discard it on the next commit
+    assert db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    monkeypatch.undo()
+    assert await verify_against(db, kept) == []
