@@ -100,6 +100,13 @@ def counting_proxy(database_url: str) -> Iterator[tuple[str, RoundTrips]]:
         listening.set()
         loop.run_forever()
         server.close()
+        # End the connections still open (the pool's) on this loop, not when it is
+        # collected: their pumps' writers cannot close on a loop that is gone.
+        pumps = asyncio.all_tasks(loop)
+        for pump in pumps:
+            pump.cancel()
+        loop.run_until_complete(asyncio.gather(*pumps, return_exceptions=True))
+        loop.close()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
