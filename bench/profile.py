@@ -20,7 +20,8 @@ BUCKETS = {
     "asyncio (event loop)": ("asyncio/",),
     "RS256 signing (pyjwt/cryptography)": ("jwt/", "cryptography/"),
     "psycopg (driver, pool)": ("psycopg/", "psycopg_pool/"),
-    "HTTP (uvicorn/h11/httptools)": ("uvicorn/", "h11/", "httptools"),
+    # app/server.py: the server's own protocol and response transport (under uvicorn)
+    "HTTP (uvicorn/h11/httptools)": ("uvicorn/", "h11/", "httptools", "(app/server.py)"),
     "logging (structlog/logging)": ("structlog/", "logging/", "(app/logging.py)"),
     "Litestar": ("litestar/",),
     "ledger (deciders, events)": ("ledger/",),

@@ -18,6 +18,12 @@ def test_profile_frames_drop_the_thread_and_line_numbers() -> None:
     assert names == ["main (app/cli.py)", "grant (app/usecases/grants/refresh_token.py)"]
 
 
+def test_profile_counts_the_servers_own_transport_as_http() -> None:
+    names = ["Runner.run (asyncio/runners.py)", "OneSendPerStep._send (app/server.py)"]
+    assert profile.bucket_of(names) == "HTTP (uvicorn/h11/httptools)"
+    assert profile.bucket_of(["token (app/http/token_endpoint.py)"]) == "app/http"
+
+
 def test_once_presents_each_line_once_and_counts_the_expected_status(tmp_path: Path) -> None:
     lines = tmp_path / "lines"
     lines.write_text("a1 v1\na2 v2\n")
