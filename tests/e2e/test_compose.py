@@ -31,6 +31,7 @@ from tests.support.ports import free_port
 ROOT = Path(__file__).parents[2]
 REDIRECT_URI = "http://127.0.0.1:53682/callback"
 PASSWORD = "compose passphrase, long enough"
+SERVICES = ("postgres", "migrate", "app1", "app2", "balancer")
 
 
 def _engine() -> list[str] | None:
@@ -95,16 +96,26 @@ def stack() -> Iterator[tuple[Stack, str]]:
         print(f"compose stack up and ready in {time.monotonic() - started:.1f} s")
         yield run, issuer
     finally:
-        with_logs = subprocess.run(
-            [*(ENGINE or []), "-p", run.project, "logs"],
+        print(_diagnosis(run))
+        run("down", "--volumes", timeout=300)
+
+
+def _diagnosis(run: Stack) -> str:
+    """Each container's state and the last lines of each service's log (one service's
+    retries would otherwise push the one-shot migration's answer out of sight)."""
+    parts = []
+    ps = ["ps", "-a"] if ENGINE == ["docker", "compose"] else ["ps"]  # podman-compose: all
+    for args in (ps, *(["logs", "--tail", "25", s] for s in SERVICES)):
+        done = subprocess.run(
+            [*(ENGINE or []), "-p", run.project, *args],
             cwd=ROOT,
-            env=env,
+            env=run.env,
             capture_output=True,
             text=True,
             check=False,
         )
-        print(with_logs.stdout[-5000:])
-        run("down", "--volumes", timeout=300)
+        parts.append(f"--- {' '.join(args)}\n{done.stdout[-4000:]}{done.stderr[-1000:]}")
+    return "\n".join(parts)
 
 
 def _wait_ready(issuer: str, seconds: float, in_a_row: int = 1) -> None:
