@@ -31,7 +31,7 @@ from ledger.auditors import AuditorState
 from ledger.events import LedgerSealed
 from ledger.opaque_tokens import AUDITOR_PREFIX
 from ledger.projects import valid_project_id
-from ledger.store import Checkpoint, EventFilter, parse_cursor
+from ledger.store import Checkpoint, EventFilter, ascii_digits, parse_cursor
 from projections import tenancy
 
 NDJSON = "application/x-ndjson"
@@ -207,8 +207,7 @@ def _time(name: str, value: str | None) -> datetime | None:
 def _int(name: str, value: str | None, *, lo: int = 0, hi: int = 2**63 - 1) -> int | None:
     if value is None:
         return None
-    # isascii: str.isdigit also takes digits int() refuses (superscripts) or reads (٣)
-    if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
+    if not ascii_digits(value) or not lo <= int(value) <= hi:
         raise _bad(f"{name} must be an integer from {lo} to {hi}")
     return int(value)
 
