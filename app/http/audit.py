@@ -258,7 +258,7 @@ def _wants(request: Request[Any, Any, Any], *types: str) -> str:
 @get(
     "/events",
     responses=doc.body(audit.EventsPage, "A page of events; resume after `next`.")
-    | doc.errors(400, 401),
+    | doc.errors(400, 401, 403, 404),
     operation_class=doc.EVENTS,
 )
 async def events(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -304,7 +304,7 @@ LIFETIME_SECONDS = 60.0
 RETRY_MS = 1000
 
 
-@get("/stream", responses=doc.errors(400, 401), operation_class=doc.STREAM)
+@get("/stream", responses=doc.errors(400, 401, 403, 404), operation_class=doc.STREAM)
 async def stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
     """The log as it grows, as server-sent events: each event one message, its ``id`` the
     cursor of ``/audit/events``. Filters as there; it starts now, or after ``cursor`` or
@@ -358,7 +358,7 @@ async def _tail(
 @get(
     "/families/{family_id:str}",
     responses=doc.body(audit.FamilyTimeline, "The family's life, in log order.")
-    | doc.errors(401, 404),
+    | doc.errors(400, 401, 403, 404),
     operation_class=doc.FAMILY,
 )
 async def family(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -381,7 +381,9 @@ async def family(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @get(
     "/clients/{client_id:str}",
-    responses=doc.body(audit.Families, "The client and its families.") | doc.errors(401, 404),
+    responses=doc.body(audit.Families, "The client and its families.")
+    | doc.errors(400, 401, 403, 404),
+    operation_class=doc.CLIENT,
 )
 async def client(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A client's registration and its families (newest first) with their state."""
@@ -397,7 +399,8 @@ async def client(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get(
     "/subjects/{subject:str}",
-    responses=doc.body(audit.Families, "The subject's families.") | doc.errors(401),
+    responses=doc.body(audit.Families, "The subject's families.") | doc.errors(400, 401, 403, 404),
+    operation_class=doc.SUBJECT,
 )
 async def subject(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A subject's families (newest first) with their state."""
@@ -420,7 +423,7 @@ SEALS_BYTES = 4 << 20  # and about this much JSON at most (a seal can be 1 MB), 
         "The seals, oldest first; when more follow, a `Link` header (rel=next) names the"
         " next page.",
     )
-    | doc.errors(400, 401),
+    | doc.errors(400, 401, 403),
     operation_class=doc.SEALS,
 )
 async def seals(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -505,7 +508,7 @@ def _kept_seals(body: bytes, content_type: str) -> list[LedgerSealed]:
     status_code=200,
     request_max_body_size=MAX_SEALS_BODY,
     responses=doc.body(Verdict, "Every finding; ok when there is none.")
-    | doc.errors(400, 401, 413),
+    | doc.errors(400, 401, 403, 413),
     operation_class=doc.VERIFY,
 )
 async def verify(request: Request[Any, Any, Any]) -> Response[bytes]:
