@@ -454,11 +454,17 @@ def format_cursor(checkpoint: Checkpoint) -> str:
     return f"{checkpoint.tx}-{checkpoint.position}"
 
 
+def ascii_digits(text: str) -> bool:
+    """Whether ``text`` is a non-negative integer written in 0-9 alone: the one test for
+    numbers read from outside (cursors, query parameters). str.isdigit alone also takes
+    digits int() refuses (superscripts) or reads (٣)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_cursor(value: str) -> Checkpoint:
     """The inverse of :func:`format_cursor`; ValueError for anything else."""
     tx, sep, position = value.partition("-")
-    # isascii: str.isdigit also takes digits int() refuses (superscripts) or reads (٣)
-    if len(value) > 41 or not value.isascii() or not (sep and tx.isdigit() and position.isdigit()):
+    if len(value) > 41 or not (sep and ascii_digits(tx) and ascii_digits(position)):
         raise ValueError("malformed cursor")
     return Checkpoint(tx=int(tx), position=int(position))
 

@@ -31,7 +31,7 @@ from ledger.auditors import AuditorState
 from ledger.events import LedgerSealed
 from ledger.opaque_tokens import AUDITOR_PREFIX
 from ledger.projects import valid_project_id
-from ledger.store import Checkpoint, EventFilter, parse_cursor
+from ledger.store import Checkpoint, EventFilter, ascii_digits, parse_cursor
 from projections import tenancy
 
 NDJSON = "application/x-ndjson"
@@ -207,8 +207,7 @@ def _time(name: str, value: str | None) -> datetime | None:
 def _int(name: str, value: str | None, *, lo: int = 0, hi: int = 2**63 - 1) -> int | None:
     if value is None:
         return None
-    # isascii: str.isdigit also takes digits int() refuses (superscripts) or reads (٣)
-    if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
+    if not ascii_digits(value) or not lo <= int(value) <= hi:
         raise _bad(f"{name} must be an integer from {lo} to {hi}")
     return int(value)
 
@@ -259,7 +258,7 @@ def _wants(request: Request[Any, Any, Any], *types: str) -> str:
 @get(
     "/events",
     responses=doc.body(audit.EventsPage, "A page of events; resume after `next`.")
-    | doc.errors(400, 401),
+    | doc.errors(400, 401, 403, 404),
     operation_class=doc.EVENTS,
 )
 async def events(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -305,7 +304,7 @@ LIFETIME_SECONDS = 60.0
 RETRY_MS = 1000
 
 
-@get("/stream", responses=doc.errors(400, 401), operation_class=doc.STREAM)
+@get("/stream", responses=doc.errors(400, 401, 403, 404), operation_class=doc.STREAM)
 async def stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
     """The log as it grows, as server-sent events: each event one message, its ``id`` the
     cursor of ``/audit/events``. Filters as there; it starts now, or after ``cursor`` or
@@ -359,7 +358,7 @@ async def _tail(
 @get(
     "/families/{family_id:str}",
     responses=doc.body(audit.FamilyTimeline, "The family's life, in log order.")
-    | doc.errors(401, 404),
+    | doc.errors(400, 401, 403, 404),
     operation_class=doc.FAMILY,
 )
 async def family(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -382,7 +381,9 @@ async def family(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @get(
     "/clients/{client_id:str}",
-    responses=doc.body(audit.Families, "The client and its families.") | doc.errors(401, 404),
+    responses=doc.body(audit.Families, "The client and its families.")
+    | doc.errors(400, 401, 403, 404),
+    operation_class=doc.CLIENT,
 )
 async def client(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A client's registration and its families (newest first) with their state."""
@@ -398,7 +399,8 @@ async def client(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get(
     "/subjects/{subject:str}",
-    responses=doc.body(audit.Families, "The subject's families.") | doc.errors(401),
+    responses=doc.body(audit.Families, "The subject's families.") | doc.errors(400, 401, 403, 404),
+    operation_class=doc.SUBJECT,
 )
 async def subject(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A subject's families (newest first) with their state."""
@@ -421,7 +423,7 @@ SEALS_BYTES = 4 << 20  # and about this much JSON at most (a seal can be 1 MB), 
         "The seals, oldest first; when more follow, a `Link` header (rel=next) names the"
         " next page.",
     )
-    | doc.errors(400, 401),
+    | doc.errors(400, 401, 403),
     operation_class=doc.SEALS,
 )
 async def seals(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -506,7 +508,7 @@ def _kept_seals(body: bytes, content_type: str) -> list[LedgerSealed]:
     status_code=200,
     request_max_body_size=MAX_SEALS_BODY,
     responses=doc.body(Verdict, "Every finding; ok when there is none.")
-    | doc.errors(400, 401, 413),
+    | doc.errors(400, 401, 403, 413),
     operation_class=doc.VERIFY,
 )
 async def verify(request: Request[Any, Any, Any]) -> Response[bytes]:

@@ -37,12 +37,27 @@ def _unavailable() -> dict[str, Any]:
     }
 
 
+# RFC 6749 §3.1: request parameters must not be included more than once. The token,
+# revocation and introspection endpoints refuse any repeated parameter, the
+# authorization endpoint its OAuth ones: a form or query read as an object of strings
+# does not say so (a client could take a repeat for an array), so each one's
+# description does.
+ONCE = "At most once: sent more than once, the request is refused (invalid_request)."
+
+
+def _once(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "description": ONCE}
+
+
 def _form(properties: dict[str, Any]) -> dict[str, Any]:
     return {
         "required": True,
         "content": {
             "application/x-www-form-urlencoded": {
-                "schema": {"type": "object", "properties": properties}
+                "schema": {
+                    "type": "object",
+                    "properties": {name: _once(schema) for name, schema in properties.items()},
+                }
             }
         },
     }
@@ -233,7 +248,13 @@ DOCUMENT: dict[str, Any] = {
             "get": {
                 "summary": "Authorization endpoint: the sign-in and consent pages",
                 "parameters": [
-                    {"name": name, "in": "query", "required": False, "schema": _TEXT}
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": False,
+                        "schema": _TEXT,
+                        "description": ONCE,
+                    }
                     for name in (
                         "response_type",
                         "client_id",

@@ -241,15 +241,30 @@ _Version = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]  # events.version: i
 _StreamId = Annotated[str, msgspec.Meta(min_length=1, pattern="^[^\\x00]*$")]
 
 
-class _KeptShape(msgspec.Struct):
-    """The fields of a kept seal that the verification hands to the database or
-    unpacks, as strictly as the log makes them; the rest is :class:`LedgerSealed`'s."""
+class _KeptSeal(msgspec.Struct, kw_only=True, tag_field="type", tag="ledger_sealed"):
+    """A kept seal as read: :class:`LedgerSealed`'s fields, those the verification hands
+    to the database or unpacks as strictly as the log makes them. A seal names up to
+    10,000 streams, so each line is decoded once, into this, and the event built from it."""
 
     sequence: _Version  # the seal's version in its stream
     tx: _Int64
     position: _Int64
     count: _Int64
+    root: str
+    previous: str
+    frontier: list[str]
     streams: dict[_StreamId, tuple[_Version, str]]
+    public_key: str
+    sealed_at: datetime
+    signature: str
+
+    def event(self) -> LedgerSealed:
+        fields = msgspec.structs.asdict(self)
+        # As the log decodes them: [version, digest] lists, which the signature covers.
+        fields["streams"] = {
+            sid: [version, digest] for sid, (version, digest) in self.streams.items()
+        }
+        return LedgerSealed(**fields)
 
 
 def parse_seals(lines: Sequence[bytes | str], max_streams: int | None = None) -> list[LedgerSealed]:
@@ -262,18 +277,18 @@ def parse_seals(lines: Sequence[bytes | str], max_streams: int | None = None) ->
             continue
         number = len(found) + 1
         try:
-            shape = msgspec.json.decode(line, type=_KeptShape)
-            if max_streams is not None and streams + len(shape.streams) > max_streams:
-                raise TooManyStreams(
-                    f"the seals name more than {max_streams} streams in all;"
-                    " verify them a few seals at a time"
-                )
-            streams += len(shape.streams)
-            found.append(msgspec.json.decode(line, type=LedgerSealed))
+            kept = msgspec.json.decode(line, type=_KeptSeal)
         except msgspec.DecodeError as exc:  # ValidationError included
             raise NotSeals(f"seal {number}: {exc}") from None
         except RecursionError:
             raise NotSeals(f"seal {number}: nested too deeply") from None
+        if max_streams is not None and streams + len(kept.streams) > max_streams:
+            raise TooManyStreams(
+                f"the seals name more than {max_streams} streams in all;"
+                " verify them a few seals at a time"
+            )
+        streams += len(kept.streams)
+        found.append(kept.event())
     return found
 
 
@@ -340,7 +355,7 @@ class _Kept:
         sealed: dict[tuple[str, int], tuple[str, int]] = {}
         for seal in kept:
             for sid, (version, digest) in seal.streams.items():
-                sealed[(sid, int(version))] = (str(digest), seal.sequence)
+                sealed[(sid, version)] = (digest, seal.sequence)
         hashes = [seals.seal_hash(seal) for seal in kept]
         return cls(seals=kept, hashes=hashes, sealed=sealed)
 

@@ -11,6 +11,10 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from openapi_spec_validator import validate
 
+from tests.conftest import Pool
+from tests.http.audit_helpers import bearer, new_auditor
+from tests.http.conftest import Clock
+
 Http = AsyncTestClient[Litestar]
 
 
@@ -68,7 +72,7 @@ async def test_what_the_handlers_read_themselves_is_described(document: dict[str
     names = {p["name"] for p in events["parameters"]}
     assert names == {
         "stream", "type", "client_id", "subject", "family_id",
-        "since", "until", "after", "until_position", "cursor", "limit",
+        "since", "until", "after", "until_position", "cursor", "limit", "project",
     }  # fmt: skip
     assert set(events["responses"]["200"]["content"]) == {
         "application/json",
@@ -98,3 +102,82 @@ async def test_an_unknown_audit_path_is_a_json_404(client: Http) -> None:
     response = await client.get("/audit/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"] == "invalid_request"
+
+
+# The errors each /audit route can give (app/http/audit.py): 400 a bad parameter (or a
+# NUL in the path, or a repeated project), 403 another project's data or the seals for
+# a project's auditor, 404 an unknown project, family or client, 503 the database.
+_ERRORS = {
+    ("/audit/events", "get"): {"400", "401", "403", "404", "503"},
+    ("/audit/stream", "get"): {"400", "401", "403", "404", "503"},
+    ("/audit/families/{family_id}", "get"): {"400", "401", "403", "404", "503"},
+    ("/audit/clients/{client_id}", "get"): {"400", "401", "403", "404", "503"},
+    ("/audit/subjects/{subject}", "get"): {"400", "401", "403", "404", "503"},
+    ("/audit/seals", "get"): {"400", "401", "403", "503"},
+    ("/audit/verify", "post"): {"400", "401", "403", "413", "503"},
+}
+
+
+async def test_every_error_the_server_gives_is_listed(document: dict[str, Any]) -> None:
+    listed = {
+        (path, method): set(operation["responses"]) - {"200"}
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    assert listed == _ERRORS
+    for (path, method), _ in _ERRORS.items():
+        unavailable = document["paths"][path][method]["responses"]["503"]
+        assert unavailable["headers"]["Retry-After"]["required"] is True, path
+
+
+def _parameter(document: dict[str, Any], path: str, name: str) -> dict[str, Any]:
+    (found,) = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == name]
+    schema: dict[str, Any] = found["schema"]
+    return schema
+
+
+def _allows(schema: dict[str, Any], value: str) -> bool:
+    """The parts of a JSON schema these parameters use, for a query string's value."""
+    if schema["type"] == "integer":
+        return (
+            value.isascii()
+            and value.isdigit()
+            and schema.get("minimum", 0) <= int(value) <= schema["maximum"]
+        )
+    if len(value) > schema.get("maxLength", len(value)):
+        return False
+    return re.search(schema.get("pattern", ""), value) is not None
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "value"),
+    [
+        ("/audit/events", "cursor", "0"),
+        ("/audit/events", "cursor", "0-0"),
+        ("/audit/events", "cursor", "12-3"),
+        ("/audit/events", "cursor", "-1"),
+        ("/audit/events", "cursor", "1-" + "9" * 40),
+        ("/audit/events", "cursor", "\u0663-1"),
+        ("/audit/events", "after", "0"),
+        ("/audit/events", "after", str(2**63)),
+        ("/audit/events", "limit", "0"),
+        ("/audit/events", "limit", "1000"),
+        ("/audit/events", "stream", "a\x00b"),
+        ("/audit/seals", "after", "0"),
+        ("/audit/seals", "limit", "1001"),
+        ("/audit/seals", "limit", "1"),
+    ],
+)
+async def test_the_server_takes_what_the_document_allows_and_no_more(
+    client: Http,
+    document: dict[str, Any],
+    pool: Pool,
+    clock: Clock,
+    path: str,
+    name: str,
+    value: str,
+) -> None:
+    _, token = await new_auditor(pool, clock)
+    allowed = _allows(_parameter(document, path, name), value)
+    response = await client.get(path, params={name: value}, headers=bearer(token))
+    assert response.status_code == (200 if allowed else 400), (value, response.text)

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from app.usecases.audit_seals import NotSeals, TooManyStreams, parse_seals
 from ledger import seals
 from ledger.errors import AlreadyExists
 from ledger.events import LedgerSealed
@@ -77,3 +78,35 @@ def test_seals_chain_and_a_stale_sealer_is_refused() -> None:
     assert state.hash == seals.seal_hash(first)
     decision = seals.decide(seals.RecordSeal(seal=_seal(key)), state)
     assert isinstance(decision.error, AlreadyExists)
+
+
+def test_kept_seals_read_back_as_the_seals_they_were() -> None:
+    seal = _seal(Ed25519PrivateKey.generate())
+    line = msgspec.json.encode(seal)
+    (again,) = parse_seals([line, b"  "])
+    assert type(again) is LedgerSealed
+    assert again == seal
+    assert seals.signature_valid(again)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"type": "client_registered"},
+        {"sequence": 0},
+        {"streams": {"client:a": [1, "ab", 3]}},
+        {"streams": {"": [1, "ab"]}},
+        {"sealed_at": "yesterday"},
+    ],
+)
+def test_kept_seals_not_as_the_log_makes_them_are_refused(change: dict[str, object]) -> None:
+    body = msgspec.to_builtins(_seal(Ed25519PrivateKey.generate())) | change
+    with pytest.raises(NotSeals, match="seal 1: "):
+        parse_seals([msgspec.json.encode(body)])
+
+
+def test_kept_seals_naming_too_many_streams_are_refused() -> None:
+    line = msgspec.json.encode(_seal(Ed25519PrivateKey.generate()))
+    assert len(parse_seals([line, line], max_streams=2)) == 2
+    with pytest.raises(TooManyStreams):
+        parse_seals([line, line, line], max_streams=2)
