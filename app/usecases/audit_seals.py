@@ -442,7 +442,7 @@ async def _check_roots(
     heads: dict[str, int] = {}
     targets = iter(kept)
     target: LedgerSealed | None = kept[0]
-    heads.update({sid: int(v[0]) for sid, v in kept[0].streams.items()})
+    heads.update({sid: v[0] for sid, v in kept[0].streams.items()})
     next(targets)
     mismatched: list[str] = []
 
@@ -464,7 +464,7 @@ async def _check_roots(
                 settle(target)
                 target = next(targets, None)
                 if target is not None:
-                    heads.update({sid: int(v[0]) for sid, v in target.streams.items()})
+                    heads.update({sid: v[0] for sid, v in target.streams.items()})
             if target is None:  # pragma: no cover - upto bounds the leaves
                 break
             if complete and leaf.version > heads.get(leaf.stream_id, 0):
